@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# Set up everything spoofsdk needs on a fresh Debian/Ubuntu machine (idempotent):
+#   system packages (compilers, cross toolchain, qemu-user, clang sanitizer/fuzzer runtimes,
+#   espeak-ng and Asterisk prompts for the demo audio), a virtualenv in .venv, and the
+#   package itself with the extras for training, export and development.
+# Usage: scripts/setup.sh [--editable]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$(pwd)
+EDITABLE=0
+[[ "${1:-}" == "--editable" ]] && EDITABLE=1
+
+APT_PACKAGES=(build-essential cmake ninja-build clang lld libclang-rt-14-dev
+              g++-aarch64-linux-gnu qemu-user espeak-ng asterisk-core-sounds-en-wav)
+missing=()
+for p in "${APT_PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  echo "setup: installing system packages: ${missing[*]}"
+  SUDO=""
+  [[ $(id -u) -ne 0 ]] && SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+PY=${PYTHON:-python3}
+if [[ ! -x .venv/bin/python ]]; then
+  echo "setup: creating .venv with $($PY --version)"
+  $PY -m venv .venv
+fi
+VPY="$ROOT/.venv/bin/python"
+"$VPY" -m pip install -q --upgrade pip
+# Build requirements live in the venv so that the package builds without isolation
+# (faster, and no second torch resolution inside a build environment).
+"$VPY" -m pip install -q -c constraints/ci.txt "scikit-build-core>=0.11" "pybind11>=3.0"
+if ((EDITABLE)); then
+  "$VPY" -m pip install -q -c constraints/ci.txt --no-build-isolation -e ".[dev,train,export]"
+else
+  "$VPY" -m pip install -q -c constraints/ci.txt --no-build-isolation ".[dev,train,export]"
+fi
+echo "setup: ok ($("$VPY" -c 'import spoofsdk; print("spoofsdk", spoofsdk.__version__)'))"

@@ -1,0 +1,71 @@
+"""The exception hierarchy of spoofsdk.
+
+Every error the SDK raises derives from :class:`SpoofError`. Errors caused by the caller's
+input also derive from the matching built-in (``ValueError``, ``OSError``, ``RuntimeError``)
+so that generic handlers keep working. Messages say what was expected and what was given.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "BackendUnavailableError",
+    "BufferOverflowError",
+    "EngineIncompatibleError",
+    "InvalidArgumentError",
+    "InvalidAudioError",
+    "ModelLoadError",
+    "NativeError",
+    "NativeStateError",
+    "SessionClosedError",
+    "SpoofError",
+]
+
+
+class SpoofError(Exception):
+    """Base class of every spoofsdk error.
+
+    ``code`` is the C ``spoof_status`` when the error was raised by the native front end,
+    else ``None``.
+    """
+
+    code: int | None = None
+
+
+class InvalidAudioError(SpoofError, ValueError):
+    """Audio the SDK cannot score: wrong dtype or shape, NaN/Inf, empty, unsupported rate."""
+
+
+class InvalidArgumentError(SpoofError, ValueError):
+    """An option or argument outside its valid range."""
+
+
+class ModelLoadError(SpoofError, OSError):
+    """A model file that is missing, truncated, corrupt, or whose manifest is missing or inconsistent."""
+
+
+class EngineIncompatibleError(ModelLoadError):
+    """A TensorRT engine built for another GPU, TensorRT version or platform."""
+
+
+class BackendUnavailableError(SpoofError, RuntimeError):
+    """An explicitly requested backend that cannot run on this machine."""
+
+
+class SessionClosedError(SpoofError, RuntimeError):
+    """An operation on a streaming session that was already closed."""
+
+
+class NativeError(SpoofError, RuntimeError):
+    """An error reported by the native front end; ``code`` is the C ``spoof_status``."""
+
+    def __init__(self, message: str, code: int = 7) -> None:
+        super().__init__(message)
+        self.code: int | None = code
+
+
+class BufferOverflowError(NativeError):
+    """The ring buffer is full under the ``"error"`` overflow policy; nothing was written."""
+
+
+class NativeStateError(NativeError):
+    """A native call made in the wrong state (e.g. push after flush without reset)."""
