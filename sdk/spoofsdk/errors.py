@@ -16,6 +16,8 @@ __all__ = [
     "ModelLoadError",
     "NativeError",
     "NativeStateError",
+    "OverloadError",
+    "SchedulerClosedError",
     "SessionClosedError",
     "SpoofError",
 ]
@@ -53,6 +55,17 @@ class BackendUnavailableError(SpoofError, RuntimeError):
 
 class SessionClosedError(SpoofError, RuntimeError):
     """An operation on a streaming session that was already closed."""
+
+
+class SchedulerClosedError(SessionClosedError):
+    """Work submitted to a :class:`~spoofsdk.scheduler.BatchScheduler` that was shut down."""
+
+
+class OverloadError(SpoofError, RuntimeError):
+    """Back-pressure: the batching scheduler's queue stayed full past the caller's timeout.
+
+    The work was not accepted; the caller may retry later or shed the call.
+    """
 
 
 class NativeError(SpoofError, RuntimeError):

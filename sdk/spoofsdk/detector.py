@@ -1,0 +1,471 @@
+"""`Detector`: load a contract-B detector once, score clips and live streams from any thread."""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Sequence
+from importlib import resources
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import numpy.typing as npt
+
+from spoofsdk.backends import Backend, create_backend
+from spoofsdk.backends.ort import OrtOptions, TensorRTOptions, coerce_options
+from spoofsdk.errors import InvalidArgumentError, InvalidAudioError, ModelLoadError
+from spoofsdk.manifest import Manifest, read_manifest
+from spoofsdk.results import Score, WindowScore, check_aggregate, sigmoid
+
+if TYPE_CHECKING:
+    from spoofsdk import _native
+    from spoofsdk.scheduler import BatchScheduler
+    from spoofsdk.session import StreamingSession
+
+__all__ = ["DEFAULT_MODEL", "MAX_SAMPLE_RATE", "MIN_SAMPLE_RATE", "Detector", "as_mono_float"]
+
+logger = logging.getLogger("spoofsdk")
+
+#: Where the bundled default detector lives inside the package (shipped by a later release).
+DEFAULT_MODEL = "models/default.onnx"
+#: Input sample rates accepted by score() and stream() (the native resampler's range is wider).
+MIN_SAMPLE_RATE = 4000
+MAX_SAMPLE_RATE = 384000
+#: Float input whose peak exceeds this is rejected: it is almost always int16-scaled audio in a float array.
+MAX_FLOAT_PEAK = 2.0
+#: 2-D input is (frames, channels) with at most this many channels (python-soundfile's layout).
+MAX_CHANNELS = 8
+_DTYPES = (np.int16, np.float32, np.float64)
+
+
+def check_sample_rate(sample_rate: object) -> int:
+    if isinstance(sample_rate, bool) or not isinstance(sample_rate, (int, np.integer)):
+        raise InvalidAudioError(
+            f"sample_rate: expected an integer number of Hz, given {sample_rate!r} "
+            f"({type(sample_rate).__name__})"
+        )
+    sr = int(sample_rate)
+    if not MIN_SAMPLE_RATE <= sr <= MAX_SAMPLE_RATE:
+        raise InvalidAudioError(
+            f"sample_rate: expected {MIN_SAMPLE_RATE}..{MAX_SAMPLE_RATE} Hz, given {sr} Hz"
+        )
+    return sr
+
+
+def as_mono_float(pcm: object, *, what: str = "pcm") -> npt.NDArray[np.float32] | npt.NDArray[np.int16]:
+    """Validate an audio array and return it mono, C-contiguous, as int16 or float32.
+
+    Rules: dtype int16, float32 or float64; 1-D ``(frames,)`` or 2-D ``(frames, channels)`` with
+    1..8 channels, downmixed by the mean of the channels (int16 stereo is decoded natively first);
+    non-empty; finite; float peak <= 2.0 (float audio is expected in [-1, 1]).
+    """
+    if not isinstance(pcm, np.ndarray):
+        raise InvalidAudioError(
+            f"{what}: expected a numpy array of int16, float32 or float64 samples, given {type(pcm).__name__}"
+        )
+    if pcm.dtype not in _DTYPES:
+        raise InvalidAudioError(f"{what}: expected dtype int16, float32 or float64, given {pcm.dtype}")
+    if pcm.ndim == 2:
+        frames, channels = pcm.shape
+        if not 1 <= channels <= MAX_CHANNELS:
+            hint = " (channels first? pass pcm.T)" if frames <= MAX_CHANNELS < channels else ""
+            raise InvalidAudioError(
+                f"{what}: expected shape (frames,) or (frames, channels) with 1..{MAX_CHANNELS} channels, "
+                f"given {pcm.shape}{hint}"
+            )
+    elif pcm.ndim != 1:
+        raise InvalidAudioError(f"{what}: expected shape (frames,) or (frames, channels), given {pcm.shape}")
+    if pcm.size == 0:
+        raise InvalidAudioError(f"{what}: expected at least one sample, given an empty array {pcm.shape}")
+    if pcm.dtype == np.int16:
+        if pcm.ndim == 1:
+            return np.ascontiguousarray(pcm)
+        from spoofsdk import _native
+
+        x = _native.decode(np.ascontiguousarray(pcm).astype("<i2", copy=False).tobytes(), "pcm16")
+        return np.ascontiguousarray(x.reshape(pcm.shape).mean(axis=1, dtype=np.float64).astype(np.float32))
+    finite = np.isfinite(pcm)
+    if not finite.all():
+        bad = int(np.flatnonzero(~finite.reshape(-1))[0])
+        raise InvalidAudioError(
+            f"{what}: expected finite samples, given {pcm.reshape(-1)[bad]} at flat index {bad} "
+            f"({int((~finite).sum())} non-finite samples)"
+        )
+    peak = float(np.abs(pcm).max())
+    if peak > MAX_FLOAT_PEAK:
+        raise InvalidAudioError(
+            f"{what}: expected float samples in [-1, 1], given peak {peak:.4g} "
+            "(int16-scaled audio in a float array? divide by 32768 or pass the int16 array)"
+        )
+    x = pcm if pcm.ndim == 1 else pcm.mean(axis=1, dtype=np.float64)
+    return np.ascontiguousarray(x, dtype=np.float32)
+
+
+def _default_model_path() -> Path:
+    ref = resources.files("spoofsdk").joinpath(DEFAULT_MODEL)
+    path = Path(str(ref))
+    if not path.is_file():
+        raise ModelLoadError(
+            f"no default detector is bundled with this spoofsdk ({path} does not exist); pass the path of an "
+            "exported detector: Detector('model.onnx') or Detector('model.trt') "
+            "(spoof-score --model PATH on the command line)"
+        )
+    return path
+
+
+class Detector:
+    """A loaded detector: immutable and safe to share across threads.
+
+    Parameters
+    ----------
+    path:
+        An ``.onnx`` model or a TensorRT engine (``.trt`` / ``.engine`` / ``.plan`` with its
+        ``.json`` sidecar) carrying a contract-B manifest. ``None`` loads the bundled default detector.
+    backend:
+        ``"auto"`` (TensorRT > CUDA > CPU, logged), ``"cpu"``, ``"cuda"`` or ``"tensorrt"``. An explicit
+        backend that cannot run raises :class:`~spoofsdk.errors.BackendUnavailableError`.
+    device_id:
+        CUDA device for ``"cuda"`` / ``"tensorrt"``.
+    num_threads:
+        ONNX Runtime intra-op threads (0 = ORT's default, one per physical core).
+    window_s, hop_s:
+        Override the manifest's window and hop (seconds at the model rate).
+    aggregate:
+        Default window aggregation of :meth:`score` and :meth:`stream`
+        (see :data:`spoofsdk.results.AGGREGATES`).
+    threshold:
+        Override the manifest's decision threshold on the spoof probability.
+    batch_size:
+        Windows per inference call in :meth:`score` (capped by the engine's profile).
+    ort_options, tensorrt_options:
+        :class:`OrtOptions` / :class:`TensorRTOptions` (or dicts of their fields).
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str] | None = None,
+        *,
+        backend: str = "auto",
+        device_id: int = 0,
+        num_threads: int = 0,
+        window_s: float | None = None,
+        hop_s: float | None = None,
+        aggregate: str = "mean",
+        threshold: float | None = None,
+        batch_size: int = 8,
+        ort_options: OrtOptions | dict[str, Any] | None = None,
+        tensorrt_options: TensorRTOptions | dict[str, Any] | None = None,
+    ) -> None:
+        if path is None:
+            model_path = _default_model_path()
+        elif isinstance(path, (str, os.PathLike)):
+            model_path = Path(path)
+        else:
+            raise InvalidArgumentError(f"path: expected a file path or None, given {type(path).__name__}")
+        if isinstance(device_id, bool) or not isinstance(device_id, int) or device_id < 0:
+            raise InvalidArgumentError(f"device_id: expected an integer >= 0, given {device_id!r}")
+        if isinstance(num_threads, bool) or not isinstance(num_threads, int) or num_threads < 0:
+            raise InvalidArgumentError(
+                f"num_threads: expected an integer >= 0 (0 = default), given {num_threads!r}"
+            )
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+            raise InvalidArgumentError(f"batch_size: expected an integer >= 1, given {batch_size!r}")
+        self._aggregate = check_aggregate(aggregate)
+        ort_opts: OrtOptions = coerce_options(ort_options, OrtOptions, "ort_options")
+        trt_opts: TensorRTOptions = coerce_options(tensorrt_options, TensorRTOptions, "tensorrt_options")
+        if num_threads:
+            from dataclasses import replace
+
+            ort_opts = replace(ort_opts, intra_op_num_threads=num_threads)
+
+        manifest = read_manifest(model_path)
+        sr = manifest.sample_rate
+        window = manifest.window_samples if window_s is None else self._seconds("window_s", window_s, sr)
+        hop = manifest.hop_samples if hop_s is None else self._seconds("hop_s", hop_s, sr)
+        if window < manifest.min_samples:
+            raise InvalidArgumentError(
+                f"window_s: expected >= {manifest.min_samples / sr} s (the model's min_samples "
+                f"{manifest.min_samples}), given {window / sr} s"
+            )
+        if not 0 < hop <= window:
+            raise InvalidArgumentError(
+                f"hop_s: expected 0 < hop_s <= window_s ({window / sr} s), given {hop / sr} s"
+            )
+        if threshold is not None and not (
+            isinstance(threshold, (int, float)) and 0.0 < float(threshold) < 1.0
+        ):
+            raise InvalidArgumentError(
+                f"threshold: expected a spoof probability in (0, 1), given {threshold!r}"
+            )
+
+        self._path = model_path
+        self._manifest = manifest
+        self._window = window
+        self._hop = hop
+        self._threshold = manifest.threshold if threshold is None else float(threshold)
+        self._backend: Backend = create_backend(
+            model_path,
+            manifest,
+            backend=backend,
+            device_id=device_id,
+            window_samples=window,
+            ort_options=ort_opts,
+            tensorrt_options=trt_opts,
+        )
+        limits = self._backend.limits
+        self._min_samples = max(manifest.min_samples, limits.min_samples)
+        if limits.max_samples is not None and window > limits.max_samples:
+            raise InvalidArgumentError(
+                f"window_s: expected <= {limits.max_samples / sr} s (the engine accepts at most "
+                f"{limits.max_samples} samples), given {window / sr} s"
+            )
+        if (
+            limits.max_samples is not None
+            and limits.max_samples == limits.min_samples
+            and window != limits.max_samples
+        ):
+            raise InvalidArgumentError(
+                f"window_s: this graph has a fixed input of {limits.max_samples} samples"
+            )
+        self._batch_size = min(batch_size, limits.max_batch or batch_size)
+        self._scale = manifest.calibration.scale
+        self._bias = manifest.calibration.bias
+        self._spoof = manifest.spoof_index
+        logger.debug("spoofsdk: loaded %r", self)
+
+    @staticmethod
+    def _seconds(name: str, value: object, sr: int) -> int:
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, (int, float))
+            or not np.isfinite(value)
+            or value <= 0
+        ):
+            raise InvalidArgumentError(f"{name}: expected a positive number of seconds, given {value!r}")
+        return round(float(value) * sr)
+
+    # ------------------------------------------------------------------ properties
+    @property
+    def backend(self) -> str:
+        """The backend actually used: "cpu", "cuda" or "tensorrt"."""
+        return self._backend.name
+
+    @property
+    def backend_detail(self) -> str:
+        return self._backend.detail
+
+    @property
+    def manifest(self) -> Manifest:
+        return self._manifest
+
+    @property
+    def path(self) -> Path:
+        return self._path
+
+    @property
+    def sample_rate(self) -> int:
+        """The model rate (all windows are resampled to it)."""
+        return self._manifest.sample_rate
+
+    @property
+    def window_samples(self) -> int:
+        return self._window
+
+    @property
+    def hop_samples(self) -> int:
+        return self._hop
+
+    @property
+    def min_samples(self) -> int:
+        return self._min_samples
+
+    @property
+    def threshold(self) -> float:
+        return self._threshold
+
+    @property
+    def aggregate(self) -> str:
+        return self._aggregate
+
+    @property
+    def max_batch(self) -> int:
+        """Largest batch one inference call accepts (the scheduler caps its batches at it)."""
+        return self._backend.limits.max_batch or 1 << 16
+
+    @property
+    def batch_size(self) -> int:
+        return self._batch_size
+
+    def __repr__(self) -> str:
+        m = self._manifest
+        return (
+            f"Detector({str(self._path)!r}, backend={self.backend!r}, sample_rate={m.sample_rate}, "
+            f"window_s={self._window / m.sample_rate:g}, hop_s={self._hop / m.sample_rate:g}, "
+            f"precision={m.precision!r}, threshold={self._threshold:g})"
+        )
+
+    # ------------------------------------------------------------------ inference
+    def infer_logits(
+        self, windows: Sequence[npt.NDArray[np.float32]], *, max_batch: int | None = None
+    ) -> npt.NDArray[np.float64]:
+        """Calibrated spoof log-odds of model-rate windows, batching equal-length windows together.
+
+        Order is preserved. Windows shorter than the model's ``min_samples`` raise
+        :class:`InvalidAudioError`.
+        """
+        n = len(windows)
+        out = np.empty(n, dtype=np.float64)
+        if n == 0:
+            return out
+        cap = max_batch or self._batch_size
+        groups: dict[int, list[int]] = {}
+        for i, w in enumerate(windows):
+            length = int(w.shape[0])
+            if length < self._min_samples:
+                sr = self.sample_rate
+                raise InvalidAudioError(
+                    f"audio too short: expected at least {self._min_samples} samples "
+                    f"({self._min_samples / sr:.3f} s) "
+                    f"at the model rate {sr} Hz, given {length} ({length / sr:.3f} s)"
+                )
+            groups.setdefault(length, []).append(i)
+        for idx in groups.values():
+            for k in range(0, len(idx), cap):
+                part = idx[k : k + cap]
+                batch = np.ascontiguousarray(np.stack([windows[i] for i in part]), dtype=np.float32)
+                logits = self._backend.run(batch)
+                if logits.shape != (len(part), 2) or not np.isfinite(logits).all():
+                    raise ModelLoadError(
+                        f"{self._path}: expected finite logits of shape ({len(part)}, 2), given shape "
+                        f"{logits.shape}"
+                        + ("" if logits.shape != (len(part), 2) else " with non-finite values")
+                    )
+                d = logits[:, self._spoof].astype(np.float64) - logits[:, 1 - self._spoof].astype(np.float64)
+                out[part] = self._scale * d + self._bias
+        return out
+
+    def window_scores(
+        self, windows: Sequence[_native.Window], log_odds: npt.NDArray[np.float64]
+    ) -> list[WindowScore]:
+        sr = self.sample_rate
+        return [
+            WindowScore(
+                start_s=w.start_index / sr,
+                end_s=(w.start_index + w.samples.shape[0]) / sr,
+                spoof_prob=sigmoid(float(z)),
+                logit=float(z),
+                is_final=bool(w.is_final),
+            )
+            for w, z in zip(windows, log_odds, strict=True)
+        ]
+
+    def new_frontend(
+        self,
+        sample_rate: int,
+        *,
+        encoding: str = "float32",
+        capacity_samples: int = 0,
+        overflow: str = "error",
+    ) -> _native.Frontend:
+        from spoofsdk import _native
+
+        return _native.Frontend(
+            sample_rate,
+            model_sample_rate=self.sample_rate,
+            window_samples=self._window,
+            hop_samples=self._hop,
+            capacity_samples=capacity_samples,
+            overflow=overflow,
+            encoding=encoding,
+        )
+
+    def score(
+        self, pcm: npt.NDArray[Any], sample_rate: int = 16000, *, aggregate: str | None = None
+    ) -> Score:
+        """Score a whole clip.
+
+        ``pcm``: int16, float32 or float64; 1-D, or 2-D ``(frames, channels)`` downmixed by the mean.
+        It is resampled to the model rate and cut into windows of ``window_samples`` every
+        ``hop_samples`` by the native front end; at the end a last window ending at the last sample
+        covers the tail. A clip shorter than one window is scored as one window of its own length if
+        it has at least ``min_samples`` samples at the model rate, else :class:`InvalidAudioError`.
+        """
+        agg = check_aggregate(aggregate or self._aggregate)
+        sr = check_sample_rate(sample_rate)
+        x = as_mono_float(pcm)
+        fe = self.new_frontend(sr, encoding="pcm16" if x.dtype == np.int16 else "float32")
+        windows = feed(fe, x, self)
+        fe.flush()
+        windows.extend(fe.windows())
+        z = self.infer_logits([w.samples for w in windows])
+        scores = self.window_scores(windows, z)
+        return Score.from_windows(
+            scores, aggregate=agg, threshold=self._threshold, duration_s=x.shape[0] / sr
+        )
+
+    def stream(
+        self,
+        sample_rate: int = 16000,
+        *,
+        encoding: str = "pcm16",
+        aggregate: str | None = None,
+        scheduler: BatchScheduler | None = None,
+        buffer_s: float | None = None,
+        overflow: str = "error",
+    ) -> StreamingSession:
+        """Open a :class:`~spoofsdk.session.StreamingSession` for one call or channel.
+
+        ``encoding`` is the format of pushed bytes ("pcm16" little-endian, "mulaw", "alaw", "float32");
+        numpy arrays may be pushed whatever the encoding. ``scheduler`` routes the session's windows
+        through a shared :class:`~spoofsdk.scheduler.BatchScheduler` (many calls, one inference
+        batch). ``buffer_s`` sizes the native ring buffer (default 4 windows); ``overflow`` is its
+        policy ("error" or "drop_oldest").
+        """
+        from spoofsdk.session import StreamingSession
+
+        return StreamingSession(
+            self,
+            sample_rate,
+            encoding=encoding,
+            aggregate=aggregate,
+            scheduler=scheduler,
+            buffer_s=buffer_s,
+            overflow=overflow,
+        )
+
+    def close(self) -> None:
+        """Release the backend (GPU contexts, buffers). The detector cannot be used afterwards."""
+        self._backend.close()
+
+    def __enter__(self) -> Detector:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def feed(
+    fe: _native.Frontend, x: npt.NDArray[np.float32] | npt.NDArray[np.int16], det: Detector
+) -> list[_native.Window]:
+    """Push a mono array into a front end in chunks that fit its ring buffer; return the ready windows.
+
+    int16 goes in as PCM16 bytes (decoded natively), float32 through ``push_float``. Chunking does not
+    change the windows (the front end is chunking-invariant); it only bounds the ring buffer's fill.
+    """
+    ratio = fe.input_sample_rate / fe.model_sample_rate
+    chunk = max(1, int(det.window_samples * ratio))
+    windows: list[_native.Window] = []
+    for start in range(0, x.shape[0], chunk):
+        part = x[start : start + chunk]
+        if part.dtype == np.int16:
+            fe.push(part.astype("<i2", copy=False).tobytes(), "pcm16")
+        else:
+            fe.push_float(part.astype(np.float32, copy=False))
+        windows.extend(fe.windows())
+    return windows
+
+
+def monotonic_ms() -> float:
+    return time.perf_counter() * 1000.0
