@@ -6,6 +6,8 @@ from importlib.metadata import PackageNotFoundError
 from importlib.metadata import version as _dist_version
 from pathlib import Path
 
+from spoofsdk.backends import OrtOptions, TensorRTOptions, available_backends
+from spoofsdk.detector import Detector
 from spoofsdk.errors import (
     BackendUnavailableError,
     BufferOverflowError,
@@ -15,9 +17,15 @@ from spoofsdk.errors import (
     ModelLoadError,
     NativeError,
     NativeStateError,
+    OverloadError,
+    SchedulerClosedError,
     SessionClosedError,
     SpoofError,
 )
+from spoofsdk.manifest import Manifest, read_manifest, write_engine_manifest, write_onnx_manifest
+from spoofsdk.results import Score, WindowScore
+from spoofsdk.scheduler import BatchScheduler
+from spoofsdk.session import StreamingSession
 
 try:
     __version__ = _dist_version("spoofsdk")
@@ -26,17 +34,31 @@ except PackageNotFoundError:  # pragma: no cover - running from a source tree wi
 
 __all__ = [
     "BackendUnavailableError",
+    "BatchScheduler",
     "BufferOverflowError",
+    "Detector",
     "EngineIncompatibleError",
     "InvalidArgumentError",
     "InvalidAudioError",
+    "Manifest",
     "ModelLoadError",
     "NativeError",
     "NativeStateError",
+    "OrtOptions",
+    "OverloadError",
+    "SchedulerClosedError",
+    "Score",
     "SessionClosedError",
     "SpoofError",
+    "StreamingSession",
+    "TensorRTOptions",
+    "WindowScore",
     "__version__",
+    "available_backends",
     "native_library_path",
+    "read_manifest",
+    "write_engine_manifest",
+    "write_onnx_manifest",
 ]
 
 
