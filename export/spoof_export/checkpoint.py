@@ -50,7 +50,13 @@ def _kind(config: Any) -> str:
 
 
 def _layers(config: Any) -> int:
-    return int(getattr(config, "layers", 0) or 0)
+    """Transformer layers the detector has: ``config.layers``, or all of the backbone's when None."""
+    kept = getattr(config, "layers", None)
+    if kept:
+        return int(kept)
+    bb = getattr(config, "backbone", None) or {}
+    hf = bb.get("config", {}) if isinstance(bb, dict) else {}
+    return int(hf.get("num_hidden_layers", 0) or 0)
 
 
 def prune_layers(model: torch.nn.Module, config: Any, layers: int) -> tuple[torch.nn.Module, Any]:

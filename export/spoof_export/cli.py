@@ -1,0 +1,168 @@
+"""``spoof-export``: argparse over :func:`spoof_export.export` (each flag is one keyword argument).
+
+Exit codes: 0 ok, 1 unexpected export failure, 2 bad arguments (incl. ``--layers`` out of range),
+3 validation failed, 4 TensorRT / CUDA / GPU missing for ``--engine``, 5 checkpoint unreadable or
+corrupt, 6 calibration / dev set empty, tiny or unreadable, 7 TensorRT cannot build the graph.
+Only ``-v`` / ``-q`` (log verbosity) are not ``export()`` keywords.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+__all__ = ["build_parser", "main"]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="spoof-export",
+        description="Export a spoof_train checkpoint to ONNX (FP32, int8 Q/DQ, FP16), a TensorRT engine and "
+        "a "
+        "Triton model repository; every stage is validated against the one before it.",
+        epilog="exit codes: 0 ok, 1 internal error, 2 bad arguments, 3 validation failed, 4 TensorRT/GPU "
+        "missing, 5 bad checkpoint, 6 bad calibration/dev set, 7 TensorRT cannot build the graph",
+    )
+    req = p.add_argument_group("required")
+    req.add_argument(
+        "checkpoint", help="checkpoint directory (config.json, model.safetensors, training.json)"
+    )
+    req.add_argument(
+        "-o", "--output", required=True, help="output prefix: PREFIX.onnx, PREFIX.int8.onnx, ..."
+    )
+
+    g = p.add_argument_group("model")
+    g.add_argument("--layers", type=int, default=None, help="keep the first N transformer layers")
+    g.add_argument("--opset", type=int, default=17, help="ONNX opset (17..20; default 17)")
+
+    q = p.add_argument_group("int8 (static post-training quantisation, explicit Q/DQ)")
+    q.add_argument("--int8", action="store_true", help="write PREFIX.int8.onnx (needs --calib)")
+    q.add_argument(
+        "--int8-target",
+        choices=("cpu", "tensorrt", "both"),
+        default="cpu",
+        help="cpu: u8 activations + reduce-range s8 weights (fast on AVX2/VNNI CPUs); "
+        "tensorrt: symmetric s8 (PREFIX.int8-tensorrt.onnx); both",
+    )
+    q.add_argument(
+        "--calib",
+        default=None,
+        help="calibration audio: a manifest file, or a directory (its MANIFEST.tsv, else audio files)",
+    )
+    q.add_argument(
+        "--calib-split", default="train", help="manifest split to calibrate on (default train; '' = all rows)"
+    )
+    q.add_argument("--calib-max-files", type=int, default=64)
+    q.add_argument("--calib-min-files", type=int, default=16, help="fewer usable clips is an error (exit 6)")
+    q.add_argument("--calib-method", choices=("minmax", "percentile", "entropy"), default="minmax")
+    q.add_argument(
+        "--quantize-first-conv",
+        dest="keep_first_conv_fp32",
+        action="store_false",
+        help="also quantise the first feature-encoder convolution (kept FP32 by default)",
+    )
+
+    f = p.add_argument_group("fp16 / TensorRT")
+    f.add_argument("--fp16", action="store_true", help="write PREFIX.fp16.onnx (FP16 inside, FP32 I/O)")
+    f.add_argument(
+        "--engine", action="store_true", help="build PREFIX.trt + PREFIX.trt.json (needs TensorRT + GPU)"
+    )
+    f.add_argument("--min-seconds", type=float, default=1.0, help="engine profile: shortest input")
+    f.add_argument(
+        "--opt-seconds", type=float, default=None, help="engine profile: tuned length (default: window)"
+    )
+    f.add_argument("--max-seconds", type=float, default=10.0, help="engine profile: longest input")
+    f.add_argument("--opt-batch", type=int, default=1)
+    f.add_argument("--max-batch", type=int, default=16)
+    f.add_argument("--workspace-mb", type=int, default=2048)
+    f.add_argument("--timing-cache", default=None, help="TensorRT timing cache file (read and updated)")
+    f.add_argument("--hardware-compatible", action="store_true", help="engine runs on any Ampere+ GPU")
+    f.add_argument(
+        "--version-compatible", action="store_true", help="engine runs on later TensorRT of same major"
+    )
+    f.add_argument("--device-id", type=int, default=0)
+
+    t = p.add_argument_group("Triton Inference Server")
+    t.add_argument("--triton", default=None, help="write a Triton model repository into this directory")
+    t.add_argument(
+        "--triton-name", default=None, help="model name prefix (default: the output prefix's name)"
+    )
+    t.add_argument("--triton-max-batch", type=int, default=32)
+    t.add_argument("--triton-instances", type=int, default=1)
+    t.add_argument("--triton-max-queue-delay-us", type=int, default=2000)
+
+    v = p.add_argument_group("validation and report")
+    v.add_argument("--atol", type=float, default=1e-3, help="torch -> ONNX FP32 max |logit diff|")
+    v.add_argument("--fp16-atol", type=float, default=0.1, help="ONNX FP32 -> FP16 max |logit diff|")
+    v.add_argument("--int8-atol", type=float, default=1.0, help="ONNX FP32 -> int8 max |logit diff|")
+    v.add_argument(
+        "--dev", default=None, help="labelled manifest/directory: EER of every artifact in the report"
+    )
+    v.add_argument("--dev-split", default="dev", help="manifest split for --dev ('' = all rows)")
+    v.add_argument("--dev-max-files", type=int, default=200)
+    v.add_argument("--latency-repeats", type=int, default=5)
+    v.add_argument("--num-threads", type=int, default=2)
+    v.add_argument("--profile", action="store_true", help="ONNX Runtime per-operator profile in the report")
+    v.add_argument("--seed", type=int, default=0)
+
+    p.add_argument("-v", "--verbose", action="count", default=0, help="more logging (-vv: debug)")
+    p.add_argument("-q", "--quiet", action="store_true", help="errors only")
+    return p
+
+
+def _summary(result: Any) -> str:
+    rep = result.report
+    lines = []
+    for key, path in result.paths.items():
+        art = rep.get("artifacts", {}).get(key, {})
+        extra = ""
+        if art.get("latency_ms_per_window") is not None:
+            extra = (
+                f"  {art['bytes'] / 1e6:.1f} MB  {art['latency_ms_per_window']:.1f} ms/window"
+                f"  RTF {art['rtf']:.3f}"
+            )
+        lines.append(f"{key:>15}: {path}{extra}")
+    for name, stage in rep.get("stages", {}).items():
+        if isinstance(stage, dict) and "max_abs_diff" in stage:
+            lines.append(f"{name:>15}: max |diff| {json.dumps(stage['max_abs_diff'])} (atol {stage['atol']})")
+    if "dev_eer" in rep:
+        lines.append(
+            f"{'dev EER':>15}: " + json.dumps({k: v for k, v in rep["dev_eer"].items() if k != "rule"})
+        )
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    level = logging.ERROR if args.quiet else (logging.DEBUG if args.verbose > 1 else logging.INFO)
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+    kwargs = vars(args)
+    kwargs.pop("verbose")
+    kwargs.pop("quiet")
+    for key in ("calib_split", "dev_split"):
+        if kwargs[key] == "":
+            kwargs[key] = None
+    checkpoint = kwargs.pop("checkpoint")
+
+    from spoof_export import export
+    from spoof_export.errors import ExportError
+
+    try:
+        result = export(checkpoint, **kwargs)
+    except ExportError as exc:
+        print(f"spoof-export: error: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("spoof-export: interrupted; no partial artifact was kept", file=sys.stderr)
+        return 130
+    print(_summary(result))
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
