@@ -311,32 +311,23 @@ def _amp_dtype(mode: str, device: torch.device) -> Any:
 # Scoring (full-length, chunked)
 
 
-def _chunks(wave: torch.Tensor, chunk: int | None) -> list[torch.Tensor]:
-    n = int(wave.shape[-1])
-    if chunk is None or n <= chunk:
-        return [wave]
-    starts = list(range(0, n - chunk + 1, chunk))
-    if starts[-1] + chunk < n:  # cover the tail with a last full-size window ending at the end
-        starts.append(n - chunk)
-    return [wave[s : s + chunk] for s in starts]
-
-
 def score_utterances(
     model: torch.nn.Module,
     dataset: Any,
     *,
-    chunk_samples: int | None = 64000,
     batch_size: int = 16,
     device: Any = "cpu",
     amp_dtype: Any = None,
     progress: bool = False,
     desc: str = "score",
 ) -> list[dict[str, Any]]:
-    """Score whole utterances: each is cut into ``chunk_samples`` windows (the tail covered by a last window
-    ending at the end; shorter clips are one window), windows of many utterances are batched with padding
-    masks, and an utterance's score is the mean over its windows of ``logit_bf - logit_spoof``.
+    """Score whole utterances with the detector contract's score ``logit_bf - logit_spoof``.
 
-    Returns one dict per item: ``id``, ``label`` (int), ``attack``, ``score``.
+    ``dataset`` items are either chunked (``{"windows": [N, W], "lengths": [N], ...}``, the data package's
+    :class:`~spoof_train.data.ChunkedEvalDataset`: an utterance's score is the mean over its windows) or
+    plain (``{"wave": [T], ...}``: one window of the whole clip). Windows of many utterances are batched
+    ``batch_size`` at a time with padding masks; ``None`` items (files skipped by ``on_error="skip"``) are
+    left out. Returns one dict per scored item: ``id``, ``label`` (int), ``attack``, ``score``.
     """
     import torch
     from tqdm import tqdm
@@ -344,30 +335,25 @@ def score_utterances(
     was_training = model.training
     model.eval()
     results: list[dict[str, Any]] = []
-    pending: list[tuple[int, torch.Tensor]] = []  # (result index, window)
+    pending: list[tuple[int, torch.Tensor, int]] = []  # (result index, window, valid length)
     sums: list[float] = []
     counts: list[int] = []
+    dev_type = torch.device(device).type
 
-    def run(batch: list[tuple[int, torch.Tensor]]) -> None:
-        lengths = torch.tensor([w.shape[-1] for _, w in batch], dtype=torch.long)
-        wave = torch.zeros(len(batch), int(lengths.max()))
-        for i, (_, w) in enumerate(batch):
+    def run(batch: list[tuple[int, torch.Tensor, int]]) -> None:
+        lengths = torch.tensor([n for _, _, n in batch], dtype=torch.long)
+        wave = torch.zeros(len(batch), max(int(w.shape[-1]) for _, w, _ in batch))
+        for i, (_, w, _) in enumerate(batch):
             wave[i, : w.shape[-1]] = w
-        ctx = (
-            torch.autocast(device_type=torch.device(device).type, dtype=amp_dtype)
-            if amp_dtype
-            else (contextlib.nullcontext())
-        )
+        ctx = torch.autocast(device_type=dev_type, dtype=amp_dtype) if amp_dtype else contextlib.nullcontext()
         with torch.inference_mode(), ctx:
             logits = model(wave.to(device), lengths.to(device)).float().cpu()
-        diff = (logits[:, 0] - logits[:, 1]).tolist()
-        for (idx, _), d in zip(batch, diff, strict=True):
+        for (idx, _, _), d in zip(batch, (logits[:, 0] - logits[:, 1]).tolist(), strict=True):
             sums[idx] += d
             counts[idx] += 1
 
     try:
-        it = tqdm(range(len(dataset)), desc=desc, file=sys.stderr, disable=not progress, leave=False)
-        for i in it:
+        for i in tqdm(range(len(dataset)), desc=desc, file=sys.stderr, disable=not progress, leave=False):
             item = dataset[i]
             if item is None:  # skipped by on_error="skip"
                 continue
@@ -375,8 +361,12 @@ def score_utterances(
             results.append({"id": item["id"], "label": int(item["label"]), "attack": item.get("attack", "-")})
             sums.append(0.0)
             counts.append(0)
-            for w in _chunks(item["wave"], chunk_samples):
-                pending.append((idx, w))
+            if "windows" in item:
+                windows = list(zip(item["windows"], item["lengths"].tolist(), strict=True))
+            else:
+                windows = [(item["wave"], int(item["wave"].shape[-1]))]
+            for w, n in windows:
+                pending.append((idx, w, int(n)))
                 if len(pending) >= batch_size:
                     run(pending)
                     pending = []
@@ -384,9 +374,26 @@ def score_utterances(
             run(pending)
     finally:
         model.train(was_training)
-    for r, s, c in zip(results, sums, counts, strict=True):
-        r["score"] = s / c
+    for r, total, c in zip(results, sums, counts, strict=True):
+        r["score"] = total / c
     return results
+
+
+def eval_dataset(
+    rows: Sequence[Any], *, sample_rate: int, chunk_seconds: float | None, on_error: str, cache: Any = None
+) -> Any:
+    """Full-length evaluation data: windows of ``chunk_seconds`` (hop = window, last window aligned to the
+    end, shorter clips repeat-padded to one window as in training) or, with None, each clip whole."""
+    from spoof_train.data import AudioDataset, ChunkedEvalDataset
+
+    if chunk_seconds is None:
+        return AudioDataset(
+            rows, sample_rate=sample_rate, crop_samples=None, train=False, on_error=on_error, cache=cache
+        )
+    w = round(chunk_seconds * sample_rate)
+    return ChunkedEvalDataset(
+        rows, window_samples=w, hop_samples=w, sample_rate=sample_rate, on_error=on_error, cache=cache
+    )
 
 
 def _eer_of(results: list[dict[str, Any]]) -> tuple[float, float]:
@@ -654,7 +661,6 @@ def fit(
 
     current_frozen: bool | None = None
     ddp_model: torch.nn.Module = model
-    chunk = None if cfg.data.eval_chunk_seconds is None else round(cfg.data.eval_chunk_seconds * _rate(model))
     stop = False
     bar = None
 
@@ -706,6 +712,8 @@ def fit(
             )
             t_log, items_log = time.perf_counter(), 0
             for batch in loader:
+                if len(batch["label"]) == 0:  # every file of the batch was skipped (on_error="skip")
+                    log.warning("epoch %d: an empty batch (all files skipped)", epoch + 1)
                 micro += 1
                 boundary = micro % tcfg.grad_accum_steps == 0 or micro == micro_per_epoch
                 wave = batch["wave"].to(device, non_blocking=True)
@@ -795,7 +803,6 @@ def fit(
                 res = score_utterances(
                     _unwrap(model),
                     dev_set,
-                    chunk_samples=chunk,
                     batch_size=cfg.data.eval_batch_size,
                     device=device,
                     amp_dtype=amp_dtype,
@@ -875,11 +882,6 @@ def fit(
         if isinstance(criterion, OCSoftmaxLoss):
             criterion.remove()
     return ckpt_best
-
-
-def _rate(model: torch.nn.Module) -> int:
-    cfg = getattr(_unwrap(model), "config", None)
-    return int(getattr(cfg, "sample_rate", 16000) or 16000)
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -967,7 +969,13 @@ def build_datasets(cfg: RunConfig, sample_rate: int) -> tuple[Any, Any | None, d
     )
     dev_set = None
     if dev_rows is not None:
-        dev_set = AudioDataset(dev_rows, crop_samples=None, train=False, seed=cfg.seed, **common, **extra)
+        dev_set = eval_dataset(
+            dev_rows,
+            sample_rate=sample_rate,
+            chunk_seconds=d.eval_chunk_seconds,
+            on_error=d.on_error,
+            cache=True if d.cache_audio else None,
+        )
     facts = {
         "data": {
             "manifest": str(Path(d.manifest).resolve()),
@@ -1095,7 +1103,7 @@ def evaluate(
     """
     from spoof_train import metrics as M
     from spoof_train.checkpoint import load_checkpoint
-    from spoof_train.data import AudioDataset, read_manifest
+    from spoof_train.data import read_manifest
 
     if on_error not in ("raise", "skip"):
         raise ConfigError(f"on_error: expected 'raise' or 'skip', got {on_error!r}")
@@ -1108,15 +1116,13 @@ def evaluate(
     for label in ("bonafide", "spoof"):
         if not any(r.label == label for r in rows):
             raise DataError(f"split {split!r} of {str(manifest)!r} has no {label} trials; the EER needs both")
-    ds = AudioDataset(
-        rows, sample_rate=int(det_cfg.sample_rate), crop_samples=None, train=False, on_error=on_error
+    ds = eval_dataset(
+        rows, sample_rate=int(det_cfg.sample_rate), chunk_seconds=chunk_seconds, on_error=on_error
     )
-    chunk = None if chunk_seconds is None else round(chunk_seconds * int(det_cfg.sample_rate))
     t0 = time.perf_counter()
     res = score_utterances(
         model,
         ds,
-        chunk_samples=chunk,
         batch_size=batch_size,
         device=dev,
         progress=progress,

@@ -1,0 +1,398 @@
+"""``spoof-train``: train, evaluate, analyse and explain voice anti-spoofing detectors.
+
+Each sub-command is argparse over one typed function of the package::
+
+    spoof-train train CONFIG [--set KEY=VALUE ...] [--resume]          -> spoof_train.train.train
+    spoof-train evaluate CHECKPOINT --manifest M --split S [...]        -> spoof_train.train.evaluate
+    spoof-train analyse-layers [CONFIG] [--checkpoint C ...] -o DIR     -> spoof_train.analysis.layers
+    spoof-train explain CHECKPOINT AUDIO -o DIR [...]                   -> spoof_train.analysis.explain
+    spoof-train init --preset NAME --backend NAME -o DIR       -> spoof_train.checkpoint.init_checkpoint
+    spoof-train make-manifest FORMAT --audio-root R [--protocol P] -o M -> spoof_train.data.make_manifest
+
+Distributed training: ``torchrun --nproc_per_node=K -m spoof_train.cli train CONFIG``.
+
+Exit codes (also in docs/training.md):
+  0 success; 1 unexpected internal error (a bug: the traceback is printed); 2 usage error (argparse);
+  3 invalid configuration (ConfigError); 4 data problem (DataError: manifest, audio, empty split);
+  5 checkpoint problem (CheckpointError: missing, corrupt, mismatched); 6 metric error (MetricError);
+  7 other file-system error (OSError); 130 interrupted (Ctrl-C).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import traceback
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from spoof_train.errors import CheckpointError, ConfigError, DataError, MetricError
+
+__all__ = ["EXIT_CODES", "build_parser", "main"]
+
+EXIT_OK = 0
+EXIT_INTERNAL = 1
+EXIT_USAGE = 2
+EXIT_CONFIG = 3
+EXIT_DATA = 4
+EXIT_CHECKPOINT = 5
+EXIT_METRIC = 6
+EXIT_OS = 7
+EXIT_INTERRUPTED = 130
+
+EXIT_CODES = {
+    EXIT_OK: "success",
+    EXIT_INTERNAL: "unexpected internal error (bug; traceback printed)",
+    EXIT_USAGE: "usage error (bad or missing arguments)",
+    EXIT_CONFIG: "invalid configuration (ConfigError)",
+    EXIT_DATA: "unusable data: manifest, audio file, empty split (DataError)",
+    EXIT_CHECKPOINT: "missing, corrupt or mismatched checkpoint (CheckpointError)",
+    EXIT_METRIC: "metric cannot be computed (MetricError)",
+    EXIT_OS: "other file-system error (OSError)",
+    EXIT_INTERRUPTED: "interrupted",
+}
+
+log = logging.getLogger("spoof_train")
+
+
+def _print_json(obj: Any) -> None:
+    print(json.dumps(obj, indent=2, default=str))
+
+
+# ------------------------------------------------------------------------------------------------------
+# sub-commands
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from spoof_train.config import load_run_config
+    from spoof_train.train import train
+
+    cfg = load_run_config(args.config, args.overrides)
+    if args.print_config:
+        import yaml
+
+        from spoof_train.config import run_config_to_dict
+
+        print(yaml.safe_dump(run_config_to_dict(cfg), sort_keys=False), end="")
+        return EXIT_OK
+    best = train(cfg, resume=args.resume)
+    import os
+
+    if int(os.environ.get("RANK", "0")) == 0:
+        training_json = best / "training.json"
+        info = json.loads(training_json.read_text()) if training_json.is_file() else {}
+        _print_json(
+            {
+                "best_checkpoint": str(best),
+                "dev_eer": info.get("dev_eer"),
+                "best_epoch": info.get("best_epoch"),
+                "output_dir": cfg.output_dir,
+            }
+        )
+    return EXIT_OK
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from spoof_train.train import evaluate
+
+    seen = None if args.seen_attacks is None else [a for a in args.seen_attacks.split(",") if a]
+    res = evaluate(
+        args.checkpoint,
+        args.manifest,
+        args.split,
+        root=args.root,
+        out_dir=args.out,
+        asv_scores=args.asv_scores,
+        seen_attacks=seen,
+        chunk_seconds=args.chunk_seconds,
+        batch_size=args.batch_size,
+        on_error=args.on_error,
+        device=args.device,
+        progress=not args.quiet,
+        limit=args.limit,
+    )
+    if args.json:
+        _print_json(res)
+        return EXIT_OK
+    print(
+        f"split {res['split']}: {res['n_bonafide']} bona fide, {res['n_spoof']} spoof"
+        + (f", {res['n_skipped']} skipped" if res["n_skipped"] else "")
+    )
+    print(
+        f"EER {100 * res['eer']:.2f} % (threshold {res['eer_threshold']:.4f})  minDCF {res['min_dcf']:.4f}  "
+        f"actDCF {res['act_dcf']:.4f}  Cllr {res['cllr']:.4f}"
+    )
+    for key in ("eer_seen", "eer_unseen"):
+        if key in res:
+            print(
+                f"{key.replace('eer_', 'EER ')} attacks: {100 * res[key]:.2f} % "
+                f"({res['n_spoof_' + key[4:]]} spoofs)"
+            )
+    for key in ("min_tdcf_2019", "min_tdcf_2021"):
+        if key in res:
+            print(f"{key}: {res[key]:.4f}")
+    print("per attack (EER %, spoofs, seen):")
+    for name, v in res["per_attack"].items():
+        seen_txt = "" if v["seen"] is None else ("seen" if v["seen"] else "unseen")
+        print(f"  {name:<20} {100 * v['eer']:6.2f} {v['n_spoof']:6d} {seen_txt}")
+    if "outputs" in res:
+        print("wrote " + ", ".join(res["outputs"].values()))
+    return EXIT_OK
+
+
+def cmd_analyse_layers(args: argparse.Namespace) -> int:
+    from spoof_train.analysis.layers import analyse_layers
+
+    cfg = None
+    if args.config is not None:
+        from spoof_train.config import load_run_config
+
+        cfg = load_run_config(args.config, args.overrides)
+    elif args.overrides:
+        raise ConfigError("analyse-layers: --set needs a CONFIG to override")
+    rep = analyse_layers(
+        cfg, args.out, coverage=args.coverage, checkpoints=args.checkpoint or (), resume=args.resume
+    )
+    if args.json:
+        _print_json(rep)
+        return EXIT_OK
+    print(
+        f"recommended layers N = {rep['recommended_layers']} ({rep['rule']}); knee {rep['knee_layers']}, "
+        f"top layer {rep['top_layer']} of {rep['total_layers']}"
+    )
+    print("wrote " + ", ".join(rep["outputs"].values()))
+    return EXIT_OK
+
+
+def cmd_explain(args: argparse.Namespace) -> int:
+    from spoof_train.analysis.explain import explain_file
+
+    res = explain_file(
+        args.checkpoint,
+        args.audio,
+        args.out,
+        steps=args.steps,
+        max_seconds=args.max_seconds,
+        target=args.target,
+        time_frequency=not args.no_tf,
+        batch_size=args.batch_size,
+    )
+    if args.json:
+        _print_json(res)
+        return EXIT_OK
+    print(
+        f"score (logit_bf - logit_spoof) {res['score']:.4f}; IG towards {res['target']}, {res['steps']} steps"
+    )
+    t = res["time"]
+    print(
+        f"time view: sum of attributions {t['sum_attributions']:.4f} vs f(x) - f(0) "
+        f"{t['f_input'] - t['f_baseline']:.4f} (gap {100 * t['relative_delta']:.2f} %)"
+    )
+    if "time_frequency" in res:
+        tf = res["time_frequency"]
+        print(
+            f"time-frequency view: gap {100 * tf['relative_delta']:.2f} %; by band: "
+            + ", ".join(f"{k} {v:+.3f}" for k, v in tf["band_attributions"].items())
+        )
+    print("wrote " + ", ".join(res["outputs"].values()))
+    return EXIT_OK
+
+
+def cmd_init(args: argparse.Namespace) -> int:
+    from spoof_train.checkpoint import init_checkpoint
+
+    kwargs: dict[str, Any] = {"seed": args.seed}
+    if args.layers is not None:
+        kwargs["layers"] = args.layers
+    out = init_checkpoint(args.preset, args.backend, args.out, **kwargs)
+    print(f"wrote randomly initialised {args.preset} + {args.backend} checkpoint to {out}")
+    return EXIT_OK
+
+
+def cmd_make_manifest(args: argparse.Namespace) -> int:
+    from spoof_train.data.protocols import make_manifest
+
+    protocols: Any = (
+        args.protocol[0] if args.protocol and len(args.protocol) == 1 else (args.protocol or None)
+    )
+    roots: Any = args.audio_root[0] if len(args.audio_root) == 1 else args.audio_root
+    phases = None if args.phases == "all" else [p for p in args.phases.split(",") if p]
+    out = make_manifest(
+        args.format,
+        protocols,
+        roots,
+        args.out,
+        split=args.split,
+        phases=phases,
+        check_files=not args.no_check,
+        on_missing=args.on_missing,
+    )
+    with Path(out).open(encoding="utf-8") as f:
+        n = sum(1 for _ in f) - 1
+    print(f"wrote {n} rows to {out}")
+    return EXIT_OK
+
+
+# ------------------------------------------------------------------------------------------------------
+# parser
+
+
+def _add_overrides(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a config value by its dotted key, e.g. --set train.lr=1e-4 (repeatable)",
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="spoof-train",
+        description="Train, evaluate, analyse and explain voice anti-spoofing detectors.",
+        epilog="exit codes: " + "; ".join(f"{k} {v}" for k, v in EXIT_CODES.items()),
+    )
+    parser.add_argument("-v", "--verbose", action="count", default=0, help="more logging (-vv for debug)")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("train", help="train a detector from a YAML run config")
+    p.add_argument("config", help="YAML run config (see configs/)")
+    _add_overrides(p)
+    p.add_argument("--resume", action="store_true", help="continue from OUTPUT_DIR/checkpoints/last")
+    p.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("evaluate", help="score a manifest split with a checkpoint and report the metrics")
+    p.add_argument("checkpoint", help="checkpoint directory (contract A)")
+    p.add_argument("--manifest", required=True, help="TSV manifest")
+    p.add_argument("--split", required=True, help="split to score (e.g. dev, test, eval)")
+    p.add_argument(
+        "--root", default=None, help="root for relative audio paths (default: the manifest's folder)"
+    )
+    p.add_argument("--out", default=None, help="write metrics.json, scores.tsv and det.png here")
+    p.add_argument(
+        "--asv-scores",
+        default=None,
+        help="ASV score file (last two columns KEY SCORE, KEY target|nontarget|spoof) for min t-DCF",
+    )
+    p.add_argument(
+        "--seen-attacks",
+        default=None,
+        help="comma-separated attacks seen in training (default: from the checkpoint's training.json)",
+    )
+    p.add_argument("--chunk-seconds", type=float, default=4.0, help="window length of full-length scoring")
+    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument(
+        "--on-error",
+        choices=("raise", "skip"),
+        default="raise",
+        help="missing/corrupt audio files: fail (default) or skip and report",
+    )
+    p.add_argument("--device", default="auto")
+    p.add_argument("--limit", type=int, default=None, help="score a seeded subset of this many trials")
+    p.add_argument("--json", action="store_true", help="print the full result as JSON")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("analyse-layers", help="learn layer weights over all SSL layers and recommend N")
+    p.add_argument(
+        "config",
+        nargs="?",
+        default=None,
+        help="YAML run config of an SSL detector to train with a layer-weighted back-end",
+    )
+    _add_overrides(p)
+    p.add_argument(
+        "--checkpoint",
+        action="append",
+        default=[],
+        help="already trained layer-weighted checkpoint(s) to include (repeatable)",
+    )
+    p.add_argument("-o", "--out", required=True, help="output directory for the PNG / markdown / JSON")
+    p.add_argument(
+        "--coverage", type=float, default=0.9, help="share of weight mass the kept layers must hold"
+    )
+    p.add_argument("--resume", action="store_true")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_analyse_layers)
+
+    p = sub.add_parser("explain", help="Integrated Gradients of a checkpoint on one audio file")
+    p.add_argument("checkpoint")
+    p.add_argument("audio")
+    p.add_argument("-o", "--out", required=True, help="output directory for explain.png / explain.json")
+    p.add_argument("--steps", type=int, default=64, help="IG path intervals (trapezoid rule)")
+    p.add_argument("--max-seconds", type=float, default=6.0, help="explain at most the first N seconds")
+    p.add_argument("--target", choices=("bonafide", "spoof"), default="bonafide")
+    p.add_argument("--batch-size", type=int, default=4, help="path points per forward/backward pass")
+    p.add_argument("--no-tf", action="store_true", help="skip the time-frequency (STFT) view")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_explain)
+
+    p = sub.add_parser("init", help="write a randomly initialised checkpoint of a named architecture")
+    p.add_argument("--preset", required=True, help="e.g. wavlm-base, xlsr-300m, aasist-l, wavlm-tiny")
+    p.add_argument(
+        "--backend", required=True, help="e.g. ffn, layer-weighted, sls, aasist, mhfa (or the raw kind)"
+    )
+    p.add_argument("--layers", type=int, default=None, help="keep the first N transformer layers")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("-o", "--out", required=True)
+    p.set_defaults(func=cmd_init)
+
+    p = sub.add_parser(
+        "make-manifest", help="turn a protocol / key file or bonafide/spoof folders into a manifest"
+    )
+    p.add_argument(
+        "format",
+        help="asvspoof2019-la | asvspoof2021-la | asvspoof2021-df | asvspoof5 | in-the-wild | folders",
+    )
+    p.add_argument("--protocol", action="append", default=[], help="protocol/key file (repeatable)")
+    p.add_argument(
+        "--audio-root", action="append", required=True, help="audio folder (repeatable, or one for all)"
+    )
+    p.add_argument("-o", "--out", required=True, help="manifest TSV to write")
+    p.add_argument("--split", default=None, help="split name to assign (default: from the file name)")
+    p.add_argument("--phases", default="eval", help="ASVspoof 2021 phases, comma-separated, or 'all'")
+    p.add_argument("--on-missing", choices=("raise", "skip"), default="raise")
+    p.add_argument("--no-check", action="store_true", help="do not check that the audio files exist")
+    p.set_defaults(func=cmd_make_manifest)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    level = logging.WARNING - 10 * min(args.verbose + 1, 2)
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    try:
+        return int(args.func(args))
+    except KeyboardInterrupt:
+        print("spoof-train: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except ConfigError as exc:
+        print(f"spoof-train: config error: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    except DataError as exc:
+        print(f"spoof-train: data error: {exc}", file=sys.stderr)
+        return EXIT_DATA
+    except CheckpointError as exc:
+        print(f"spoof-train: checkpoint error: {exc}", file=sys.stderr)
+        return EXIT_CHECKPOINT
+    except MetricError as exc:
+        print(f"spoof-train: metric error: {exc}", file=sys.stderr)
+        return EXIT_METRIC
+    except OSError as exc:
+        print(f"spoof-train: {exc}", file=sys.stderr)
+        return EXIT_OS
+    except Exception:
+        traceback.print_exc()
+        print("spoof-train: internal error (please report it with the traceback above)", file=sys.stderr)
+        return EXIT_INTERNAL
+
+
+if __name__ == "__main__":
+    sys.exit(main())
