@@ -10,7 +10,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from sdk_models import save_tiny_detector, tiny_manifest  # noqa: E402
+from sdk_models import save_tiny_detector, tiny_manifest
 
 
 def _native_ready() -> bool:
