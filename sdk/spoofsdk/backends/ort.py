@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+import warnings
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -251,12 +252,19 @@ class OrtBackend:
         if opts.optimized_model_path:
             so.optimized_model_filepath = opts.optimized_model_path
         try:
-            self._session: ort.InferenceSession = ort.InferenceSession(
-                str(self._path),
-                sess_options=so,
-                providers=[p for p, _ in providers],
-                provider_options=[o for _, o in providers],
-            )
+            # ORT warns (UserWarning) and falls back to the CPU when a provider cannot be used; record the
+            # warning for the log and detect the fallback below instead of letting a filter turn it into
+            # an untyped exception.
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                self._session: ort.InferenceSession = ort.InferenceSession(
+                    str(self._path),
+                    sess_options=so,
+                    providers=[p for p, _ in providers],
+                    provider_options=[o for _, o in providers],
+                )
+            for w in caught:
+                logger.warning("spoofsdk: onnxruntime: %s", w.message)
         except Exception as exc:  # ORT raises its own Fail/InvalidGraph/RuntimeException types
             text = str(exc)
             if backend != "cpu" and any(k in text for k in ("CUDA", "cuda", "TensorRT", "TRT", "provider")):
