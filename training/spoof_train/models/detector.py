@@ -1,0 +1,229 @@
+"""Detectors (``forward(wave, lengths) -> logits [B, 2]``) and ``build_detector(config)``."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from spoof_train.errors import CheckpointError, ConfigError
+from spoof_train.models.backends import build_backend
+from spoof_train.models.config import DetectorConfig
+from spoof_train.models.raw import AASIST, RawNet2
+from spoof_train.models.ssl import SSLBackbone, clean_hf_config_dict
+
+__all__ = [
+    "RawDetector",
+    "SSLDetector",
+    "build_detector",
+    "detector_config_from_pretrained",
+    "read_pretrained_backbone",
+]
+
+log = logging.getLogger("spoof_train")
+
+
+class _DetectorAPI(nn.Module):
+    config: DetectorConfig
+
+    def backbone_parameters(self) -> list[nn.Parameter]:
+        return []
+
+    def head_parameters(self) -> list[nn.Parameter]:
+        own = {id(p) for p in self.backbone_parameters()}
+        return [p for p in self.parameters() if id(p) not in own]
+
+    def freeze_backbone(self, frozen: bool = True) -> None:
+        """Toggle ``requires_grad`` of the backbone (frozen warm-up). No-op for raw-waveform models."""
+        for p in self.backbone_parameters():
+            p.requires_grad_(not frozen)
+
+    def layer_weights(self) -> Tensor:
+        """Learned softmax weights over the kept hidden states (layer-weighted and MHFA back-ends)."""
+        backend = getattr(self, "backend", None)
+        fn = getattr(backend, "layer_weights", None)
+        if fn is None:
+            raise ConfigError(
+                f"back-end {self.config.backend_name!r} has no layer weights; "
+                "expected 'layer-weighted' or 'mhfa'"
+            )
+        return fn()  # type: ignore[no-any-return]
+
+
+class SSLDetector(_DetectorAPI):
+    """SSL backbone (pruned to ``config.layers``) + back-end over its hidden-state stack."""
+
+    def __init__(self, config: DetectorConfig) -> None:
+        super().__init__()
+        assert config.backbone is not None
+        self.config = config
+        bb = config.backbone
+        self.backbone = SSLBackbone(
+            bb["family"], bb["config"], config.layers, final_norm=bool(bb["final_norm"])
+        )
+        self.backend = build_backend(
+            config.backend_name,
+            self.backbone.hidden_size,
+            self.backbone.num_hidden_states,
+            config.backend["config"],
+        )
+
+    def backbone_parameters(self) -> list[nn.Parameter]:
+        return list(self.backbone.parameters())
+
+    def forward(self, wave: Tensor, lengths: Tensor | None = None) -> Tensor:
+        hidden, mask = self.backbone(wave, lengths)
+        return self.backend(hidden, mask)  # type: ignore[no-any-return]
+
+
+class RawDetector(_DetectorAPI):
+    """Raw-waveform AASIST / AASIST-L / RawNet2 with the detector API."""
+
+    def __init__(self, config: DetectorConfig) -> None:
+        super().__init__()
+        self.config = config
+        options = dict(config.backend["config"])
+        cls = RawNet2 if config.kind == "rawnet2" else AASIST
+        try:
+            self.net: nn.Module = cls(sample_rate=config.sample_rate, **options)
+        except TypeError as exc:
+            raise ConfigError(f"invalid {config.kind} options {sorted(options)}: {exc}") from exc
+
+    @property
+    def min_samples(self) -> int:
+        return int(self.net.min_samples)  # type: ignore[arg-type]
+
+    def forward(self, wave: Tensor, lengths: Tensor | None = None) -> Tensor:
+        return self.net(wave, lengths)  # type: ignore[no-any-return]
+
+
+def build_detector(
+    config: DetectorConfig,
+    *,
+    seed: int | None = None,
+    pretrained: str | Path | None = None,
+    trust_checkpoint: bool = False,
+) -> SSLDetector | RawDetector:
+    """Build the detector described by ``config`` (random init; nothing is downloaded).
+
+    ``seed`` makes the initialisation reproducible without touching the global RNG. ``pretrained`` loads
+    backbone weights (ssl only) from a local Hugging Face directory or a fairseq ``.pt`` (see
+    :func:`read_pretrained_backbone`); only the kept layers are loaded.
+    """
+    if not isinstance(config, DetectorConfig):
+        raise ConfigError(f"build_detector expects a DetectorConfig, got {type(config).__name__}")
+    config.validate()
+    with torch.random.fork_rng(devices=[]):
+        if seed is not None:
+            torch.manual_seed(seed)
+        model: SSLDetector | RawDetector = (
+            SSLDetector(config) if config.kind == "ssl" else RawDetector(config)
+        )
+    if pretrained is not None:
+        if not isinstance(model, SSLDetector):
+            raise ConfigError(f"pretrained backbone weights need an ssl detector, got kind {config.kind!r}")
+        family, _, state = read_pretrained_backbone(pretrained, trust_checkpoint=trust_checkpoint)
+        assert config.backbone is not None
+        if family != config.backbone["family"]:
+            raise CheckpointError(
+                f"{pretrained}: expected a {config.backbone['family']} backbone, got {family}"
+            )
+        model.backbone.load_backbone_state(state, source=str(pretrained))
+    return model
+
+
+class _LazySafetensors(Mapping[str, Tensor]):
+    """Read-on-access view of one or more safetensors files (only the tensors asked for are read)."""
+
+    def __init__(self, files: list[Path]) -> None:
+        from safetensors import safe_open
+
+        self._handles = [safe_open(str(f), framework="pt", device="cpu") for f in files]
+        self._where = {k: h for h in self._handles for k in h.keys()}  # noqa: SIM118
+
+    def __getitem__(self, key: str) -> Tensor:
+        return self._where[key].get_tensor(key)  # type: ignore[no-any-return]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._where)
+
+    def __len__(self) -> int:
+        return len(self._where)
+
+
+def _read_hf_dir(path: Path) -> tuple[str, dict[str, Any], Mapping[str, Tensor]]:
+    cfg_path = path / "config.json"
+    if not cfg_path.is_file():
+        raise CheckpointError(f"{path}: expected a Hugging Face model directory with config.json")
+    try:
+        raw = json.loads(cfg_path.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise CheckpointError(f"{cfg_path} is not readable JSON: {exc}") from exc
+    family = raw.get("model_type")
+    if family not in ("wavlm", "wav2vec2", "hubert"):
+        raise CheckpointError(f"{cfg_path}: expected model_type wavlm, wav2vec2 or hubert, got {family!r}")
+    index = path / "model.safetensors.index.json"
+    state: Mapping[str, Tensor]
+    try:
+        if (path / "model.safetensors").is_file():
+            state = _LazySafetensors([path / "model.safetensors"])
+        elif index.is_file():
+            files = sorted(set(json.loads(index.read_text())["weight_map"].values()))
+            state = _LazySafetensors([path / f for f in files])
+        elif (path / "pytorch_model.bin").is_file():
+            state = torch.load(path / "pytorch_model.bin", map_location="cpu", weights_only=True, mmap=True)
+        else:
+            raise CheckpointError(
+                f"{path}: no weights found; expected model.safetensors, model.safetensors.index.json or "
+                f"pytorch_model.bin"
+            )
+    except CheckpointError:
+        raise
+    except Exception as exc:  # safetensors / torch raise many types for corrupt files
+        raise CheckpointError(f"{path}: cannot read the weights safely: {exc}") from exc
+    return family, clean_hf_config_dict(family, raw), state
+
+
+def read_pretrained_backbone(
+    source: str | Path, *, trust_checkpoint: bool = False
+) -> tuple[str, dict[str, Any], Mapping[str, Tensor]]:
+    """``(family, hf_config_dict, state)`` from a local HF directory or a fairseq wav2vec2/XLS-R ``.pt``.
+
+    ``state`` is HF-layout and lazy where the format allows (safetensors, memory-mapped torch files), so
+    layers removed by pruning are never read into memory.
+    """
+    path = Path(source)
+    if path.is_dir():
+        return _read_hf_dir(path)
+    if path.is_file():
+        from spoof_train.models.fairseq import load_fairseq_checkpoint
+
+        hf_config, state = load_fairseq_checkpoint(path, trust_checkpoint=trust_checkpoint)
+        return "wav2vec2", clean_hf_config_dict("wav2vec2", hf_config), state
+    raise CheckpointError(f"pretrained backbone not found: expected a directory or .pt file at {path}")
+
+
+def detector_config_from_pretrained(
+    source: str | Path,
+    *,
+    backend: str = "ffn",
+    backend_config: dict[str, Any] | None = None,
+    layers: int | None = None,
+    final_norm: bool = False,
+    trust_checkpoint: bool = False,
+    **fields: Any,
+) -> DetectorConfig:
+    """A DetectorConfig whose backbone is described by a local HF directory or fairseq checkpoint."""
+    family, hf_config, _ = read_pretrained_backbone(source, trust_checkpoint=trust_checkpoint)
+    return DetectorConfig(
+        kind="ssl",
+        backbone={"family": family, "config": hf_config, "final_norm": final_norm},
+        layers=layers,
+        backend={"name": backend, "config": dict(backend_config or {})},
+        **fields,
+    )
