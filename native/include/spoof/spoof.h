@@ -66,6 +66,14 @@ extern "C" {
 
 #define SPOOF_ABI_VERSION 1
 
+/* Limits. A push larger than these is SPOOF_ERR_INVALID_ARGUMENT (split it), never an
+ * out-of-memory crash. Ring buffer / frontend capacities are at most 2^28 samples. */
+#define SPOOF_MAX_PUSH_BYTES ((size_t)1 << 26)   /* 64 MiB per spoof_frontend_push */
+#define SPOOF_MAX_PUSH_SAMPLES ((size_t)1 << 24) /* per spoof_frontend_push_float */
+#define SPOOF_MAX_CAPACITY_SAMPLES ((int64_t)1 << 28)
+#define SPOOF_MIN_SAMPLE_RATE 1000
+#define SPOOF_MAX_SAMPLE_RATE 384000
+
 /* ---- status codes -------------------------------------------------------------- */
 typedef enum spoof_status {
   SPOOF_OK = 0,
@@ -101,7 +109,9 @@ SPOOF_API const char* spoof_status_name(spoof_status status);
 
 /* ---- one-shot helpers ---------------------------------------------------------- */
 /* Decode n_bytes of `encoding` into float32 in [-1, 1]. n_bytes must be a whole number
- * of samples. *n_out receives the number of samples; out must hold out_capacity floats. */
+ * of samples (else SPOOF_ERR_INVALID_ARGUMENT). *n_out receives the number of samples; out
+ * must hold out_capacity floats (else SPOOF_ERR_BUFFER_TOO_SMALL). data/out may be NULL only
+ * when n_bytes == 0. G.711 decodes exactly as libsndfile does (16-bit value / 32768). */
 SPOOF_API spoof_status spoof_decode(const void* data, size_t n_bytes, int32_t encoding, float* out,
                                     size_t out_capacity, size_t* n_out);
 
@@ -109,7 +119,10 @@ SPOOF_API spoof_status spoof_decode(const void* data, size_t n_bytes, int32_t en
 SPOOF_API spoof_status spoof_resample_output_length(int64_t n_in, int32_t in_sr, int32_t out_sr,
                                                     int64_t* n_out);
 /* Offline resampling with no start-up delay: output sample k is aligned with input time
- * k / out_sr. Rates in [1000, 384000]. */
+ * k / out_sr. Rates in [1000, 384000]; input must be finite (else SPOOF_ERR_INVALID_AUDIO).
+ * Equal to the front end's streaming resampler fed the same samples and flushed;
+ * in_sr == out_sr copies exactly. Filter: Kaiser-windowed sinc, passband to 0.45 x the
+ * lower rate, stopband (>= 70 dB) from 0.5 x the lower rate. */
 SPOOF_API spoof_status spoof_resample(const float* in, int64_t n_in, int32_t in_sr, int32_t out_sr,
                                       float* out, int64_t out_capacity, int64_t* n_out);
 
@@ -143,6 +156,7 @@ typedef struct spoof_frontend_stats {
   int64_t windows_emitted;
   int64_t pending_bytes;    /* bytes of an incomplete sample waiting for their partner bytes */
   int64_t buffered_samples; /* samples held in the ring buffer */
+  int64_t discarded_bytes;  /* bytes of an incomplete final sample discarded by flush */
 } spoof_frontend_stats;
 
 SPOOF_API void spoof_frontend_options_init(spoof_frontend_options* opts);
@@ -151,39 +165,66 @@ SPOOF_API void spoof_frontend_destroy(spoof_frontend* fe); /* NULL-safe */
 
 /* Append n_bytes of audio. Bytes may be split anywhere: an incomplete trailing sample is
  * kept until the next push. n_bytes == 0 is a no-op. `encoding` must equal the one the
- * pending partial sample (if any) was pushed with. Fails with SPOOF_ERR_STATE after flush. */
+ * pending partial sample (if any) was pushed with; 0 means the options' encoding.
+ * n_bytes <= SPOOF_MAX_PUSH_BYTES. Fails with SPOOF_ERR_STATE after flush. A push is
+ * all-or-nothing: on any error (bad float, ring full under SPOOF_OVERFLOW_ERROR, ...) the
+ * front end is unchanged, including its pending bytes. */
 SPOOF_API spoof_status spoof_frontend_push(spoof_frontend* fe, const void* data, size_t n_bytes,
                                            int32_t encoding);
-/* Append float32 samples at the input rate (no decoding). */
+/* Append float32 samples at the input rate (no decoding; must be finite; n <=
+ * SPOOF_MAX_PUSH_SAMPLES; not while bytes of an incomplete sample are pending). */
 SPOOF_API spoof_status spoof_frontend_push_float(spoof_frontend* fe, const float* samples, size_t n);
 
-/* If a window is ready, copy it into out (capacity >= window_samples), fill *info and set
- * *has_window = 1; otherwise set *has_window = 0. Returns SPOOF_OK in both cases. */
+/* If a window is ready, copy it into out (capacity >= window_samples, else
+ * SPOOF_ERR_BUFFER_TOO_SMALL), fill *info and set *has_window = 1; otherwise set
+ * *has_window = 0. Returns SPOOF_OK in both cases. Regular windows start at 0, hop,
+ * 2 hop, ...; under SPOOF_OVERFLOW_DROP_OLDEST windows whose start was dropped are skipped
+ * (start_index jumps; samples_dropped counts the loss). A short final window is
+ * zero-padded in out beyond info->n_samples. */
 SPOOF_API spoof_status spoof_frontend_next_window(spoof_frontend* fe, float* out, size_t out_capacity,
                                                   spoof_window_info* info, int32_t* has_window);
 
-/* End of stream. Drains the resampler, then applies the tail rule:
+/* End of stream. Drains the resampler (output then totals ceil(n_in * model / input)
+ * samples), discards the bytes of an incomplete final sample (stats.discarded_bytes),
+ * then applies the tail rule when next_window has returned every regular window:
  *  - no window emitted yet and >= 1 sample buffered: one final window with all samples
  *    (n_samples < window_samples, start_index 0);
  *  - windows emitted and the last one ends before the last sample: one final window of
  *    window_samples ending at the last sample (start = total - window_samples);
  *  - otherwise nothing.
- * Afterwards push fails with SPOOF_ERR_STATE until spoof_frontend_reset. */
+ * Afterwards push fails with SPOOF_ERR_STATE until spoof_frontend_reset. Flushing twice
+ * is a no-op. Under SPOOF_OVERFLOW_ERROR, if the resampler's tail does not fit in the
+ * ring, flush fails with SPOOF_ERR_OVERFLOW and changes nothing: drain windows, retry. */
 SPOOF_API spoof_status spoof_frontend_flush(spoof_frontend* fe);
 /* Back to the freshly created state (indices restart at 0, counters cleared). */
 SPOOF_API spoof_status spoof_frontend_reset(spoof_frontend* fe);
+/* stats->struct_size must be set by the caller (sizeof(spoof_frontend_stats)); only the
+ * fields that fit in it are written. Safe to call from the producer or consumer thread. */
 SPOOF_API spoof_status spoof_frontend_get_stats(const spoof_frontend* fe, spoof_frontend_stats* stats);
 
 /* ---- ring buffer (exposed for hosts that do their own framing) ------------------ */
+/* Absolute indices: head = oldest held sample, tail = one past the newest; both only grow.
+ * Capacity in [1, SPOOF_MAX_CAPACITY_SAMPLES]. One writer (push) and one reader (read,
+ * consume, pop) may run concurrently without locks. Under SPOOF_OVERFLOW_DROP_OLDEST the
+ * writer advances head past the samples it overwrites and adds exactly that count to
+ * dropped, so every index below tail is consumed by the reader or counted as dropped,
+ * once (pop never returns a sample that is also counted as dropped). */
 typedef struct spoof_ring spoof_ring;
 
 SPOOF_API spoof_status spoof_ring_create(int64_t capacity, int32_t overflow_policy, spoof_ring** out);
 SPOOF_API void spoof_ring_destroy(spoof_ring* ring); /* NULL-safe */
 SPOOF_API spoof_status spoof_ring_push(spoof_ring* ring, const float* samples, int64_t n);
-/* Copy n samples starting at absolute index `start` (head <= start, start + n <= tail). */
+/* Copy n samples starting at absolute index `start` (head <= start, start + n <= tail,
+ * else SPOOF_ERR_INVALID_ARGUMENT). SPOOF_ERR_OVERFLOW if a concurrent drop_oldest writer
+ * overwrote part of the range during the copy. */
 SPOOF_API spoof_status spoof_ring_read(const spoof_ring* ring, int64_t start, float* out, int64_t n);
-/* Release samples before absolute index `new_head` (head <= new_head <= tail). */
+/* Release samples before absolute index `new_head` (head <= new_head <= tail). Under
+ * drop_oldest, new_head < head is a no-op (the writer may have dropped past it). */
 SPOOF_API spoof_status spoof_ring_consume(spoof_ring* ring, int64_t new_head);
+/* Copy and release up to max_n of the oldest samples: *start = index of out[0],
+ * *n_out = count (0 when empty). */
+SPOOF_API spoof_status spoof_ring_pop(spoof_ring* ring, float* out, int64_t max_n, int64_t* start,
+                                      int64_t* n_out);
 SPOOF_API int64_t spoof_ring_head(const spoof_ring* ring);    /* oldest held index; -1 if ring is NULL */
 SPOOF_API int64_t spoof_ring_tail(const spoof_ring* ring);    /* one past the newest; -1 if NULL */
 SPOOF_API int64_t spoof_ring_dropped(const spoof_ring* ring); /* -1 if NULL */
