@@ -10,6 +10,7 @@ convolution) are folded into plain weights first so the graph carries no weight-
 from __future__ import annotations
 
 import logging
+import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -86,7 +87,11 @@ def export_onnx(model: torch.nn.Module, path: str | Path, *, opset: int, example
     wrapper = _Wrapper.build(model)
     example = torch.zeros(1, example_samples, dtype=torch.float32)
     example.normal_(0.0, 0.1, generator=torch.Generator().manual_seed(0))
-    with torch.no_grad():
+    with torch.no_grad(), warnings.catch_warnings():
+        # The TorchScript exporter is chosen on purpose (module docstring); its deprecation is not news.
+        warnings.filterwarnings(
+            "ignore", message=".*legacy TorchScript-based ONNX export.*", category=DeprecationWarning
+        )
         torch.onnx.export(
             wrapper,
             (example,),

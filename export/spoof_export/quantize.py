@@ -42,6 +42,7 @@ __all__ = [
     "first_conv_nodes",
     "qdq_summary",
     "quantize_int8",
+    "restore_fp32_reads",
 ]
 
 log = logging.getLogger("spoof_export")
@@ -82,6 +83,53 @@ def qdq_summary(model: Any) -> dict[str, Any]:
     }
 
 
+def restore_fp32_reads(model: Any) -> int:
+    """Make non-quantised ops read the FP32 tensor instead of its quantise-dequantise copy.
+
+    ONNX Runtime's QDQ quantiser puts a Q/DQ pair on every tensor a quantised op reads or writes and lets
+    *every* consumer of that tensor read the dequantised copy. In a transformer that quantises the
+    residual stream (a post-LN layer's ``LayerNorm`` output feeds both the next MatMul and the residual
+    add) and the bias adds after each MatMul. With ``DedicatedQDQPair`` each consumer has its own pair, so
+    here every consumer that is not MatMul/Gemm/Conv is rewired to the original tensor and the pairs left
+    without consumers are removed. Outputs of quantised convolutions keep their Q/DQ (that is what
+    QLinearConv emits, and what the encoder's GELU then reads). Returns the number of inputs rewired.
+    """
+    producer = {o: n for n in model.graph.node for o in n.output}
+    rewired = 0
+    for node in model.graph.node:
+        if node.op_type in (*QUANT_OP_TYPES, "QuantizeLinear", "DequantizeLinear"):
+            continue
+        for idx, name in enumerate(node.input):
+            dq = producer.get(name)
+            if dq is None or dq.op_type != "DequantizeLinear":
+                continue
+            q = producer.get(dq.input[0])
+            if q is None or q.op_type != "QuantizeLinear":
+                continue  # a quantised constant
+            source = producer.get(q.input[0])
+            if source is not None and source.op_type == "Conv":
+                continue
+            node.input[idx] = q.input[0]
+            rewired += 1
+    # drop Q/DQ nodes nobody reads any more (repeat: removing a DQ can orphan its Q)
+    outputs = {o.name for o in model.graph.output}
+    while True:
+        used = {i for n in model.graph.node for i in n.input} | outputs
+        dead = [
+            n
+            for n in model.graph.node
+            if n.op_type in ("QuantizeLinear", "DequantizeLinear") and not any(o in used for o in n.output)
+        ]
+        if not dead:
+            break
+        for n in dead:
+            model.graph.node.remove(n)
+    used = {i for n in model.graph.node for i in n.input}
+    for init in [t for t in model.graph.initializer if t.name not in used]:
+        model.graph.initializer.remove(init)
+    return rewired
+
+
 class _WindowReader:
     """onnxruntime CalibrationDataReader over ``[N, samples]`` windows, one window per batch."""
 
@@ -110,6 +158,7 @@ def quantize_int8(
     per_channel: bool = True,
     keep_first_conv_fp32: bool = True,
     exclude_nodes: tuple[str, ...] = (),
+    keep_fp32_reads: bool = True,
 ) -> dict[str, Any]:
     """Quantise ``fp32_path`` to explicit Q/DQ int8 at ``out_path``, calibrated on ``windows``.
 
@@ -142,7 +191,9 @@ def quantize_int8(
         "percentile": CalibrationMethod.Percentile,
         "entropy": CalibrationMethod.Entropy,
     }[method]
-    extra: dict[str, Any] = {"CalibMovingAverage": False}
+    # DedicatedQDQPair: only the quantised consumer of a tensor reads its Q/DQ copy; LayerNorm, the
+    # residual adds and the rest keep reading the FP32 tensor (no quantisation noise in the residual stream).
+    extra: dict[str, Any] = {"CalibMovingAverage": False, "DedicatedQDQPair": True}
     if method == "percentile":
         extra["CalibPercentile"] = 99.999
     if target == "cpu":
@@ -150,7 +201,8 @@ def quantize_int8(
         extra.update({"ActivationSymmetric": False, "WeightSymmetric": True})
     else:
         activation_type, weight_type, reduce_range = QuantType.QInt8, QuantType.QInt8, False
-        extra.update({"ActivationSymmetric": True, "WeightSymmetric": True})
+        # TensorRT takes FP32 biases: no int32 bias Q/DQ (its DequantizeLinear accepts 8-bit inputs only).
+        extra.update({"ActivationSymmetric": True, "WeightSymmetric": True, "QuantizeBias": False})
 
     class Reader(_WindowReader, CalibrationDataReader):  # type: ignore[misc]
         pass
@@ -173,7 +225,10 @@ def quantize_int8(
             calibration_providers=["CPUExecutionProvider"],
         )
         del tmp
-    summary = qdq_summary(onnx.load(str(out_path)))
+    quantized = onnx.load(str(out_path))
+    rewired = restore_fp32_reads(quantized) if keep_fp32_reads else 0
+    onnx.save(quantized, str(out_path))
+    summary = qdq_summary(quantized)
     info = {
         "tool": "onnxruntime.quantization.quantize_static",
         "format": "QDQ",
@@ -185,6 +240,7 @@ def quantize_int8(
         "calibration_windows": int(windows.shape[0]),
         "op_types_quantized": list(QUANT_OP_TYPES),
         "nodes_kept_fp32": excluded,
+        "fp32_reads_restored": rewired,
         **summary,
     }
     log.info("int8 (%s): %s", target, summary["int8_nodes"])

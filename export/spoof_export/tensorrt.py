@@ -260,6 +260,7 @@ def check_tensorrt_compatibility(model: Any, *, strict: bool = True) -> dict[str
     walk(proto.graph, 0)
 
     # Q/DQ must be signed 8-bit (or fp8/int4, not produced here) with zero points equal to 0.
+    qdq_problems: dict[str, str] = {}
     for node in proto.graph.node:
         if node.op_type not in ("QuantizeLinear", "DequantizeLinear") or len(node.input) < 3:
             continue
@@ -268,17 +269,23 @@ def check_tensorrt_compatibility(model: Any, *, strict: bool = True) -> dict[str
             continue
         arr = onnx.numpy_helper.to_array(zp)
         if zp.data_type == onnx.TensorProto.UINT8:
-            blockers.append(
+            qdq_problems.setdefault(
+                "uint8",
                 f"node {node.name!r}: {node.op_type} with uint8 zero point; TensorRT takes only symmetric "
-                "int8 "
-                "Q/DQ (export with int8_target='tensorrt')"
+                "int8 Q/DQ (export with int8_target='tensorrt')",
             )
-            break
-        if arr.size and (arr != 0).any():
-            blockers.append(
-                f"node {node.name!r}: {node.op_type} zero point is not 0 (TensorRT needs symmetric Q/DQ)"
+        elif zp.data_type == onnx.TensorProto.INT32:
+            qdq_problems.setdefault(
+                "int32",
+                f"node {node.name!r}: {node.op_type} of int32 (a quantised bias); TensorRT's Q/DQ takes "
+                "8-bit (or fp8/int4) tensors and FP32 biases",
             )
-            break
+        elif arr.size and (arr != 0).any():
+            qdq_problems.setdefault(
+                "zero_point",
+                f"node {node.name!r}: {node.op_type} zero point is not 0 (TensorRT needs symmetric Q/DQ)",
+            )
+    blockers.extend(qdq_problems.values())
 
     # Convolution weights must be build-time constants (an initializer, or DQ of one).
     for node in proto.graph.node:
