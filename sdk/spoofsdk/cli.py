@@ -326,7 +326,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         ):  # fmt: skip
             results.append(r)
             if not r.ok:
-                logger.warning("spoof-score: %s: %s: %s", r.path, r.error_type, r.error)
+                print(f"spoof-score: {r.path}: {r.error_type}: {r.error}", file=sys.stderr)
     except UsageError as exc:
         print(f"spoof-score: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
