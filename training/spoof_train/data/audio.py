@@ -18,7 +18,7 @@ from numpy.typing import NDArray
 
 from spoof_train.errors import DataError
 
-__all__ = ["decode_g711", "load_audio", "resample", "resampler_backend"]
+__all__ = ["decode_g711", "g711_decoder_backend", "load_audio", "resample", "resampler_backend"]
 
 logger = logging.getLogger("spoof_train")
 
@@ -97,6 +97,16 @@ def decode_g711(data: bytes, law: str) -> NDArray[np.float32]:
     else with the ITU-T G.711 expansion formulas (identical output)."""
     if law not in ("mulaw", "alaw"):
         raise DataError(f"decode_g711: law must be 'mulaw' or 'alaw', got {law!r}")
+    _, fn = _native_decoder()
+    if fn is not None:
+        return np.asarray(fn(bytes(data), law), dtype=np.float32)
+    from spoof_train.augment.codecs import g711_decode
+
+    return g711_decode(np.frombuffer(data, dtype=np.uint8), law)
+
+
+@functools.lru_cache(maxsize=1)
+def _native_decoder() -> tuple[str, Callable[[bytes, str], NDArray[np.float32]] | None]:
     for mod_name in ("spoofsdk.audio", "spoofsdk._native"):
         try:
             mod = __import__(mod_name, fromlist=["decode"])
@@ -104,7 +114,10 @@ def decode_g711(data: bytes, law: str) -> NDArray[np.float32]:
             continue
         fn = getattr(mod, "decode", None)
         if callable(fn):
-            return np.asarray(fn(bytes(data), law), dtype=np.float32)
-    from spoof_train.augment.codecs import g711_decode
+            return f"{mod_name}.decode", fn
+    return "spoof_train.augment.codecs.g711_decode", None
 
-    return g711_decode(np.frombuffer(data, dtype=np.uint8), law)
+
+def g711_decoder_backend() -> str:
+    """Name of the G.711 decoder in use (the SDK's native one when built)."""
+    return _native_decoder()[0]

@@ -1,0 +1,200 @@
+"""Channel effects: telephony band-limit, sample-rate round trips, additive noise at an SNR, reverberation.
+
+All are callables ``aug(wave, sample_rate, rng) -> wave`` (float32, same length as the input) whose random
+parameters come from the given ``numpy.random.Generator``.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+from numpy.typing import NDArray
+from scipy import signal
+
+from spoof_train.errors import ConfigError
+
+__all__ = ["AddNoise", "BandLimit", "ResampleRoundTrip", "Reverb", "colored_noise"]
+
+logger = logging.getLogger("spoof_train")
+
+
+def _range(value: float | Sequence[float], name: str) -> tuple[float, float]:
+    if isinstance(value, (int, float)):
+        return float(value), float(value)
+    lo, hi = (float(v) for v in value)
+    if lo > hi:
+        raise ConfigError(f"{name}: expected (min, max) with min <= max, got {value}")
+    return lo, hi
+
+
+class BandLimit:
+    """Telephony band-limit: a Butterworth band-pass (default 300-3400 Hz, the ITU-T G.712 voice band, order 4
+    per edge) applied causally like a channel would, optionally followed by an 8 kHz round trip
+    (``resample_8k=True``: resample to 8 kHz and back, dropping everything above 4 kHz)."""
+
+    def __init__(
+        self, low_hz: float = 300.0, high_hz: float = 3400.0, *, order: int = 4, resample_8k: bool = False
+    ) -> None:
+        if not 0 < low_hz < high_hz:
+            raise ConfigError(f"BandLimit: need 0 < low_hz < high_hz, got {low_hz}, {high_hz}")
+        if order < 1:
+            raise ConfigError(f"BandLimit: order must be >= 1, got {order}")
+        self.low_hz, self.high_hz, self.order, self.resample_8k = low_hz, high_hz, order, resample_8k
+
+    def __repr__(self) -> str:
+        return (
+            f"BandLimit({self.low_hz}-{self.high_hz} Hz, order={self.order}, resample_8k={self.resample_8k})"
+        )
+
+    def __call__(
+        self, wave: NDArray[np.floating], sample_rate: int, rng: np.random.Generator
+    ) -> NDArray[np.float32]:
+        from spoof_train.data.audio import resample
+
+        x = np.asarray(wave, dtype=np.float64)
+        high = min(self.high_hz, 0.49 * sample_rate)
+        sos = signal.butter(self.order, [self.low_hz, high], btype="bandpass", fs=sample_rate, output="sos")
+        y = signal.sosfilt(sos, x).astype(np.float32)
+        if self.resample_8k and sample_rate != 8000:
+            y = resample(resample(y, sample_rate, 8000), 8000, sample_rate)
+            y = y[: x.shape[0]] if y.shape[0] >= x.shape[0] else np.pad(y, (0, x.shape[0] - y.shape[0]))
+        return y.astype(np.float32)
+
+
+class ResampleRoundTrip:
+    """Resample to ``rate`` (default 8 kHz, narrow-band telephony) and back to the input rate."""
+
+    def __init__(self, rate: int = 8000) -> None:
+        if rate <= 0:
+            raise ConfigError(f"ResampleRoundTrip: rate must be positive, got {rate}")
+        self.rate = int(rate)
+
+    def __repr__(self) -> str:
+        return f"ResampleRoundTrip(rate={self.rate})"
+
+    def __call__(
+        self, wave: NDArray[np.floating], sample_rate: int, rng: np.random.Generator
+    ) -> NDArray[np.float32]:
+        from spoof_train.data.audio import resample
+
+        x = np.asarray(wave, dtype=np.float32)
+        if sample_rate == self.rate:
+            return x
+        y = resample(resample(x, sample_rate, self.rate), self.rate, sample_rate)
+        n = x.shape[0]
+        return y[:n] if y.shape[0] >= n else np.pad(y, (0, n - y.shape[0]))
+
+
+def colored_noise(n: int, color: str, rng: np.random.Generator) -> NDArray[np.float64]:
+    """Gaussian noise with a power spectrum ~ 1/f^k: white (k=0), pink (k=1) or brown (k=2); unit RMS."""
+    exps = {"white": 0.0, "pink": 1.0, "brown": 2.0}
+    if color not in exps:
+        raise ConfigError(f"noise color must be one of {sorted(exps)}, got {color!r}")
+    white = rng.normal(0.0, 1.0, n)
+    if exps[color] > 0 and n > 1:
+        spec = np.fft.rfft(white)
+        f = np.arange(spec.shape[0], dtype=np.float64)
+        f[0] = 1.0
+        spec /= f ** (exps[color] / 2.0)
+        spec[0] = 0.0
+        white = np.fft.irfft(spec, n)
+    rms = float(np.sqrt(np.mean(white**2)))
+    return white / rms if rms > 0 else white
+
+
+class AddNoise:
+    """Additive noise at an SNR drawn from ``snr_db`` (dB, relative to the signal's mean power).
+
+    The noise is coloured Gaussian noise (``colors``, drawn uniformly), or, when ``noise_files`` (paths or a
+    manifest's rows) are given, a random excerpt of a random noise file (loaded at the input rate, looped
+    when shorter than the clip). Digital silence (zero power) is returned unchanged.
+    """
+
+    def __init__(
+        self,
+        snr_db: float | Sequence[float] = (5.0, 20.0),
+        *,
+        colors: Sequence[str] = ("white", "pink"),
+        noise_files: Sequence[str | Path] | None = None,
+    ) -> None:
+        self.snr_db = _range(snr_db, "AddNoise.snr_db")
+        for c in colors:
+            colored_noise(1, c, np.random.default_rng(0))  # validates the name
+        if not colors and not noise_files:
+            raise ConfigError("AddNoise: give colors or noise_files")
+        self.colors = list(colors)
+        files = [getattr(f, "path", f) for f in (noise_files or [])]
+        missing = [str(f) for f in files if not Path(f).is_file()]
+        if missing:
+            raise ConfigError(f"AddNoise: {len(missing)} noise files do not exist (first: {missing[0]})")
+        self.noise_files = [str(f) for f in files]
+        self._cache: dict[tuple[str, int], NDArray[np.float32]] = {}
+
+    def __repr__(self) -> str:
+        src = f"{len(self.noise_files)} noise files" if self.noise_files else f"colors={self.colors}"
+        return f"AddNoise(snr_db={self.snr_db}, {src})"
+
+    def _noise(self, n: int, sample_rate: int, rng: np.random.Generator) -> NDArray[np.float64]:
+        if self.noise_files:
+            from spoof_train.data.audio import load_audio
+
+            path = self.noise_files[int(rng.integers(len(self.noise_files)))]
+            key = (path, sample_rate)
+            if key not in self._cache:
+                self._cache[key] = load_audio(path, sample_rate=sample_rate)
+            src = self._cache[key].astype(np.float64)
+            if src.shape[0] < n:
+                src = np.tile(src, int(np.ceil(n / src.shape[0])))
+            start = int(rng.integers(0, src.shape[0] - n + 1))
+            return src[start : start + n]
+        return colored_noise(n, self.colors[int(rng.integers(len(self.colors)))], rng)
+
+    def __call__(
+        self, wave: NDArray[np.floating], sample_rate: int, rng: np.random.Generator
+    ) -> NDArray[np.float32]:
+        x = np.asarray(wave, dtype=np.float64)
+        snr = rng.uniform(*self.snr_db)
+        noise = self._noise(x.shape[0], sample_rate, rng)
+        p_sig, p_noise = float(np.mean(x**2)), float(np.mean(noise**2))
+        if p_sig == 0.0 or p_noise == 0.0:
+            return x.astype(np.float32)
+        noise *= np.sqrt(p_sig / (p_noise * 10.0 ** (snr / 10.0)))
+        return (x + noise).astype(np.float32)
+
+
+class Reverb:
+    """Synthetic reverberation: convolution with an exponentially decaying Gaussian-noise room impulse
+    response whose energy falls by 60 dB after RT60 seconds (RT60 drawn from ``rt60``), plus a unit direct
+    path; the RIR is ``1.5 * RT60`` long and the output is scaled back to the input's RMS."""
+
+    def __init__(self, rt60: float | Sequence[float] = (0.2, 0.8)) -> None:
+        self.rt60 = _range(rt60, "Reverb.rt60")
+        if self.rt60[0] <= 0:
+            raise ConfigError(f"Reverb: rt60 must be > 0 s, got {rt60}")
+
+    def __repr__(self) -> str:
+        return f"Reverb(rt60={self.rt60})"
+
+    @staticmethod
+    def rir(rt60: float, sample_rate: int, rng: np.random.Generator) -> NDArray[np.float64]:
+        n = max(2, int(1.5 * rt60 * sample_rate))
+        t = np.arange(n) / sample_rate
+        # energy decays 60 dB over rt60: amplitude envelope exp(-3 ln(10) t / rt60)
+        h = rng.normal(0.0, 1.0, n) * np.exp(-3.0 * np.log(10.0) * t / rt60)
+        h /= np.sqrt(np.sum(h**2))
+        h[0] = 1.0
+        return h
+
+    def __call__(
+        self, wave: NDArray[np.floating], sample_rate: int, rng: np.random.Generator
+    ) -> NDArray[np.float32]:
+        x = np.asarray(wave, dtype=np.float64)
+        h = self.rir(rng.uniform(*self.rt60), sample_rate, rng)
+        y = signal.fftconvolve(x, h)[: x.shape[0]]
+        rx, ry = float(np.sqrt(np.mean(x**2))), float(np.sqrt(np.mean(y**2)))
+        if ry > 0:
+            y *= rx / ry
+        return y.astype(np.float32)
