@@ -7,9 +7,10 @@ output. The three primitives:
 
 1. **LnL convolutive noise** (linear and non-linear): ``y = sum_{i=1..N_f} FIR_i(x^i)``, each ``FIR_i`` a
    cascade of ``nBands`` random notch (band-stop) FIR filters (Hamming window, odd length in
-   [minCoeff, maxCoeff], centre frequency in [minF, maxF], width in [minBW, maxBW]) scaled to a random gain in [minG, maxG] dB; for the
-   non-linear terms (``i >= 2``) the gain range is lowered by [minBiasLinNonLin, maxBiasLinNonLin] dB. The
-   result is mean-removed and scaled down when its peak exceeds 1.
+   [minCoeff, maxCoeff], centre frequency in [minF, maxF], width in [minBW, maxBW]) scaled to a random
+   gain in [minG, maxG] dB; for the non-linear terms (``i >= 2``) the gain range is lowered by
+   [minBiasLinNonLin, maxBiasLinNonLin] dB. The result is mean-removed and scaled down when its peak
+   exceeds 1.
 2. **ISD additive noise** (impulsive, signal-dependent): a random ``beta`` in [0, P] % of the samples get
    ``x[n] += g_sd * x[n] * u1 * u2`` with ``u1, u2 ~ U(-1, 1)``; scaled down when the peak exceeds 1.
 3. **SSI additive noise** (stationary, signal-independent): white Gaussian noise coloured by a random FIR
@@ -98,7 +99,7 @@ def _norm_peak(x: NDArray[np.float64], always: bool) -> NDArray[np.float64]:
 def _band_cascade(
     rng: np.random.Generator, prm: RawBoostParams, min_g: float, max_g: float, fs: int
 ) -> NDArray[np.float64]:
-    """Random cascade of ``n_bands`` Hamming band-stop FIRs scaled to a random peak gain in [min_g, max_g] dB."""
+    """Random cascade of ``n_bands`` Hamming band-stop FIRs, peak gain drawn from [min_g, max_g] dB."""
     b = np.ones(1)
     nyq = fs / 2.0
     for _ in range(prm.n_bands):
