@@ -26,7 +26,7 @@ __all__ = [
 CONFIG_FORMAT = "spoof_train.detector"
 CONFIG_FORMAT_VERSION = 1
 LABEL_ORDER = ("bonafide", "spoof")
-KINDS = ("ssl", "aasist", "aasist-l", "rawnet2")
+KINDS = ("ssl", "aasist", "aasist-l", "rawnet2", "spectral")
 SSL_FAMILIES = ("wavlm", "wav2vec2", "hubert")
 # Back-ends that run over the hidden-state stack of an SSL backbone.
 BACKEND_NAMES = ("ffn", "layer-weighted", "sls", "aasist", "mhfa")

@@ -15,6 +15,7 @@ from spoof_train.errors import CheckpointError, ConfigError
 from spoof_train.models.backends import build_backend
 from spoof_train.models.config import DetectorConfig
 from spoof_train.models.raw import AASIST, RawNet2
+from spoof_train.models.spectral import SpectralCNN
 from spoof_train.models.ssl import SSLBackbone, clean_hf_config_dict
 
 __all__ = [
@@ -82,13 +83,13 @@ class SSLDetector(_DetectorAPI):
 
 
 class RawDetector(_DetectorAPI):
-    """Raw-waveform AASIST / AASIST-L / RawNet2 with the detector API."""
+    """Raw-waveform AASIST / AASIST-L / RawNet2, or the spectral edge CNN, with the detector API."""
 
     def __init__(self, config: DetectorConfig) -> None:
         super().__init__()
         self.config = config
         options = dict(config.backend["config"])
-        cls = RawNet2 if config.kind == "rawnet2" else AASIST
+        cls = {"rawnet2": RawNet2, "spectral": SpectralCNN}.get(config.kind, AASIST)
         try:
             self.net: nn.Module = cls(sample_rate=config.sample_rate, **options)
         except TypeError as exc:

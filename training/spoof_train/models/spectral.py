@@ -1,0 +1,288 @@
+"""Edge-sized spectral detector: in-graph STFT + linear/mel filterbank (LFCC-style front end) + a small
+2-D ResNet, for the default detector shipped in the SDK.
+
+Everything is written with ``conv1d`` / ``matmul`` / elementwise ops, so the model traces to a plain ONNX
+graph with dynamic batch and time axes (no ``torch.stft``, no complex tensors) that ONNX Runtime and
+TensorRT run as is. The front end is a non-persistent buffer computed from the config (not trained, not
+saved), like the sinc filters of AASIST / RawNet2.
+
+``forward(wave [B, T] float32 at sample_rate, lengths [B] | None) -> logits [B, 2]`` (bonafide, spoof).
+Any input of at least ``min_samples`` samples works; in eval mode a padded row gives the same logits as the
+unpadded row (every layer re-applies the valid-frame mask, and the gain normalisation and the pooling only
+see valid frames).
+
+Front end: frames of ``win_length`` samples every ``hop_length`` (Hann window, no centre padding), power
+spectrum of ``n_fft`` bins, ``n_filters`` triangular filters (``filterbank="linear"``: LFCC-like, keeps the
+high band where vocoders leave artefacts; ``"mel"``: log-mel), ``log``, minus the utterance mean over all
+valid frames and bands (a gain normalisation: the level of the input does not change the output, the
+spectral shape and its time course do). Training mode adds SpecAugment-style time and band masks.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from spoof_train.errors import ConfigError, DataError
+from spoof_train.models.masking import lengths_to_mask, masked_max, masked_mean, pool_lengths
+
+__all__ = ["SpectralCNN", "SpectralFrontEnd", "filterbank_matrix"]
+
+
+def _hz_to_mel(hz: np.ndarray) -> np.ndarray:
+    return 2595.0 * np.log10(1.0 + hz / 700.0)
+
+
+def _mel_to_hz(mel: np.ndarray) -> np.ndarray:
+    return 700.0 * (10.0 ** (mel / 2595.0) - 1.0)
+
+
+def filterbank_matrix(
+    n_filters: int, n_fft: int, sample_rate: int, *, scale: str = "linear", f_min: float = 0.0
+) -> np.ndarray:
+    """``[n_filters, n_fft // 2 + 1]`` triangular filters, linearly or mel-spaced in ``[f_min, sr / 2]``.
+
+    Every filter covers at least one FFT bin (narrow filters fall back to the nearest bin).
+    """
+    if scale not in ("linear", "mel"):
+        raise ConfigError(f"filterbank: expected 'linear' or 'mel', got {scale!r}")
+    n_bins = n_fft // 2 + 1
+    freqs = np.linspace(0.0, sample_rate / 2, n_bins)
+    f_max = sample_rate / 2
+    if scale == "linear":
+        edges = np.linspace(f_min, f_max, n_filters + 2)
+    else:
+        edges = _mel_to_hz(
+            np.linspace(_hz_to_mel(np.array(f_min)), _hz_to_mel(np.array(f_max)), n_filters + 2)
+        )
+    bank = np.zeros((n_filters, n_bins), dtype=np.float64)
+    for i in range(n_filters):
+        lo, mid, hi = edges[i], edges[i + 1], edges[i + 2]
+        up = (freqs - lo) / max(mid - lo, 1e-9)
+        down = (hi - freqs) / max(hi - mid, 1e-9)
+        bank[i] = np.clip(np.minimum(up, down), 0.0, None)
+        if not bank[i].any():
+            bank[i, int(np.argmin(np.abs(freqs - mid)))] = 1.0
+    return bank
+
+
+class SpectralFrontEnd(nn.Module):
+    """Wave ``[B, T]`` -> gain-normalised log filterbank energies ``[B, n_filters, frames]`` + lengths."""
+
+    def __init__(
+        self,
+        *,
+        sample_rate: int = 16000,
+        n_fft: int = 512,
+        win_length: int = 400,
+        hop_length: int = 160,
+        n_filters: int = 64,
+        filterbank: str = "linear",
+        f_min: float = 0.0,
+        pre_emphasis: float = 0.97,
+    ) -> None:
+        super().__init__()
+        if not 0 < win_length <= n_fft or hop_length < 1:
+            raise ConfigError(
+                f"spectral front end: expected 0 < win_length <= n_fft and hop_length >= 1, got "
+                f"win_length={win_length}, n_fft={n_fft}, hop_length={hop_length}"
+            )
+        if not 0.0 <= pre_emphasis < 1.0:
+            raise ConfigError(f"spectral front end: pre_emphasis must be in [0, 1), got {pre_emphasis}")
+        self.n_fft, self.win_length, self.hop_length = n_fft, win_length, hop_length
+        self.n_filters = n_filters
+        self.pre_emphasis = float(pre_emphasis)
+        n_bins = n_fft // 2 + 1
+        # Hann window of win_length centred in the n_fft frame (as torch.stft does), folded into DFT kernels.
+        window = np.zeros(n_fft)
+        left = (n_fft - win_length) // 2
+        window[left : left + win_length] = np.hanning(win_length + 1)[:-1]
+        n = np.arange(n_fft)
+        k = np.arange(n_bins)[:, None]
+        cos = np.cos(2 * math.pi * k * n / n_fft) * window
+        sin = -np.sin(2 * math.pi * k * n / n_fft) * window
+        kernels = np.concatenate([cos, sin], axis=0)[:, None, :]  # [2 * bins, 1, n_fft]
+        self.register_buffer("dft", torch.tensor(kernels, dtype=torch.float32), persistent=False)
+        bank = filterbank_matrix(n_filters, n_fft, sample_rate, scale=filterbank, f_min=f_min)
+        self.register_buffer("bank", torch.tensor(bank, dtype=torch.float32), persistent=False)
+        self.n_bins = n_bins
+
+    def frame_lengths(self, lengths: Tensor) -> Tensor:
+        return pool_lengths(lengths, self.n_fft, self.hop_length)
+
+    def forward(self, wave: Tensor, lengths: Tensor) -> tuple[Tensor, Tensor]:
+        x = wave.unsqueeze(1)
+        if self.pre_emphasis:
+            x = torch.cat([x[:, :, :1], x[:, :, 1:] - self.pre_emphasis * x[:, :, :-1]], dim=2)
+        spec = F.conv1d(x, self.dft, stride=self.hop_length)  # [B, 2 * bins, frames]
+        re, im = spec[:, : self.n_bins], spec[:, self.n_bins :]
+        power = re * re + im * im
+        energies = torch.matmul(self.bank, power)  # [B, n_filters, frames]
+        logfb = torch.log(energies + 1e-10)
+        frames = self.frame_lengths(lengths)
+        mask = lengths_to_mask(frames, logfb.shape[-1])  # [B, frames]
+        # Gain normalisation: subtract the mean over valid frames and all bands.
+        mean = masked_mean(logfb.mean(dim=1), mask, dim=1)  # [B]
+        logfb = (logfb - mean[:, None, None]) * mask[:, None, :].to(logfb.dtype)
+        return logfb, frames
+
+
+def _ceil_half(lens: Tensor) -> Tensor:
+    """Frames after a ceil-mode 2x pooling: ``ceil(n / 2)``.
+
+    Ceil mode keeps a one-frame input one frame long, so short clips need no padding. The activations are
+    ReLU outputs (>= 0) and the frames past a row's length are zero, so the last pooling window of a padded
+    row (one valid frame, one zero) gives the same maximum as the unpadded row's partial window.
+    """
+    return pool_lengths(lens + 1, 2)
+
+
+class _ResBlock(nn.Module):
+    """conv3x3-BN-ReLU-conv3x3-BN + shortcut, ReLU, max-pool 2x2 (ceil mode); the valid-frame mask after
+    every layer."""
+
+    def __init__(self, cin: int, cout: int) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(cin, cout, 3, padding=1, bias=False)
+        self.bn1 = nn.BatchNorm2d(cout)
+        self.conv2 = nn.Conv2d(cout, cout, 3, padding=1, bias=False)
+        self.bn2 = nn.BatchNorm2d(cout)
+        self.skip = (
+            None if cin == cout else nn.Sequential(nn.Conv2d(cin, cout, 1, bias=False), nn.BatchNorm2d(cout))
+        )
+
+    def forward(self, x: Tensor, lens: Tensor) -> tuple[Tensor, Tensor]:
+        m = lengths_to_mask(lens, x.shape[-1])[:, None, None, :].to(x.dtype)
+        out = F.relu(self.bn1(self.conv1(x))) * m
+        out = self.bn2(self.conv2(out))
+        identity = x if self.skip is None else self.skip(x)
+        out = F.relu(out + identity) * m
+        out = F.max_pool2d(out, 2, ceil_mode=True)
+        lens = _ceil_half(lens)
+        # A pooled frame past the new length may hold a valid input frame: zero it, as the unpadded row has
+        # no such frame.
+        return out * lengths_to_mask(lens, out.shape[-1])[:, None, None, :].to(out.dtype), lens
+
+
+class SpectralCNN(nn.Module):
+    """Spectral front end -> stem conv (+ max-pool 2x2) -> ResNet blocks (each halves bands and frames) ->
+    per-frame projection -> masked mean and max over time -> linear -> logits ``[B, 2]``."""
+
+    def __init__(
+        self,
+        *,
+        sample_rate: int = 16000,
+        n_fft: int = 320,
+        win_length: int = 320,
+        hop_length: int = 160,
+        n_filters: int = 64,
+        filterbank: str = "linear",
+        f_min: float = 0.0,
+        pre_emphasis: float = 0.97,
+        stem_pool: bool = True,
+        stem_channels: int = 16,
+        channels: Sequence[int] = (16, 32, 48, 64),
+        embed_dim: int = 96,
+        dropout: float = 0.2,
+        spec_augment: Sequence[int] = (8, 12),
+        min_seconds: float = 0.1,
+    ) -> None:
+        super().__init__()
+        self.front = SpectralFrontEnd(
+            sample_rate=sample_rate,
+            n_fft=n_fft,
+            win_length=win_length,
+            hop_length=hop_length,
+            n_filters=n_filters,
+            filterbank=filterbank,
+            f_min=f_min,
+            pre_emphasis=pre_emphasis,
+        )
+        chans = [int(c) for c in channels]
+        if not chans or min(chans) < 1:
+            raise ConfigError(
+                f"SpectralCNN: channels must be a non-empty list of positive ints, got {channels}"
+            )
+        bands = n_filters // 2 if stem_pool else n_filters
+        for _ in chans:
+            bands //= 2
+        if bands < 1:
+            raise ConfigError(
+                f"SpectralCNN: {len(chans)} blocks halve the {n_filters} bands to 0; expected n_filters >= "
+                f"{2 ** len(chans)}"
+            )
+        self.input_bn = nn.BatchNorm2d(1)
+        self.stem = nn.Sequential(
+            nn.Conv2d(1, stem_channels, 3, padding=1, bias=False), nn.BatchNorm2d(stem_channels)
+        )
+        blocks = []
+        cin = stem_channels
+        for c in chans:
+            blocks.append(_ResBlock(cin, c))
+            cin = c
+        self.blocks = nn.ModuleList(blocks)
+        self.stem_pool = bool(stem_pool)
+        self.proj = nn.Linear(cin * bands, embed_dim)
+        self.dropout = nn.Dropout(dropout)
+        self.fc = nn.Linear(2 * embed_dim, 2)
+        if len(spec_augment) != 2:
+            raise ConfigError(
+                f"SpectralCNN: spec_augment is [max band mask, max frame mask], got {spec_augment}"
+            )
+        self.max_band_mask, self.max_frame_mask = (int(v) for v in spec_augment)
+        # The shortest input: one STFT frame (ceil-mode pooling keeps it), and at least min_seconds.
+        self.min_samples = max(n_fft, round(min_seconds * sample_rate))
+
+    def _spec_augment(self, x: Tensor, frames: Tensor) -> Tensor:
+        """One random band mask and one random frame mask per example (training only)."""
+        b, n_bands, n_frames = x.shape
+        dev = x.device
+        keep = torch.ones_like(x)
+        if self.max_band_mask > 0:
+            width = torch.randint(0, self.max_band_mask + 1, (b, 1), device=dev)
+            start = (torch.rand(b, 1, device=dev) * (n_bands - width).clamp(min=1)).long()
+            idx = torch.arange(n_bands, device=dev)[None, :]
+            band = (idx >= start) & (idx < start + width)
+            keep = keep * (~band)[:, :, None].to(x.dtype)
+        if self.max_frame_mask > 0:
+            width = torch.randint(0, self.max_frame_mask + 1, (b, 1), device=dev)
+            start = (torch.rand(b, 1, device=dev) * (frames[:, None] - width).clamp(min=1)).long()
+            idx = torch.arange(n_frames, device=dev)[None, :]
+            frame = (idx >= start) & (idx < start + width)
+            keep = keep * (~frame)[:, None, :].to(x.dtype)
+        return x * keep
+
+    def forward(self, wave: Tensor, lengths: Tensor | None = None) -> Tensor:
+        if wave.dim() != 2 or wave.shape[1] < self.min_samples:
+            raise DataError(
+                f"SpectralCNN needs wave [batch, samples] with at least {self.min_samples} samples, "
+                f"got shape {tuple(wave.shape)}"
+            )
+        if lengths is None:
+            lens = torch.full((wave.shape[0],), wave.shape[1], dtype=torch.long, device=wave.device)
+        else:
+            lens = lengths.to(torch.long)
+        feats, frames = self.front(wave, lens)
+        if self.training:
+            feats = self._spec_augment(feats, frames)
+        m = lengths_to_mask(frames, feats.shape[-1])[:, None, None, :].to(feats.dtype)
+        x = self.input_bn(feats.unsqueeze(1)) * m
+        x = F.relu(self.stem(x)) * m
+        lens = frames
+        if self.stem_pool:
+            x = F.max_pool2d(x, 2, ceil_mode=True)
+            lens = _ceil_half(lens)
+            x = x * lengths_to_mask(lens, x.shape[-1])[:, None, None, :].to(x.dtype)
+        for block in self.blocks:
+            x, lens = block(x, lens)
+        b, c, bands, t = x.shape
+        x = x.reshape(b, c * bands, t).transpose(1, 2)  # [B, T, C * bands]
+        x = F.relu(self.proj(x))
+        mask = lengths_to_mask(lens.clamp(min=1), t)
+        pooled = torch.cat([masked_mean(x, mask, dim=1), masked_max(x, mask, dim=1)], dim=1)
+        return self.fc(self.dropout(pooled))  # type: ignore[no-any-return]
