@@ -1,0 +1,100 @@
+"""Command-line plumbing shared by the call-centre servers: options, engine construction, signals."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+import sys
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from spoofsdk import Detector, SpoofError
+
+from .engine import EngineConfig, JsonLinesSink, ScoringEngine
+
+__all__ = ["add_engine_arguments", "build_engine", "configure_logging", "run_until_signalled"]
+
+logger = logging.getLogger("spoofsdk.examples")
+
+
+def add_engine_arguments(parser: argparse.ArgumentParser) -> None:
+    g = parser.add_argument_group("detector and batching")
+    g.add_argument("--model", default=None, help="exported detector (.onnx / .trt); default: the bundled one")
+    g.add_argument("--backend", default="auto", choices=("auto", "cpu", "cuda", "tensorrt"))
+    g.add_argument("--threads", type=int, default=0, help="ONNX Runtime intra-op threads (0 = default)")
+    g.add_argument("--max-batch", type=int, default=None, help="largest inference batch (default 16)")
+    g.add_argument("--max-wait-ms", type=float, default=2.0, help="batch fill wait once work is queued")
+    g.add_argument("--max-queue", type=int, default=1024, help="scheduler queue bound, in windows")
+    g.add_argument("--queue-timeout-s", type=float, default=5.0,
+                   help="a push waits this long for room in a full queue before it is shed")  # fmt: skip
+    c = parser.add_argument_group("calls and output")
+    c.add_argument("--max-calls", type=int, default=200, help="concurrent calls accepted")
+    c.add_argument("--max-pending-s", type=float, default=5.0,
+                   help="per-call audio waiting for scoring before the oldest is dropped")  # fmt: skip
+    c.add_argument("--max-call-s", type=float, default=4 * 3600.0, help="longest call scored")
+    c.add_argument("--out", default="-", help="JSON-lines event file (appended; '-' = stdout)")
+    c.add_argument("--no-windows", action="store_true", help="write verdicts only, not per-window scores")
+    c.add_argument("--log-level", default="INFO", choices=("DEBUG", "INFO", "WARNING", "ERROR"))
+
+
+def configure_logging(level: str) -> None:
+    logging.basicConfig(
+        level=getattr(logging, level),
+        stream=sys.stderr,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+
+
+def build_engine(args: argparse.Namespace, on_event: Any = None) -> tuple[ScoringEngine, JsonLinesSink]:
+    """Load the detector and build the engine from parsed options (raises SpoofError on a bad model)."""
+    detector = Detector(args.model, backend=args.backend, num_threads=args.threads)
+    logger.info("loaded %r (backend %s)", detector, detector.backend)
+    sink = JsonLinesSink(args.out)
+    config = EngineConfig(
+        max_calls=args.max_calls,
+        max_pending_s=args.max_pending_s,
+        max_call_s=args.max_call_s,
+        emit_windows=not args.no_windows,
+    )
+    options: dict[str, Any] = {
+        "max_wait_ms": args.max_wait_ms,
+        "max_queue": args.max_queue,
+        "timeout_s": args.queue_timeout_s,
+    }
+    if args.max_batch is not None:
+        options["max_batch"] = args.max_batch
+    engine = ScoringEngine(detector, config=config, sink=sink, on_event=on_event, scheduler_options=options)
+    return engine, sink
+
+
+async def run_until_signalled(
+    start: Callable[[], Awaitable[None]], stop: Callable[[], Awaitable[None]]
+) -> None:
+    """Run ``start()``, wait for SIGINT or SIGTERM, then run ``stop()`` (a second signal is ignored)."""
+    loop = asyncio.get_running_loop()
+    stopping = asyncio.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stopping.set)
+    try:
+        await start()
+        await stopping.wait()
+        logger.info("signal received: finishing active calls and shutting down")
+        await stop()
+    finally:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)
+
+
+def main_guard(run: Callable[[], Awaitable[None]]) -> int:
+    """asyncio.run(run()) with typed exit codes: 0 ok, 2 bad model or options, 3 cannot listen."""
+    try:
+        asyncio.run(run())
+    except SpoofError as exc:
+        logger.error("%s: %s", type(exc).__name__, exc)
+        return 2
+    except OSError as exc:
+        logger.error("cannot listen: %s", exc)
+        return 3
+    return 0

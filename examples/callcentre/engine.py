@@ -1,0 +1,545 @@
+"""Per-call scoring shared by the call-centre servers.
+
+One :class:`ScoringEngine` per process holds the shared :class:`~spoofsdk.Detector`, one
+:class:`~spoofsdk.BatchScheduler` (which batches the ready windows of *all* calls into shared
+inference calls) and a thread pool. Each call gets a :class:`CallScorer`: one
+:class:`~spoofsdk.StreamingSession` fed from a bounded buffer of received frames by its own asyncio
+task, so a slow inference never blocks the socket reader of that call (or of any other call).
+
+Every result is an *event*: a JSON-serialisable dict written as one JSON line to the sink and handed
+to the optional ``on_event`` callback (a plain function or a coroutine function; no webhook involved).
+
+Events (``"event"`` key):
+
+* ``call_start``: ``call_id``, ``track``, ``source``, ``sample_rate``, ``encoding``, ``meta``.
+* ``window``: ``call_id``, ``track``, ``index``, ``start_s``, ``end_s`` (seconds of call audio handed to
+  the session), ``spoof_prob``, ``logit``, ``is_final``, ``latency_ms`` (arrival of the frame holding
+  the window's last sample to the score being emitted).
+* ``overload``: the scheduler refused a push (back-pressure); its windows were not scored.
+* ``call_error``: ``call_id``, ``track``, ``error`` (exception type), ``message``; the call ended.
+* ``verdict`` (exactly one per opened call): ``label`` ("spoof" / "bonafide" / "undetermined"),
+  ``spoof_prob``, ``logit``, ``is_spoof``, ``threshold``, ``aggregate``, ``n_windows``, ``duration_s``
+  (audio scored), ``received_s``, ``dropped_s`` (audio dropped by the per-call bound),
+  ``pushes_shed`` (pushes refused by the scheduler), ``reason`` (why the call ended), ``detail``,
+  ``verdict_latency_ms`` (end-of-call signal to verdict), ``wall_s``.
+* ``call_rejected``: the server is at ``max_calls``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import inspect
+import json
+import logging
+import math
+import sys
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any
+
+from spoofsdk import BatchScheduler, Detector, Score, StreamingSession, WindowScore
+from spoofsdk.errors import InvalidArgumentError, InvalidAudioError, OverloadError, SpoofError
+from spoofsdk.session import BYTES_PER_SAMPLE
+
+__all__ = [
+    "CallRejectedError",
+    "CallScorer",
+    "CallTooLongError",
+    "EngineConfig",
+    "Event",
+    "EventCallback",
+    "JsonLinesSink",
+    "PendingAudio",
+    "ScoringEngine",
+]
+
+logger = logging.getLogger("spoofsdk.examples")
+
+Event = dict[str, Any]
+EventCallback = Callable[[Event], "Awaitable[None] | None"]
+
+
+class CallRejectedError(RuntimeError):
+    """A call the engine cannot take: at ``max_calls``, a duplicate active call id, or shutting down."""
+
+
+class CallTooLongError(CallRejectedError):
+    """A call that went past ``max_call_s``; it is ended with reason ``max_duration``."""
+
+
+@dataclass(frozen=True)
+class EngineConfig:
+    """Per-process limits.
+
+    ``max_calls``: concurrent calls (tracks) accepted; more are rejected with a ``call_rejected`` event.
+    ``max_pending_s``: audio received but not yet handed to the session, per call; past it the oldest
+    whole frames are dropped (counted in ``dropped_s``), so a call's memory stays bounded when
+    inference falls behind. ``max_call_s``: a call longer than this is ended with reason
+    ``max_duration`` (the session keeps every window score of a call, so its memory grows with length).
+    ``finish_timeout_s``: bound on draining and flushing one call at its end.
+    ``emit_windows``: write ``window`` events (verdicts are always written).
+    """
+
+    max_calls: int = 200
+    max_pending_s: float = 5.0
+    max_call_s: float = 4 * 3600.0
+    finish_timeout_s: float = 30.0
+    emit_windows: bool = True
+
+    def __post_init__(self) -> None:
+        if not (isinstance(self.max_calls, int) and 1 <= self.max_calls <= 100_000):
+            raise InvalidArgumentError(
+                f"max_calls: expected an integer in [1, 100000], given {self.max_calls!r}"
+            )
+        for name in ("max_pending_s", "max_call_s", "finish_timeout_s"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+                raise InvalidArgumentError(f"{name}: expected a positive number of seconds, given {value!r}")
+
+
+class JsonLinesSink:
+    """Writes each event as one JSON line to a file (appended) or to stdout (``"-"``), flushed per line."""
+
+    def __init__(self, target: str | Path | IO[str] = "-") -> None:
+        self._owned = False
+        if isinstance(target, (str, Path)):
+            if str(target) == "-":
+                self._fh: IO[str] = sys.stdout
+            else:
+                self._fh = open(target, "a", encoding="utf-8")  # noqa: SIM115 - closed in close()
+                self._owned = True
+        else:
+            self._fh = target
+        self.lines = 0
+
+    def write(self, event: Event) -> None:
+        self._fh.write(json.dumps(event, separators=(",", ":"), allow_nan=False) + "\n")
+        self._fh.flush()
+        self.lines += 1
+
+    def close(self) -> None:
+        if self._owned:
+            self._fh.close()
+
+
+class PendingAudio:
+    """Frames received but not yet pushed: bounded in bytes, dropping the oldest whole frames when full."""
+
+    def __init__(self, max_bytes: int) -> None:
+        if max_bytes < 1:
+            raise InvalidArgumentError(f"max_bytes: expected >= 1, given {max_bytes}")
+        self.max_bytes = max_bytes
+        self._frames: deque[tuple[bytes, float]] = deque()
+        self._bytes = 0
+        self.dropped_bytes = 0
+        self.dropped_frames = 0
+
+    def __len__(self) -> int:
+        return len(self._frames)
+
+    @property
+    def nbytes(self) -> int:
+        return self._bytes
+
+    def put(self, data: bytes, arrival: float) -> int:
+        """Append one frame; return the bytes dropped from the front to stay within ``max_bytes``."""
+        if len(data) > self.max_bytes:
+            raise InvalidArgumentError(
+                f"frame of {len(data)} bytes: expected at most the pending bound of {self.max_bytes} bytes"
+            )
+        self._frames.append((data, arrival))
+        self._bytes += len(data)
+        dropped = 0
+        while self._bytes > self.max_bytes:
+            old, _ = self._frames.popleft()
+            self._bytes -= len(old)
+            dropped += len(old)
+            self.dropped_frames += 1
+        self.dropped_bytes += dropped
+        return dropped
+
+    def take_all(self) -> list[tuple[bytes, float]]:
+        frames = list(self._frames)
+        self._frames.clear()
+        self._bytes = 0
+        return frames
+
+
+class CallScorer:
+    """One call (or one track of a call): a streaming session fed by its own task.
+
+    ``feed`` never blocks: it appends to the bounded :class:`PendingAudio` and wakes the task, which
+    hands everything pending to :meth:`StreamingSession.push` in the engine's thread pool (the push
+    waits for the scheduler's batched inference) and emits the window scores. ``finish`` drains what is
+    pending, flushes the session (tail window), emits the verdict and closes the session.
+    """
+
+    def __init__(self, engine: ScoringEngine, call_id: str, *, track: str, source: str, meta: Event) -> None:
+        self.engine = engine
+        self.call_id = call_id
+        self.track = track
+        self.source = source
+        self.meta = meta
+        self.sample_rate: int | None = None
+        self.encoding: str | None = None
+        self.session: StreamingSession | None = None
+        self.score: Score | None = None
+        self.finished = False
+        self._pending: PendingAudio | None = None
+        self._wake = asyncio.Event()
+        self._closing = False
+        self._task: asyncio.Task[None] | None = None
+        self._error: BaseException | None = None
+        self._timeline: deque[tuple[int, float]] = deque()  # (input samples pushed through a frame, arrival)
+        self._pushed_samples = 0
+        self._received_bytes = 0
+        self._n_windows = 0
+        self._pushes_shed = 0
+        self._started = time.monotonic()
+
+    # ------------------------------------------------------------------ audio in
+    @property
+    def failed(self) -> BaseException | None:
+        """The scoring error that ended this call, if any."""
+        return self._error
+
+    def feed(self, data: bytes, *, sample_rate: int, encoding: str, arrival: float | None = None) -> None:
+        """Queue one frame of call audio (the first frame opens the session at its rate and encoding)."""
+        if self.finished or self._closing:
+            raise InvalidArgumentError(f"call {self.call_id}: audio after the end of the call")
+        if self._error is not None:
+            raise self._error
+        if self.session is None:
+            self._open(sample_rate, encoding)
+        elif (sample_rate, encoding) != (self.sample_rate, self.encoding):
+            raise InvalidArgumentError(
+                f"call {self.call_id}: audio format changed mid-call: expected {self.encoding} at "
+                f"{self.sample_rate} Hz, given {encoding} at {sample_rate} Hz"
+            )
+        assert self._pending is not None
+        assert self.sample_rate is not None
+        if len(data) % BYTES_PER_SAMPLE[encoding]:
+            raise InvalidArgumentError(
+                f"call {self.call_id}: audio frame of {len(data)} bytes: expected whole {encoding} samples "
+                f"({BYTES_PER_SAMPLE[encoding]} bytes each)"
+            )
+        self._received_bytes += len(data)
+        if (
+            self._received_bytes / BYTES_PER_SAMPLE[encoding] / self.sample_rate
+            > self.engine.config.max_call_s
+        ):
+            raise CallTooLongError(
+                f"call {self.call_id}: longer than max_call_s={self.engine.config.max_call_s:g} s"
+            )
+        dropped = self._pending.put(data, time.monotonic() if arrival is None else arrival)
+        if dropped and self._pending.dropped_frames == 1:
+            logger.warning(
+                "call %s: scoring is %.1f s behind; dropping the oldest audio (counted in dropped_s)",
+                self.call_id,
+                self.engine.config.max_pending_s,
+            )
+        self._wake.set()
+
+    def _open(self, sample_rate: int, encoding: str) -> None:
+        self.session = self.engine.scheduler.stream(sample_rate, encoding=encoding)
+        self.sample_rate = sample_rate
+        self.encoding = encoding
+        bound = max(1, round(self.engine.config.max_pending_s * sample_rate)) * BYTES_PER_SAMPLE[encoding]
+        self._pending = PendingAudio(bound)
+        self._task = asyncio.get_running_loop().create_task(self._run(), name=f"spoof-call-{self.call_id}")
+        self.engine.emit(
+            {
+                "event": "call_start",
+                "call_id": self.call_id,
+                "track": self.track,
+                "source": self.source,
+                "sample_rate": sample_rate,
+                "encoding": encoding,
+                "meta": self.meta,
+            }
+        )
+
+    # ------------------------------------------------------------------ scoring task
+    async def _run(self) -> None:
+        assert self._pending is not None
+        assert self.session is not None
+        assert self.encoding is not None
+        loop = asyncio.get_running_loop()
+        bps = BYTES_PER_SAMPLE[self.encoding]
+        while True:
+            if not len(self._pending):
+                if self._closing:
+                    return
+                self._wake.clear()
+                await self._wake.wait()
+                continue
+            frames = self._pending.take_all()
+            for data, arrival in frames:
+                self._pushed_samples += len(data) // bps
+                self._timeline.append((self._pushed_samples, arrival))
+            blob = b"".join(data for data, _ in frames)
+            try:
+                windows = await loop.run_in_executor(self.engine.executor, self.session.push, blob)
+            except OverloadError as exc:
+                self._pushes_shed += 1
+                logger.warning("call %s: push shed by the scheduler: %s", self.call_id, exc)
+                self.engine.emit(
+                    {"event": "overload", "call_id": self.call_id, "track": self.track, "message": str(exc)}
+                )
+                continue
+            except Exception as exc:  # the call ends with a logged error; the server keeps serving
+                self._error = exc
+                logger.error("call %s: scoring failed: %s: %s", self.call_id, type(exc).__name__, exc)
+                return
+            self._emit_windows(windows)
+
+    def _arrival(self, end_s: float) -> float | None:
+        assert self.sample_rate is not None
+        idx = math.ceil(end_s * self.sample_rate - 1e-6)
+        while len(self._timeline) > 1 and self._timeline[0][0] < idx:
+            self._timeline.popleft()
+        return self._timeline[0][1] if self._timeline else None
+
+    def _emit_windows(self, windows: list[WindowScore] | tuple[WindowScore, ...]) -> None:
+        now = time.monotonic()
+        for w in windows:
+            arrival = self._arrival(w.end_s)
+            self._n_windows += 1
+            if self.engine.config.emit_windows:
+                self.engine.emit(
+                    {
+                        "event": "window",
+                        "call_id": self.call_id,
+                        "track": self.track,
+                        "index": self._n_windows - 1,
+                        "start_s": round(w.start_s, 6),
+                        "end_s": round(w.end_s, 6),
+                        "spoof_prob": w.spoof_prob,
+                        "logit": w.logit,
+                        "is_final": w.is_final,
+                        "latency_ms": None if arrival is None else round((now - arrival) * 1000.0, 3),
+                    }
+                )
+            self.engine.record_window_latency(None if arrival is None else (now - arrival) * 1000.0)
+
+    # ------------------------------------------------------------------ end of call
+    async def finish(self, reason: str, error: BaseException | None = None) -> Event:
+        """End the call: drain, flush, emit ``call_error`` (if ``error``) and the ``verdict``; idempotent."""
+        if self.finished:
+            return {}
+        self.finished = True
+        t_end = time.monotonic()
+        error = error or self._error
+        if error is not None:
+            self.engine.emit(
+                {
+                    "event": "call_error",
+                    "call_id": self.call_id,
+                    "track": self.track,
+                    "error": type(error).__name__,
+                    "message": str(error),
+                }
+            )
+        verdict: Event = {"event": "verdict", "call_id": self.call_id, "track": self.track, "reason": reason}
+        try:
+            await asyncio.wait_for(self._drain_and_flush(), self.engine.config.finish_timeout_s)
+        except TimeoutError:
+            verdict["detail"] = (
+                f"not scored within finish_timeout_s={self.engine.config.finish_timeout_s:g} s"
+            )
+            logger.error("call %s: %s", self.call_id, verdict["detail"])
+        except InvalidAudioError as exc:  # less audio than the model's minimum
+            verdict["detail"] = str(exc)
+        except (SpoofError, ValueError) as exc:
+            verdict["detail"] = f"{type(exc).__name__}: {exc}"
+            logger.error("call %s: flush failed: %s", self.call_id, verdict["detail"])
+        finally:
+            if self._task is not None and not self._task.done():
+                self._task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await self._task
+            if self.session is not None:
+                self.session.close()
+            self.engine.release(self)
+        if self.session is None:
+            verdict.setdefault("detail", "no audio received")
+        verdict.update(self._summary())
+        verdict["verdict_latency_ms"] = round((time.monotonic() - t_end) * 1000.0, 3)
+        verdict["wall_s"] = round(time.monotonic() - self._started, 3)
+        self.engine.emit(verdict)
+        return verdict
+
+    async def _drain_and_flush(self) -> None:
+        if self.session is None or self._task is None:
+            return
+        self._closing = True
+        self._wake.set()
+        await asyncio.shield(self._task)
+        if self._error is not None:
+            raise self._error
+        before = self._n_windows
+        session = self.session
+        score = await asyncio.get_running_loop().run_in_executor(self.engine.executor, session.flush)
+        self.score = score
+        self._emit_windows(score.windows[before:])
+
+    def _summary(self) -> Event:
+        bps = BYTES_PER_SAMPLE[self.encoding] if self.encoding else 1
+        sr = self.sample_rate or 1
+        dropped = self._pending.dropped_bytes if self._pending is not None else 0
+        out: Event = {
+            "received_s": round(self._received_bytes / bps / sr, 6),
+            "dropped_s": round(dropped / bps / sr, 6),
+            "pushes_shed": self._pushes_shed,
+            "n_windows": self._n_windows,
+        }
+        if self.score is None:
+            out.update(label="undetermined", spoof_prob=None, logit=None, is_spoof=None, duration_s=None)
+            out["threshold"] = self.engine.detector.threshold
+            return out
+        s = self.score
+        out.update(
+            label=s.label,
+            spoof_prob=s.spoof_prob,
+            logit=s.logit,
+            is_spoof=s.is_spoof,
+            threshold=s.threshold,
+            aggregate=s.aggregate,
+            duration_s=round(s.duration_s, 6),
+        )
+        return out
+
+
+class ScoringEngine:
+    """One shared detector + batching scheduler + thread pool; opens a :class:`CallScorer` per call.
+
+    ``scheduler_options`` go to :class:`~spoofsdk.BatchScheduler` (``max_batch``, ``max_wait_ms``,
+    ``max_queue``, ``on_full``, ``timeout_s``, ``num_workers``). ``sink`` receives every event
+    (a :class:`JsonLinesSink` or ``None``); ``on_event`` is called with every event too.
+    """
+
+    def __init__(
+        self,
+        detector: Detector,
+        *,
+        config: EngineConfig | None = None,
+        sink: JsonLinesSink | None = None,
+        on_event: EventCallback | None = None,
+        scheduler_options: dict[str, Any] | None = None,
+    ) -> None:
+        self.detector = detector
+        self.config = config or EngineConfig()
+        self.scheduler = BatchScheduler(detector, **(scheduler_options or {}))
+        self.executor = ThreadPoolExecutor(
+            max_workers=self.config.max_calls + 2, thread_name_prefix="spoof-call"
+        )
+        self._sink = sink
+        self._on_event = on_event
+        self._calls: dict[tuple[str, str], CallScorer] = {}
+        self._callbacks: set[asyncio.Task[None]] = set()
+        self._closed = False
+        self.counters = {"calls": 0, "finished": 0, "errors": 0, "rejected": 0, "events": 0}
+        self._latency: deque[float] = deque(maxlen=100_000)
+
+    # ------------------------------------------------------------------ events
+    def emit(self, event: Event) -> None:
+        event.setdefault("ts", round(time.time(), 6))
+        self.counters["events"] += 1
+        if event["event"] == "call_error":
+            self.counters["errors"] += 1
+        if self._sink is not None:
+            try:
+                self._sink.write(event)
+            except (OSError, ValueError) as exc:
+                logger.error("event sink failed (%s): %s", type(exc).__name__, exc)
+        if self._on_event is not None:
+            try:
+                result = self._on_event(event)
+                if inspect.isawaitable(result):
+                    task = asyncio.ensure_future(result)
+                    self._callbacks.add(task)  # type: ignore[arg-type]
+                    task.add_done_callback(self._callback_done)
+            except Exception as exc:
+                logger.error("on_event callback raised %s: %s", type(exc).__name__, exc)
+
+    def _callback_done(self, task: asyncio.Future[Any]) -> None:
+        self._callbacks.discard(task)  # type: ignore[arg-type]
+        if not task.cancelled() and task.exception() is not None:
+            exc = task.exception()
+            logger.error("on_event callback raised %s: %s", type(exc).__name__, exc)
+
+    def record_window_latency(self, ms: float | None) -> None:
+        if ms is not None:
+            self._latency.append(ms)
+
+    # ------------------------------------------------------------------ calls
+    @property
+    def active_calls(self) -> int:
+        return len(self._calls)
+
+    def open_call(
+        self, call_id: str, *, source: str, track: str = "inbound", meta: Event | None = None
+    ) -> CallScorer:
+        """Register a call; :class:`CallRejectedError` at capacity, on a duplicate or after shutdown."""
+        key = (call_id, track)
+        problem = None
+        if self._closed:
+            problem = "the server is shutting down"
+        elif len(self._calls) >= self.config.max_calls:
+            problem = f"at capacity ({self.config.max_calls} concurrent calls)"
+        elif key in self._calls:
+            problem = f"call {call_id} track {track} is already active"
+        if problem is not None:
+            self.counters["rejected"] += 1
+            self.emit({"event": "call_rejected", "call_id": call_id, "track": track, "source": source,
+                       "message": problem})  # fmt: skip
+            raise CallRejectedError(f"call {call_id} rejected: {problem}")
+        scorer = CallScorer(self, call_id, track=track, source=source, meta=dict(meta or {}))
+        self._calls[key] = scorer
+        self.counters["calls"] += 1
+        return scorer
+
+    def release(self, scorer: CallScorer) -> None:
+        if self._calls.get((scorer.call_id, scorer.track)) is scorer:
+            del self._calls[(scorer.call_id, scorer.track)]
+            self.counters["finished"] += 1
+
+    def latency_summary(self) -> Event:
+        if not self._latency:
+            return {"windows": 0}
+        xs = sorted(self._latency)
+        n = len(xs)
+        return {
+            "windows": n,
+            "p50_ms": round(xs[n // 2], 3),
+            "p95_ms": round(xs[min(n - 1, math.ceil(0.95 * n) - 1)], 3),
+            "max_ms": round(xs[-1], 3),
+        }
+
+    async def shutdown(self, reason: str = "shutdown") -> None:
+        """Finish every active call (verdicts are emitted), then stop the scheduler and the thread pool."""
+        self._closed = True
+        calls = list(self._calls.values())
+        if calls:
+            await asyncio.gather(*(c.finish(reason) for c in calls), return_exceptions=True)
+        if self._callbacks:
+            await asyncio.gather(*self._callbacks, return_exceptions=True)
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(None, self.scheduler.close)
+        self.executor.shutdown(wait=True)
+        st = self.scheduler.stats()
+        logger.info(
+            "engine stopped: %d calls, %d errors, %d rejected; %d windows in %d batches (mean %.2f, max %d)",
+            self.counters["calls"],
+            self.counters["errors"],
+            self.counters["rejected"],
+            st.windows,
+            st.batches,
+            st.mean_batch,
+            st.largest_batch,
+        )

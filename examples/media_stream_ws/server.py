@@ -1,0 +1,327 @@
+"""Telephony media-stream WebSocket server (Twilio Media Streams protocol): score every stream.
+
+Run (from the repository root)::
+
+    python -m examples.media_stream_ws --model detector.onnx --port 8765 --out calls.jsonl
+
+Twilio opens one WebSocket per ``<Stream>`` and sends JSON text messages:
+
+* ``connected`` (``protocol``, ``version``), then ``start`` (``streamSid``, ``start.callSid``,
+  ``start.tracks``, ``start.mediaFormat`` = ``{"encoding": "audio/x-mulaw", "sampleRate": 8000,
+  "channels": 1}``, ``start.customParameters``);
+* ``media`` (``media.track`` "inbound" / "outbound", ``media.chunk``, ``media.timestamp``,
+  ``media.payload`` = base64 of the raw mu-law bytes, usually 20 ms = 160 bytes);
+* ``dtmf``, ``mark`` (acknowledging marks a bidirectional server sent), and finally ``stop``.
+
+Each scored track of a stream is one :class:`~examples.callcentre.CallScorer` (``call_id`` = the
+callSid, ``track`` = inbound / outbound). Malformed input (a binary frame, invalid JSON, a message
+that is not an object, invalid base64, media before ``start``, an unsupported media format) ends that
+stream: a ``call_error`` event, a verdict for the audio received so far, and the WebSocket closed with
+code 1007 (invalid data) or 1008 (protocol violation). Unknown event names are ignored (forward
+compatibility). SIGINT / SIGTERM finish every active stream (verdict reason ``shutdown``) and exit 0.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import binascii
+import json
+import logging
+import time
+from typing import Any
+
+from websockets.asyncio.server import Server, ServerConnection, serve
+from websockets.exceptions import ConnectionClosed
+
+from spoofsdk.errors import SpoofError
+
+from ..callcentre.cli import (
+    add_engine_arguments,
+    build_engine,
+    configure_logging,
+    main_guard,
+    run_until_signalled,
+)
+from ..callcentre.engine import CallRejectedError, CallScorer, CallTooLongError, ScoringEngine
+
+__all__ = ["ENCODINGS", "MediaStreamServer", "StreamProtocolError", "main"]
+
+logger = logging.getLogger("spoofsdk.examples")
+
+#: mediaFormat.encoding -> spoofsdk session encoding
+ENCODINGS = {"audio/x-mulaw": "mulaw", "audio/x-alaw": "alaw"}
+CLOSE_INVALID_DATA = 1007
+CLOSE_POLICY = 1008
+
+
+class StreamProtocolError(ValueError):
+    """A malformed or out-of-order media-stream message; ``close_code`` is the WebSocket close code."""
+
+    def __init__(self, message: str, close_code: int = CLOSE_POLICY) -> None:
+        super().__init__(message)
+        self.close_code = close_code
+
+
+def _field(obj: dict[str, Any], key: str, kind: type, where: str) -> Any:
+    value = obj.get(key)
+    if not isinstance(value, kind):
+        raise StreamProtocolError(
+            f"{where}.{key}: expected a {kind.__name__}, given {type(value).__name__} {value!r:.60}"
+        )
+    return value
+
+
+class _Stream:
+    """The state of one WebSocket stream."""
+
+    def __init__(self) -> None:
+        self.stream_sid: str | None = None
+        self.call_id: str | None = None
+        self.sample_rate = 8000
+        self.encoding = "mulaw"
+        self.calls: dict[str, CallScorer] = {}
+        self.media_messages = 0
+        self.ignored_media = 0
+
+
+class MediaStreamServer:
+    """WebSocket server for Twilio-style media streams; one :class:`CallScorer` per scored track.
+
+    ``tracks``: which media tracks to score (default the caller's, ``inbound``).
+    ``max_message_bytes``: largest WebSocket message (a 20 ms media message is about 300 bytes).
+    ``max_media_bytes``: largest decoded media payload per message.
+    """
+
+    def __init__(
+        self,
+        engine: ScoringEngine,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 8765,
+        tracks: tuple[str, ...] = ("inbound",),
+        max_message_bytes: int = 64 * 1024,
+        max_media_bytes: int = 8000,
+        idle_timeout_s: float = 10.0,
+    ) -> None:
+        self.engine = engine
+        self.host = host
+        self.port = port
+        self.tracks = tracks
+        self.max_message_bytes = max_message_bytes
+        self.max_media_bytes = max_media_bytes
+        self.idle_timeout_s = idle_timeout_s
+        self._server: Server | None = None
+        self._handlers: set[asyncio.Task[Any]] = set()
+
+    async def start(self) -> None:
+        self._server = await serve(
+            self._handle,
+            self.host,
+            self.port,
+            max_size=self.max_message_bytes,
+            compression=None,
+            logger=logging.getLogger("spoofsdk.examples.websockets"),
+        )
+        sock = next(iter(self._server.sockets)).getsockname()
+        self.port = int(sock[1])
+        logger.info("media-stream WebSocket server listening on ws://%s:%d", sock[0], self.port)
+
+    async def close(self, grace_s: float = 10.0) -> None:
+        """Stop accepting, end every active stream with reason ``shutdown`` (verdicts emitted)."""
+        if self._server is not None:
+            self._server.close(close_connections=False)
+        handlers = list(self._handlers)
+        for task in handlers:
+            task.cancel()
+        if handlers:
+            await asyncio.wait(handlers, timeout=grace_s)
+        if self._server is not None:
+            self._server.close()
+            await asyncio.wait_for(self._server.wait_closed(), grace_s)
+
+    async def _handle(self, ws: ServerConnection) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        self._handlers.add(task)
+        peer = ws.remote_address
+        peer_s = f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else str(peer)
+        st = _Stream()
+        reason = "disconnect"
+        error: BaseException | None = None
+        close_code, close_reason = 1000, "stream ended"
+        try:
+            reason = await self._serve_stream(ws, st, peer_s)
+        except StreamProtocolError as exc:
+            reason, error = "protocol_error", exc
+            close_code, close_reason = exc.close_code, str(exc)[:120]
+            logger.error("%s stream %s: malformed media-stream message: %s", peer_s, st.stream_sid, exc)
+        except CallTooLongError as exc:
+            reason = "max_duration"
+            close_code, close_reason = CLOSE_POLICY, "call too long"
+            logger.warning("%s", exc)
+        except CallRejectedError as exc:
+            reason, close_code, close_reason = "rejected", 1013, "try again later"
+            logger.warning("%s: %s", peer_s, exc)
+        except TimeoutError:
+            reason, close_code, close_reason = "timeout", 1001, "idle"
+            logger.warning("%s stream %s: no message within %g s", peer_s, st.stream_sid, self.idle_timeout_s)
+        except (SpoofError, ValueError) as exc:
+            reason, error = "error", exc
+            close_code, close_reason = 1011, type(exc).__name__
+            logger.error("%s stream %s: %s: %s", peer_s, st.stream_sid, type(exc).__name__, exc)
+        except ConnectionClosed as exc:
+            reason = "disconnect"
+            logger.info("%s stream %s: connection closed: %s", peer_s, st.stream_sid, exc)
+        except asyncio.CancelledError:  # our own close()
+            reason, close_code, close_reason = "shutdown", 1001, "server shutting down"
+            task.uncancel()
+        finally:
+            try:
+                if st.calls:
+                    await asyncio.gather(*(c.finish(reason, error) for c in st.calls.values()))
+                elif error is not None:
+                    self.engine.emit(
+                        {
+                            "event": "call_error",
+                            "call_id": st.call_id,
+                            "track": None,
+                            "error": type(error).__name__,
+                            "message": str(error),
+                            "meta": {"peer": peer_s, "streamSid": st.stream_sid},
+                        }
+                    )
+            finally:
+                await ws.close(close_code, close_reason)
+                self._handlers.discard(task)
+
+    async def _serve_stream(self, ws: ServerConnection, st: _Stream, peer_s: str) -> str:
+        while True:
+            raw = await asyncio.wait_for(ws.recv(), self.idle_timeout_s)
+            if isinstance(raw, bytes):
+                raise StreamProtocolError(
+                    f"expected JSON text messages, given a {len(raw)}-byte binary message", CLOSE_INVALID_DATA
+                )
+            try:
+                msg = json.loads(raw)
+            except json.JSONDecodeError as exc:
+                raise StreamProtocolError(
+                    f"expected a JSON message, given invalid JSON ({exc.msg} at {exc.pos}): {raw[:60]!r}",
+                    CLOSE_INVALID_DATA,
+                ) from None
+            if not isinstance(msg, dict):
+                raise StreamProtocolError(
+                    f"expected a JSON object, given a JSON {type(msg).__name__}", CLOSE_INVALID_DATA
+                )
+            event = msg.get("event")
+            if event == "media":
+                self._media(msg, st)
+            elif event == "start":
+                self._start(msg, st, peer_s)
+            elif event == "stop":
+                return "stop"
+            elif event == "connected":
+                logger.debug("%s connected: protocol %s %s", peer_s, msg.get("protocol"), msg.get("version"))
+            elif event in ("mark", "dtmf"):
+                logger.debug("%s stream %s: %s %s", peer_s, st.stream_sid, event, msg.get(event))
+            else:
+                logger.debug("%s stream %s: ignoring unknown event %r", peer_s, st.stream_sid, event)
+
+    def _start(self, msg: dict[str, Any], st: _Stream, peer_s: str) -> None:
+        if st.stream_sid is not None:
+            raise StreamProtocolError(f"a second start message on stream {st.stream_sid}")
+        start = _field(msg, "start", dict, "start")
+        sid = msg.get("streamSid") or start.get("streamSid")
+        if not isinstance(sid, str) or not sid:
+            raise StreamProtocolError(f"start.streamSid: expected a non-empty string, given {sid!r:.60}")
+        call_sid = start.get("callSid") or sid
+        if not isinstance(call_sid, str):
+            raise StreamProtocolError(f"start.callSid: expected a string, given {call_sid!r:.60}")
+        fmt = _field(start, "mediaFormat", dict, "start")
+        encoding = ENCODINGS.get(str(fmt.get("encoding")))
+        rate, channels = fmt.get("sampleRate"), fmt.get("channels", 1)
+        if encoding is None or isinstance(rate, bool) or not isinstance(rate, int) or channels != 1:
+            raise StreamProtocolError(
+                f"start.mediaFormat: expected encoding one of {sorted(ENCODINGS)}, an integer sampleRate and "
+                f"channels 1, given {fmt!r:.120}"
+            )
+        st.stream_sid, st.call_id, st.encoding, st.sample_rate = sid, call_sid, encoding, rate
+        tracks = start.get("tracks", ["inbound"])
+        meta = {
+            "peer": peer_s,
+            "streamSid": sid,
+            "accountSid": start.get("accountSid"),
+            "customParameters": start.get("customParameters", {}),
+        }
+        for track in tracks if isinstance(tracks, list) else []:
+            if track in self.tracks:
+                st.calls[track] = self.engine.open_call(
+                    call_sid, source="media_stream", track=track, meta=meta
+                )
+        if not st.calls:
+            logger.warning(
+                "stream %s: none of its tracks %r is scored (--tracks %s)", sid, tracks, self.tracks
+            )
+
+    def _media(self, msg: dict[str, Any], st: _Stream) -> None:
+        if st.stream_sid is None:
+            raise StreamProtocolError("a media message before the start message")
+        media = _field(msg, "media", dict, "media")
+        payload = _field(media, "payload", str, "media")
+        track = media.get("track", "inbound")
+        call = st.calls.get(track) if isinstance(track, str) else None
+        if len(payload) > self.max_media_bytes * 4 // 3 + 4:
+            raise StreamProtocolError(
+                f"media.payload: expected at most {self.max_media_bytes} bytes of audio, given "
+                f"{len(payload)} base64 characters",
+                CLOSE_INVALID_DATA,
+            )
+        try:
+            data = base64.b64decode(payload, validate=True)
+        except (binascii.Error, ValueError) as exc:
+            raise StreamProtocolError(
+                f"media.payload: expected base64, given {payload[:40]!r} ({exc})", CLOSE_INVALID_DATA
+            ) from None
+        st.media_messages += 1
+        if call is None:
+            st.ignored_media += 1
+            return
+        if data:
+            call.feed(data, sample_rate=st.sample_rate, encoding=st.encoding, arrival=time.monotonic())
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m examples.media_stream_ws",
+        description="Score telephony media streams (Twilio Media Streams protocol) for voice spoofing.",
+    )
+    p.add_argument("--host", default="127.0.0.1", help="listen address (default loopback; put TLS in front)")
+    p.add_argument("--port", type=int, default=8765)
+    p.add_argument("--tracks", default="inbound", help="comma-separated tracks to score: inbound,outbound")
+    p.add_argument("--idle-timeout-s", type=float, default=10.0)
+    add_engine_arguments(p)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    configure_logging(args.log_level)
+    tracks = tuple(t.strip() for t in args.tracks.split(",") if t.strip())
+
+    async def run() -> None:
+        engine, sink = build_engine(args)
+        server = MediaStreamServer(
+            engine, host=args.host, port=args.port, tracks=tracks, idle_timeout_s=args.idle_timeout_s
+        )
+
+        async def stop() -> None:
+            await server.close()
+            await engine.shutdown()
+
+        try:
+            await run_until_signalled(server.start, stop)
+        finally:
+            sink.close()
+
+    return main_guard(run)
