@@ -47,12 +47,16 @@ class ModelConfig:
     """Which detector to train: a named preset (``spoof_train.presets``) and/or a DetectorConfig dict.
 
     ``detector`` entries are deep-merged over the preset's ``DetectorConfig.to_dict()`` (so a recipe can say
-    ``preset: wavlm-base`` and ``detector: {layers: 6, backend: {name: ffn}}``). ``init_checkpoint`` starts
-    from the weights of a contract-A checkpoint instead (fine-tuning); its config must match.
+    ``preset: wavlm-base`` and ``detector: {layers: 6, backend: {name: ffn}}``), or form the whole
+    DetectorConfig without a preset. ``pretrained`` loads SSL backbone weights (kept layers only) from a local
+    Hugging Face directory or a fairseq ``.pt`` (``trust_checkpoint`` allows pickled fairseq files).
+    ``init_checkpoint`` starts from the weights of a contract-A checkpoint instead (fine-tuning).
     """
 
     preset: str | None = None
     detector: dict[str, Any] = field(default_factory=dict)
+    pretrained: str | None = None
+    trust_checkpoint: bool = False
     init_checkpoint: str | None = None
 
 

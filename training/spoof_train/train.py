@@ -501,23 +501,20 @@ def save_training_checkpoint(
 
 
 def load_trainer_state(directory: Path) -> dict[str, Any]:
-    import torch
+    """Trainer state of a ``checkpoints/last`` directory (``weights_only=True``), its keys checked."""
+    from spoof_train.checkpoint import load_trainer_state as _load
 
-    path = Path(directory) / TRAINER_STATE
-    if not path.is_file():
+    state = _load(directory)
+    if state is None:
         raise CheckpointError(
-            f"resume: expected {TRAINER_STATE} in {str(directory)!r} (a checkpoint written by "
-            "train() with its trainer state), it is missing"
+            f"resume: expected {TRAINER_STATE} in {str(directory)!r} (a checkpoint written by train() "
+            "with its trainer state), it is missing"
         )
-    try:
-        state: dict[str, Any] = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:
-        raise CheckpointError(f"resume: {str(path)!r} is not a readable trainer state ({exc})") from None
     for key in ("optimizer", "scheduler", "rng", "step_state"):
         if key not in state:
             raise CheckpointError(
-                f"resume: {str(path)!r} lacks {key!r}; expected keys optimizer, scheduler, "
-                f"rng, step_state; got {sorted(state)}"
+                f"resume: {str(Path(directory) / TRAINER_STATE)!r} lacks {key!r}; expected keys optimizer, "
+                f"scheduler, rng, step_state; got {sorted(state)}"
             )
     return state
 
@@ -932,11 +929,14 @@ def build_detector_from_run(cfg: RunConfig) -> tuple[torch.nn.Module, Any]:
         return model, det_cfg
     base: dict[str, Any] = {}
     if cfg.model.preset is not None:
-        from spoof_train.presets import get_preset
+        from spoof_train import presets
 
-        base = get_preset(cfg.model.preset).to_dict()
+        base = presets.get_preset(cfg.model.preset).to_dict()
     det_cfg = DetectorConfig.from_dict(_deep_merge(base, cfg.model.detector))
-    return build_detector(det_cfg), det_cfg
+    model = build_detector(
+        det_cfg, seed=cfg.seed, pretrained=cfg.model.pretrained, trust_checkpoint=cfg.model.trust_checkpoint
+    )
+    return model, det_cfg
 
 
 def _deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
