@@ -145,21 +145,35 @@ py::array_t<float> ToNumpy(std::vector<float>&& v) {
   return py::array_t<float>({n}, {static_cast<py::ssize_t>(sizeof(float))}, owned->data(), owner);
 }
 
+// An uninitialised float buffer (no memset of large outputs) handed to numpy without a copy.
+struct FloatBuffer {
+  std::unique_ptr<float[]> data;
+  size_t size = 0;
+  explicit FloatBuffer(size_t n) : data(new float[n > 0 ? n : 1]), size(n) {}
+};
+
+py::array_t<float> ToNumpy(FloatBuffer&& b) {
+  float* raw = b.data.release();
+  py::capsule owner(raw, [](void* p) { delete[] static_cast<float*>(p); });
+  return py::array_t<float>({static_cast<py::ssize_t>(b.size)}, {static_cast<py::ssize_t>(sizeof(float))}, raw,
+                            owner);
+}
+
 // ---- module functions ----------------------------------------------------------------
 py::array_t<float> Decode(const py::object& data, const std::string& encoding) {
   const int32_t enc = ParseEncoding(encoding);
   std::string bytes = CopyBytes(data, "data");
-  std::vector<float> out;
+  std::unique_ptr<FloatBuffer> out;
   spoof_status st;
   {
     py::gil_scoped_release release;
     const size_t bps = enc == SPOOF_ENCODING_PCM16 ? 2 : (enc == SPOOF_ENCODING_FLOAT32 ? 4 : 1);
-    out.resize(bytes.size() / bps);
+    out = std::make_unique<FloatBuffer>(bytes.size() / bps);
     size_t n = 0;
-    st = spoof_decode(bytes.data(), bytes.size(), enc, out.data(), out.size(), &n);
+    st = spoof_decode(bytes.data(), bytes.size(), enc, out->data.get(), out->size, &n);
   }
   Check(st);
-  return ToNumpy(std::move(out));
+  return ToNumpy(std::move(*out));
 }
 
 int64_t ResampleOutputLength(int64_t n_in, int64_t orig_sr, int64_t target_sr) {
@@ -172,20 +186,20 @@ int64_t ResampleOutputLength(int64_t n_in, int64_t orig_sr, int64_t target_sr) {
 py::array_t<float> Resample(const py::object& x, int64_t orig_sr, int64_t target_sr) {
   const int32_t in_sr = CheckRate(orig_sr, "orig_sr"), out_sr = CheckRate(target_sr, "target_sr");
   std::vector<float> in = CopyFloats(x, "x");
-  std::vector<float> out;
+  std::unique_ptr<FloatBuffer> out;
   spoof_status st;
   {
     py::gil_scoped_release release;
     int64_t total = 0;
     st = spoof_resample_output_length(static_cast<int64_t>(in.size()), in_sr, out_sr, &total);
     if (st == SPOOF_OK) {
-      out.resize(static_cast<size_t>(total));
+      out = std::make_unique<FloatBuffer>(static_cast<size_t>(total));
       int64_t n = 0;
-      st = spoof_resample(in.data(), static_cast<int64_t>(in.size()), in_sr, out_sr, out.data(), total, &n);
+      st = spoof_resample(in.data(), static_cast<int64_t>(in.size()), in_sr, out_sr, out->data.get(), total, &n);
     }
   }
   Check(st);
-  return ToNumpy(std::move(out));
+  return ToNumpy(std::move(*out));
 }
 
 // ---- classes -------------------------------------------------------------------------

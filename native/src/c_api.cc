@@ -178,19 +178,8 @@ spoof_status spoof_resample(const float* in, int64_t n_in, int32_t in_sr, int32_
                    static_cast<long long>(bad));
     }
     spoof::Resampler rs(in_sr, out_sr);
-    std::vector<float> tmp;
-    int64_t written = 0;
-    constexpr int64_t kChunk = int64_t{1} << 16;
-    for (int64_t off = 0; off < n_in; off += kChunk) {
-      tmp.clear();
-      rs.Push(in + off, std::min(kChunk, n_in - off), &tmp);
-      if (!tmp.empty()) std::memcpy(out + written, tmp.data(), tmp.size() * sizeof(float));
-      written += static_cast<int64_t>(tmp.size());
-    }
-    tmp.clear();
-    rs.Flush(&tmp);
-    if (!tmp.empty()) std::memcpy(out + written, tmp.data(), tmp.size() * sizeof(float));
-    written += static_cast<int64_t>(tmp.size());
+    int64_t written = rs.Push(in, n_in, out);
+    written += rs.Flush(out + written);
     if (written != total) return Fail(SPOOF_ERR_INTERNAL, "spoof_resample: output length mismatch");
     *n_out = written;
     return SPOOF_OK;

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <numeric>
 
 #include "core/error.h"
@@ -11,7 +12,8 @@ namespace {
 
 constexpr double kStopbandDb = 80.0;        // Kaiser design attenuation (and passband ripple)
 constexpr double kPassbandEdge = 0.45;      // x the lower rate
-constexpr double kStopbandEdge = 0.50;      // x the lower rate
+constexpr double kStopbandEdge = 0.50;      // x the lower rate (downsampling)
+constexpr double kImageEdge = 0.55;         // x the input rate (upsampling: images start here)
 constexpr int kLanes = 16;                  // independent accumulators of the dot product
 constexpr int64_t kMaxTableFloats = 1 << 22;  // 16 MiB of taps; beyond, taps are computed per output
 constexpr int64_t kChunk = 16384;           // inputs appended per inner step (bounds memory)
@@ -28,10 +30,55 @@ double BesselI0(double x) {
   return sum;
 }
 
-// Fixed-order dot product: lane l accumulates elements i = l (mod 16) in increasing i,
-// then the lanes are summed pairwise in a fixed tree. The order depends only on T, never
-// on where the input sits in memory, so any chunking gives the same bits.
+// Fixed-order dot product over n (a multiple of 16) taps: lane l (0..15) accumulates the
+// products i = l (mod 16) in increasing i, then the lanes are summed in a fixed tree:
+// s[l] = acc[l] + acc[l + 8], then s[l] + s[l + 4], then + s[l + 2], then + s[l + 1].
+// The order depends only on n, never on where the input sits in memory, so any chunking
+// (and the SIMD and scalar versions) give the same bits; -ffp-contract=off keeps it so.
+#if defined(__GNUC__) || defined(__clang__)
+typedef float V8 __attribute__((vector_size(32)));
+typedef float V4 __attribute__((vector_size(16)));
+inline V8 Load8(const float* p) {
+  V8 v;
+  std::memcpy(&v, p, sizeof(v));
+  return v;
+}
+inline float Reduce(V8 a0, V8 a1) {
+  const V8 t = a0 + a1;                                                    // s[l] = acc[l] + acc[l + 8]
+  const V4 u = V4{t[0], t[1], t[2], t[3]} + V4{t[4], t[5], t[6], t[7]};  // s[l] + s[l + 4]
+  return (u[0] + u[2]) + (u[1] + u[3]);
+}
 inline float Dot(const float* __restrict x, const float* __restrict h, int n) {
+  V8 a0 = {0, 0, 0, 0, 0, 0, 0, 0}, a1 = a0;  // lanes 0..7 and 8..15
+  for (int i = 0; i < n; i += kLanes) {
+    a0 += Load8(x + i) * Load8(h + i);
+    a1 += Load8(x + i + 8) * Load8(h + i + 8);
+  }
+  return Reduce(a0, a1);
+}
+// Four dot products with the same taps (loaded once); each result has exactly Dot()'s bits.
+inline void Dot4(const float* __restrict x0, const float* __restrict x1, const float* __restrict x2,
+                 const float* __restrict x3, const float* __restrict h, int n, float* out, int64_t stride) {
+  const V8 z = {0, 0, 0, 0, 0, 0, 0, 0};
+  V8 a0 = z, a1 = z, b0 = z, b1 = z, c0 = z, c1 = z, d0 = z, d1 = z;
+  for (int i = 0; i < n; i += kLanes) {
+    const V8 h0 = Load8(h + i), h1 = Load8(h + i + 8);
+    a0 += Load8(x0 + i) * h0;
+    a1 += Load8(x0 + i + 8) * h1;
+    b0 += Load8(x1 + i) * h0;
+    b1 += Load8(x1 + i + 8) * h1;
+    c0 += Load8(x2 + i) * h0;
+    c1 += Load8(x2 + i + 8) * h1;
+    d0 += Load8(x3 + i) * h0;
+    d1 += Load8(x3 + i + 8) * h1;
+  }
+  out[0] = Reduce(a0, a1);
+  out[stride] = Reduce(b0, b1);
+  out[2 * stride] = Reduce(c0, c1);
+  out[3 * stride] = Reduce(d0, d1);
+}
+#else
+inline float Dot(const float* x, const float* h, int n) {
   float acc[kLanes] = {};
   for (int i = 0; i < n; i += kLanes) {
     for (int l = 0; l < kLanes; ++l) acc[l] += x[i + l] * h[i + l];
@@ -41,6 +88,14 @@ inline float Dot(const float* __restrict x, const float* __restrict h, int n) {
   }
   return acc[0];
 }
+inline void Dot4(const float* x0, const float* x1, const float* x2, const float* x3, const float* h, int n,
+                 float* out, int64_t stride) {
+  out[0] = Dot(x0, h, n);
+  out[stride] = Dot(x1, h, n);
+  out[2 * stride] = Dot(x2, h, n);
+  out[3 * stride] = Dot(x3, h, n);
+}
+#endif
 
 }  // namespace
 
@@ -66,8 +121,16 @@ Resampler::Resampler(int32_t in_rate, int32_t out_rate) : in_rate_(in_rate), out
   if (identity()) return;
 
   const double low = static_cast<double>(std::min(in_rate, out_rate));
-  cutoff_ = 0.5 * (kPassbandEdge + kStopbandEdge) * low / in_rate;
-  const double transition = (kStopbandEdge - kPassbandEdge) * low / in_rate;  // cycles per input sample
+  // Downsampling: the stopband starts at the output Nyquist (nothing aliases back at
+  // more than -80 dB). Upsampling: no aliasing is possible, only images of the input
+  // spectrum mirrored about the input Nyquist; a transition band centred on it
+  // ([0.45, 0.55] x input rate, a half-band filter) rejects the images of everything below
+  // 0.45 x input rate by 80 dB with half the taps, and makes phase 0 an exact copy.
+  const bool up = out_rate > in_rate;
+  const double stop = up ? kImageEdge : kStopbandEdge;
+  cutoff_ = up ? 0.5 : 0.5 * (kPassbandEdge + stop) * low / in_rate;
+  const double transition = (stop - kPassbandEdge) * low / in_rate;  // cycles per input sample
+  phase0_is_delta_ = up;
   // Kaiser's formulas: order N = (A - 7.95) / (2.285 * dw), beta = 0.1102 (A - 8.7).
   const double order = (kStopbandDb - 7.95) / (2.285 * 2.0 * kPi * transition);
   half_width_ = 0.5 * order;
@@ -97,7 +160,8 @@ void Resampler::ComputePhase(int64_t phase, float* taps) const {
     const double r = d / half_width_;
     const double w = BesselI0(beta_ * std::sqrt(1.0 - r * r)) / i0_beta;
     const double a = 2.0 * cutoff_ * d;
-    const double sinc = (a == 0.0) ? 1.0 : std::sin(kPi * a) / (kPi * a);
+    // Exact zeros at the nonzero integers (so a half-band phase 0 is an exact delta).
+    const double sinc = (a == 0.0) ? 1.0 : (a == std::floor(a) ? 0.0 : std::sin(kPi * a) / (kPi * a));
     h[static_cast<size_t>(i)] = 2.0 * cutoff_ * sinc * w;
     sum += h[static_cast<size_t>(i)];
   }
@@ -135,19 +199,51 @@ int64_t Resampler::OutputsOnFlush() const {
   return OutputLength(n_in_, L_, M_) - k_;
 }
 
-void Resampler::Produce(int64_t until, std::vector<float>* out) {
+// x86-64: an AVX2 clone of the hot loop is picked at load time (ifunc); the lane order of
+// Dot() is the same in both clones, so they give identical bits. Other targets (aarch64
+// NEON) use the one portable version.
+#if defined(__x86_64__) && defined(__linux__) && (defined(__GNUC__) || defined(__clang__)) && \
+    !defined(SPOOF_NO_TARGET_CLONES)
+__attribute__((target_clones("avx2", "default")))
+#endif
+int64_t Resampler::Produce(int64_t until, float* dst) {
+  if (until <= k_) return 0;
+  const int64_t count = until - k_;
+  const int64_t offset = -(T_ - K_) + 1 - base_;  // buf_[n + offset] = first input of output k
+  const float* buf = buf_.data();
   const int64_t step_n = M_ / L_, step_p = M_ % L_;
-  while (k_ < until) {
-    const int64_t idx = n_ - (T_ - K_) + 1 - base_;
-    out->push_back(Dot(buf_.data() + idx, PhaseTaps(p_), T_));
-    ++k_;
-    n_ += step_n;
-    p_ += step_p;
-    if (p_ >= L_) {
-      p_ -= L_;
-      ++n_;
+  // Phase-major order: outputs k and k + L share a phase (their inputs are M apart), so
+  // each phase's taps are loaded once and applied to up to four outputs at a time. The
+  // order in which outputs are computed does not change any output's bits.
+  int64_t n0 = n_, p0 = p_;
+  for (int64_t j0 = 0; j0 < std::min(count, L_); ++j0) {
+    const int64_t cnt = (count - j0 + L_ - 1) / L_;  // outputs j0, j0 + L, ... below count
+    if (p0 == 0 && phase0_is_delta_) {
+      const float* src = buf + n0 + offset + (T_ - K_ - 1);
+      for (int64_t c = 0; c < cnt; ++c) dst[j0 + c * L_] = src[c * M_];
+    } else {
+      const float* taps = PhaseTaps(p0);
+      const float* src = buf + n0 + offset;
+      int64_t c = 0;
+      for (; c + 4 <= cnt; c += 4) {
+        Dot4(src + c * M_, src + (c + 1) * M_, src + (c + 2) * M_, src + (c + 3) * M_, taps, T_,
+             dst + j0 + c * L_, L_);
+      }
+      for (; c < cnt; ++c) dst[j0 + c * L_] = Dot(src + c * M_, taps, T_);
+    }
+    n0 += step_n;
+    p0 += step_p;
+    if (p0 >= L_) {
+      p0 -= L_;
+      ++n0;
     }
   }
+  // Advance the state by count outputs: k * M = n * L + p.
+  const int64_t q = count / L_, r = count % L_;
+  const int64_t pr = p_ + r * M_;
+  n_ += q * M_ + pr / L_;
+  p_ = pr % L_;
+  k_ = until;
   // Drop the history no later output needs.
   const int64_t keep_from = n_ - (T_ - K_) + 1;
   const int64_t drop = std::min<int64_t>(keep_from - base_, static_cast<int64_t>(buf_.size()));
@@ -155,34 +251,49 @@ void Resampler::Produce(int64_t until, std::vector<float>* out) {
     buf_.erase(buf_.begin(), buf_.begin() + drop);
     base_ += drop;
   }
+  return count;
 }
 
-void Resampler::Push(const float* x, int64_t n, std::vector<float>* out) {
+int64_t Resampler::Push(const float* x, int64_t n, float* out) {
   if (flushed_) Throw(SPOOF_ERR_STATE, "resampler: push after flush (reset first)");
-  if (n <= 0) return;
+  if (n <= 0) return 0;
   if (identity()) {
-    out->insert(out->end(), x, x + n);
+    std::memcpy(out, x, static_cast<size_t>(n) * sizeof(float));
     n_in_ += n;
     k_ += n;
-    return;
+    return n;
   }
-  out->reserve(out->size() + static_cast<size_t>(OutputsAfterPush(n)));
+  int64_t written = 0;
   for (int64_t off = 0; off < n; off += kChunk) {
     const int64_t m = std::min(kChunk, n - off);
     buf_.insert(buf_.end(), x + off, x + off + m);
     n_in_ += m;
-    Produce(OutputLength(n_in_ - K_, L_, M_), out);
+    written += Produce(OutputLength(n_in_ - K_, L_, M_), out + written);
   }
+  return written;
+}
+
+int64_t Resampler::Flush(float* out) {
+  if (flushed_) return 0;
+  int64_t written = 0;
+  if (!identity()) {
+    buf_.insert(buf_.end(), static_cast<size_t>(K_), 0.0f);
+    written = Produce(OutputLength(n_in_, L_, M_), out);
+  }
+  flushed_ = true;
+  return written;
+}
+
+void Resampler::Push(const float* x, int64_t n, std::vector<float>* out) {
+  const size_t first = out->size();
+  out->resize(first + static_cast<size_t>(OutputsAfterPush(std::max<int64_t>(n, 0))));
+  out->resize(first + static_cast<size_t>(Push(x, n, out->data() + first)));
 }
 
 void Resampler::Flush(std::vector<float>* out) {
-  if (flushed_) return;
-  if (!identity()) {
-    out->reserve(out->size() + static_cast<size_t>(OutputsOnFlush()));
-    buf_.insert(buf_.end(), static_cast<size_t>(K_), 0.0f);
-    Produce(OutputLength(n_in_, L_, M_), out);
-  }
-  flushed_ = true;
+  const size_t first = out->size();
+  out->resize(first + static_cast<size_t>(OutputsOnFlush()));
+  out->resize(first + static_cast<size_t>(Flush(out->data() + first)));
 }
 
 }  // namespace spoof

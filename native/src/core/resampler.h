@@ -10,9 +10,12 @@
 // summed in a fixed order (16 independent lanes, then a fixed tree), so the output is
 // bit-identical whatever the chunking of the input.
 //
-// Filter: Kaiser-windowed sinc, cutoff 0.475 x the lower rate, transition band
-// [0.45, 0.50] x the lower rate, designed for 80 dB stopband (about 1e-4 ripple), each
-// phase normalised to unit DC gain. in_rate == out_rate is an exact pass-through.
+// Filter: Kaiser-windowed sinc designed for 80 dB stopband (about 1e-4 ripple), each phase
+// normalised to unit DC gain. Downsampling: passband to 0.45 x the output rate, stopband
+// from 0.50 x the output rate (its Nyquist). Upsampling: half-band, transition
+// [0.45, 0.55] x the input rate, so phase 0 copies the input exactly and the images of
+// everything below 0.45 x input rate are >= 80 dB down. in_rate == out_rate is an exact
+// pass-through.
 #pragma once
 
 #include <cstdint>
@@ -47,15 +50,19 @@ class Resampler {
   int64_t OutputsAfterPush(int64_t n) const;
   int64_t OutputsOnFlush() const;
 
-  // Append n input samples and the outputs that became computable to *out.
+  // Append n input samples; write the outputs that became computable to out (room for
+  // OutputsAfterPush(n) floats) and return their count.
+  int64_t Push(const float* x, int64_t n, float* out);
+  // End of stream: write the remaining OutputsOnFlush() outputs. Push after Flush throws.
+  int64_t Flush(float* out);
+  // Same, appending to a vector.
   void Push(const float* x, int64_t n, std::vector<float>* out);
-  // End of stream: append the remaining outputs. Push after Flush is not allowed.
   void Flush(std::vector<float>* out);
   bool flushed() const { return flushed_; }
   void Reset();
 
  private:
-  void Produce(int64_t until, std::vector<float>* out);
+  int64_t Produce(int64_t until, float* out);
   const float* PhaseTaps(int64_t phase);
   void ComputePhase(int64_t phase, float* taps) const;
 
@@ -66,6 +73,7 @@ class Resampler {
   double cutoff_ = 0.0;    // cycles per input sample
   double half_width_ = 0.0;  // Kaiser half-width in input samples
   double beta_ = 0.0;
+  bool phase0_is_delta_ = false;  // upsampling: phase 0 taps are exactly {.., 0, 1, 0, ..}
   std::vector<float> table_;  // L x T taps, or empty when computed on the fly
   std::vector<float> scratch_taps_;
   int64_t scratch_phase_ = -1;
