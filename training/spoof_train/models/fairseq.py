@@ -271,9 +271,9 @@ def load_fairseq_checkpoint(
             ckpt = torch.load(path, **kwargs)  # legacy (non-zip) serialisation cannot be memory-mapped
     except pickle.UnpicklingError as exc:
         raise CheckpointError(
-            f"{path} cannot be loaded safely (weights_only=True): it stores Python objects beyond tensors "
-            f"and plain containers ({str(exc).splitlines()[0][:160]}). If you trust its origin, pass "
-            f"trust_checkpoint=True (CLI: --trust-checkpoint) to unpickle it."
+            f"{path} cannot be loaded with weights_only=True: it is not a torch checkpoint, or it stores "
+            f"Python objects beyond tensors and plain containers ({str(exc).splitlines()[0][:120]}). If it "
+            f"is a fairseq checkpoint you trust, pass trust_checkpoint=True (CLI: --trust-checkpoint)."
         ) from exc
     except (OSError, RuntimeError, EOFError, ValueError) as exc:
         raise CheckpointError(f"{path} is not a readable torch checkpoint: {exc}") from exc

@@ -115,7 +115,7 @@ class SpectralFrontEnd(nn.Module):
     def frame_lengths(self, lengths: Tensor) -> Tensor:
         return pool_lengths(lengths, self.n_fft, self.hop_length)
 
-    def forward(self, wave: Tensor, lengths: Tensor) -> tuple[Tensor, Tensor]:
+    def forward(self, wave: Tensor, lengths: Tensor, ragged: bool = True) -> tuple[Tensor, Tensor]:
         x = wave.unsqueeze(1)
         if self.pre_emphasis:
             x = torch.cat([x[:, :, :1], x[:, :, 1:] - self.pre_emphasis * x[:, :, :-1]], dim=2)
@@ -125,8 +125,10 @@ class SpectralFrontEnd(nn.Module):
         energies = torch.matmul(self.bank, power)  # [B, n_filters, frames]
         logfb = torch.log(energies + 1e-10)
         frames = self.frame_lengths(lengths)
-        mask = lengths_to_mask(frames, logfb.shape[-1])  # [B, frames]
         # Gain normalisation: subtract the mean over valid frames and all bands.
+        if not ragged:
+            return logfb - logfb.mean(dim=(1, 2), keepdim=True), frames
+        mask = lengths_to_mask(frames, logfb.shape[-1])  # [B, frames]
         mean = masked_mean(logfb.mean(dim=1), mask, dim=1)  # [B]
         logfb = (logfb - mean[:, None, None]) * mask[:, None, :].to(logfb.dtype)
         return logfb, frames
@@ -140,6 +142,13 @@ def _ceil_half(lens: Tensor) -> Tensor:
     row (one valid frame, one zero) gives the same maximum as the unpadded row's partial window.
     """
     return pool_lengths(lens + 1, 2)
+
+
+def _masked(x: Tensor, lens: Tensor, ragged: bool) -> Tensor:
+    """``x [B, C, F, T]`` with the frames past each row's length set to zero (a no-op when not ragged)."""
+    if not ragged:
+        return x
+    return x * lengths_to_mask(lens, x.shape[-1])[:, None, None, :].to(x.dtype)
 
 
 class _ResBlock(nn.Module):
@@ -156,21 +165,20 @@ class _ResBlock(nn.Module):
             None if cin == cout else nn.Sequential(nn.Conv2d(cin, cout, 1, bias=False), nn.BatchNorm2d(cout))
         )
 
-    def forward(self, x: Tensor, lens: Tensor) -> tuple[Tensor, Tensor]:
-        m = lengths_to_mask(lens, x.shape[-1])[:, None, None, :].to(x.dtype)
-        out = F.relu(self.bn1(self.conv1(x))) * m
+    def forward(self, x: Tensor, lens: Tensor, ragged: bool = True) -> tuple[Tensor, Tensor]:
+        out = _masked(F.relu(self.bn1(self.conv1(x))), lens, ragged)
         out = self.bn2(self.conv2(out))
         identity = x if self.skip is None else self.skip(x)
-        out = F.relu(out + identity) * m
+        out = _masked(F.relu(out + identity), lens, ragged)
         out = F.max_pool2d(out, 2, ceil_mode=True)
         lens = _ceil_half(lens)
         # A pooled frame past the new length may hold a valid input frame: zero it, as the unpadded row has
         # no such frame.
-        return out * lengths_to_mask(lens, out.shape[-1])[:, None, None, :].to(out.dtype), lens
+        return _masked(out, lens, ragged), lens
 
 
 class SpectralCNN(nn.Module):
-    """Spectral front end -> stem conv (+ max-pool 2x2) -> ResNet blocks (each halves bands and frames) ->
+    """Spectral front end -> stem conv (stride 2) -> ResNet blocks (each halves bands and frames) ->
     per-frame projection -> masked mean and max over time -> linear -> logits ``[B, 2]``."""
 
     def __init__(
@@ -184,7 +192,7 @@ class SpectralCNN(nn.Module):
         filterbank: str = "linear",
         f_min: float = 0.0,
         pre_emphasis: float = 0.97,
-        stem_pool: bool = True,
+        stem_stride: int = 2,
         stem_channels: int = 16,
         channels: Sequence[int] = (16, 32, 48, 64),
         embed_dim: int = 96,
@@ -208,9 +216,11 @@ class SpectralCNN(nn.Module):
             raise ConfigError(
                 f"SpectralCNN: channels must be a non-empty list of positive ints, got {channels}"
             )
-        bands = n_filters // 2 if stem_pool else n_filters
+        if stem_stride not in (1, 2):
+            raise ConfigError(f"SpectralCNN: stem_stride must be 1 or 2, got {stem_stride}")
+        bands = -(-n_filters // stem_stride)
         for _ in chans:
-            bands //= 2
+            bands = -(-bands // 2)  # ceil-mode pooling
         if bands < 1:
             raise ConfigError(
                 f"SpectralCNN: {len(chans)} blocks halve the {n_filters} bands to 0; expected n_filters >= "
@@ -218,7 +228,8 @@ class SpectralCNN(nn.Module):
             )
         self.input_bn = nn.BatchNorm2d(1)
         self.stem = nn.Sequential(
-            nn.Conv2d(1, stem_channels, 3, padding=1, bias=False), nn.BatchNorm2d(stem_channels)
+            nn.Conv2d(1, stem_channels, 3, stride=stem_stride, padding=1, bias=False),
+            nn.BatchNorm2d(stem_channels),
         )
         blocks = []
         cin = stem_channels
@@ -226,7 +237,7 @@ class SpectralCNN(nn.Module):
             blocks.append(_ResBlock(cin, c))
             cin = c
         self.blocks = nn.ModuleList(blocks)
-        self.stem_pool = bool(stem_pool)
+        self.stem_stride = int(stem_stride)
         self.proj = nn.Linear(cin * bands, embed_dim)
         self.dropout = nn.Dropout(dropout)
         self.fc = nn.Linear(2 * embed_dim, 2)
@@ -267,22 +278,25 @@ class SpectralCNN(nn.Module):
             lens = torch.full((wave.shape[0],), wave.shape[1], dtype=torch.long, device=wave.device)
         else:
             lens = lengths.to(torch.long)
-        feats, frames = self.front(wave, lens)
+        # Masks matter only when rows of the batch have different valid lengths (eval of padded batches);
+        # the exported graph (lengths None) and fixed-length training crops skip them.
+        ragged = lengths is not None and not torch.jit.is_tracing() and bool((lens < wave.shape[1]).any())
+        feats, frames = self.front(wave, lens, ragged)
         if self.training:
             feats = self._spec_augment(feats, frames)
-        m = lengths_to_mask(frames, feats.shape[-1])[:, None, None, :].to(feats.dtype)
-        x = self.input_bn(feats.unsqueeze(1)) * m
-        x = F.relu(self.stem(x)) * m
-        lens = frames
-        if self.stem_pool:
-            x = F.max_pool2d(x, 2, ceil_mode=True)
-            lens = _ceil_half(lens)
-            x = x * lengths_to_mask(lens, x.shape[-1])[:, None, None, :].to(x.dtype)
+        x = _masked(self.input_bn(feats.unsqueeze(1)), frames, ragged)
+        # The stem conv (stride 2, padding 1) over zeroed frames past the length equals the unpadded row's.
+        x = F.relu(self.stem(x))
+        lens = frames if self.stem_stride == 1 else _ceil_half(frames)
+        x = _masked(x, lens, ragged)
         for block in self.blocks:
-            x, lens = block(x, lens)
+            x, lens = block(x, lens, ragged)
         b, c, bands, t = x.shape
         x = x.reshape(b, c * bands, t).transpose(1, 2)  # [B, T, C * bands]
         x = F.relu(self.proj(x))
-        mask = lengths_to_mask(lens.clamp(min=1), t)
-        pooled = torch.cat([masked_mean(x, mask, dim=1), masked_max(x, mask, dim=1)], dim=1)
+        if ragged:
+            mask = lengths_to_mask(lens.clamp(min=1), t)
+            pooled = torch.cat([masked_mean(x, mask, dim=1), masked_max(x, mask, dim=1)], dim=1)
+        else:
+            pooled = torch.cat([x.mean(dim=1), x.amax(dim=1)], dim=1)
         return self.fc(self.dropout(pooled))  # type: ignore[no-any-return]

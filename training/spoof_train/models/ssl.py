@@ -155,6 +155,9 @@ def prune_state_dict(
 ) -> tuple[dict[str, Tensor], list[str]]:
     """Filter an HF-layout backbone state dict to the first ``layers`` layers.
 
+    ``keep_final_norm=False`` drops ``encoder.layer_norm`` (only right for stable-layer-norm models, where
+    it is the final norm; post-LN models apply it before the first layer).
+
     Strips task-model prefixes (``wav2vec2.``, ``wavlm.``, ``hubert.``), renames legacy weight-norm keys and
     drops heads / quantizers. Returns ``(kept, dropped_foreign_keys)``; layer keys beyond ``layers`` are
     dropped silently (that is the pruning).
@@ -229,7 +232,7 @@ class SSLBackbone(nn.Module):
         kept, foreign = prune_state_dict(
             state,
             layers=self.num_layers,
-            keep_final_norm=self.final_norm,
+            keep_final_norm=self.final_norm or not self.stable_layer_norm,  # post-LN: LN before the layers
             keep_masked_spec_embed="masked_spec_embed" in dict(self.model.named_parameters()),
         )
         if foreign:
