@@ -126,7 +126,7 @@ class AudioSocketServer:
             logger.warning("%s", exc)
         except CallRejectedError as exc:
             logger.warning("%s: %s", peer_s, exc)
-        except TimeoutError:
+        except asyncio.TimeoutError:  # not the builtin before Python 3.11
             reason = "timeout"
             logger.warning("%s call %s: no message within the timeout; ending the call", peer_s, call_id)
         except (SpoofError, ValueError) as exc:
@@ -137,7 +137,8 @@ class AudioSocketServer:
             logger.info("%s call %s: connection lost: %s", peer_s, call_id, exc)
         except asyncio.CancelledError:  # our own close(): finish the call below instead of propagating
             reason = "shutdown"
-            task.uncancel()
+            if hasattr(task, "uncancel"):  # Python >= 3.11
+                task.uncancel()
         finally:
             try:
                 if call is not None:

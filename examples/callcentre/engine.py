@@ -348,7 +348,7 @@ class CallScorer:
         verdict: Event = {"event": "verdict", "call_id": self.call_id, "track": self.track, "reason": reason}
         try:
             await asyncio.wait_for(self._drain_and_flush(), self.engine.config.finish_timeout_s)
-        except TimeoutError:
+        except asyncio.TimeoutError:  # not the builtin before Python 3.11
             verdict["detail"] = (
                 f"not scored within finish_timeout_s={self.engine.config.finish_timeout_s:g} s"
             )

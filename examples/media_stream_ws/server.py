@@ -164,7 +164,7 @@ class MediaStreamServer:
         except CallRejectedError as exc:
             reason, close_code, close_reason = "rejected", 1013, "try again later"
             logger.warning("%s: %s", peer_s, exc)
-        except TimeoutError:
+        except asyncio.TimeoutError:  # not the builtin before Python 3.11
             reason, close_code, close_reason = "timeout", 1001, "idle"
             logger.warning("%s stream %s: no message within %g s", peer_s, st.stream_sid, self.idle_timeout_s)
         except (SpoofError, ValueError) as exc:
@@ -176,7 +176,8 @@ class MediaStreamServer:
             logger.info("%s stream %s: connection closed: %s", peer_s, st.stream_sid, exc)
         except asyncio.CancelledError:  # our own close()
             reason, close_code, close_reason = "shutdown", 1001, "server shutting down"
-            task.uncancel()
+            if hasattr(task, "uncancel"):  # Python >= 3.11
+                task.uncancel()
         finally:
             try:
                 if st.calls:

@@ -1,0 +1,356 @@
+"""AudioSocket plugin: protocol parsing, per-call scoring, malformed input, concurrency, lifecycle."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import threading
+import time
+import uuid
+from typing import Any
+
+import numpy as np
+import pytest
+from ex_helpers import arun, by_kind, call_audio, running
+
+from examples.asterisk_audiosocket.protocol import (
+    KIND_AUDIO,
+    KIND_AUDIO_SLIN16,
+    KIND_DTMF,
+    KIND_ERROR,
+    KIND_HANGUP,
+    KIND_UUID,
+    Frame,
+    ProtocolError,
+    encode_frame,
+    read_frame,
+)
+from examples.callcentre.engine import EngineConfig, PendingAudio
+from examples.simulate_calls import audiosocket_call
+from spoofsdk.errors import InvalidArgumentError
+
+UID = uuid.UUID("40325ec2-5efd-4bd3-805f-53576e581d13")
+
+
+async def _parse(data: bytes, **kw: Any) -> list[Frame | None]:
+    reader = asyncio.StreamReader()
+    reader.feed_data(data)
+    reader.feed_eof()
+    out: list[Frame | None] = []
+    while True:
+        f = await read_frame(reader, **kw)
+        out.append(f)
+        if f is None:
+            return out
+
+
+def test_read_frame_parses_every_kind() -> None:
+    audio = np.arange(160, dtype="<i2").tobytes()
+    data = b"".join(
+        [
+            encode_frame(KIND_UUID, UID.bytes),
+            encode_frame(KIND_AUDIO, audio),
+            encode_frame(KIND_AUDIO_SLIN16, audio),
+            encode_frame(KIND_DTMF, b"5"),
+            encode_frame(KIND_ERROR, b"\x02"),
+            encode_frame(KIND_HANGUP),
+        ]
+    )
+    frames = arun(_parse(data))
+    assert frames[-1] is None
+    assert [(f.kind, f.payload) for f in frames[:-1] if f is not None] == [
+        (KIND_UUID, UID.bytes),
+        (KIND_AUDIO, audio),
+        (KIND_AUDIO_SLIN16, audio),
+        (KIND_DTMF, b"5"),
+        (KIND_ERROR, b"\x02"),
+        (KIND_HANGUP, b""),
+    ]
+    assert encode_frame(KIND_AUDIO, b"\x01\x02")[:3] == b"\x10\x00\x02"  # big-endian length
+
+
+@pytest.mark.parametrize(
+    ("data", "match"),
+    [
+        (b"\x42\x00\x00", r"unknown message kind 0x42 \(length 0\): expected one of 0x00"),
+        (b"\x01\x00\x0f" + b"u" * 15, r"UUID message: expected a 16-byte payload, given 15 bytes"),
+        (b"\x10\x0f\xa0" + b"\0" * 4000, r"audio message of 4000 bytes: expected at most 3200 bytes"),
+        (b"\x10\x00\x03abc", r"expected whole 16-bit samples \(an even length\)"),
+        (b"\x10\x01", r"truncated message header: expected 3 bytes, given 2"),
+        (b"\x10\x01\x40" + b"\0" * 100, r"truncated audio message: expected a 320-byte payload, given 100"),
+        (b"\x00\x00\x01x", r"hangup message: expected an empty payload, given 1 bytes"),
+        (b"\x03\x00\x02ab", r"DTMF message: expected a 1-byte payload, given 2 bytes"),
+    ],
+    ids=[
+        "bad-kind",
+        "uuid-length",
+        "oversized",
+        "odd-audio",
+        "short-header",
+        "short-payload",
+        "hangup",
+        "dtmf",
+    ],
+)
+def test_read_frame_rejects_malformed(data: bytes, match: str) -> None:
+    with pytest.raises(ProtocolError, match=match):
+        arun(_parse(data))
+
+
+def test_pending_audio_drops_oldest_whole_frames() -> None:
+    p = PendingAudio(1000)
+    dropped = [p.put(bytes([i]) * 320, float(i)) for i in range(10)]
+    assert p.nbytes == 960
+    assert sum(dropped) == p.dropped_bytes == 3200 - 960
+    assert p.dropped_frames == 7
+    frames = p.take_all()
+    assert [f[0][0] for f in frames] == [7, 8, 9]  # the newest frames survive, in order
+    assert p.nbytes == 0
+    with pytest.raises(
+        InvalidArgumentError, match=r"frame of 1001 bytes: expected at most the pending bound"
+    ):
+        p.put(b"\0" * 1001, 0.0)
+
+
+def _check_against_offline(
+    detector: Any, events: list[dict[str, Any]], call_id: str, pcm: np.ndarray
+) -> None:
+    ref = detector.score(pcm, sample_rate=8000)
+    windows = by_kind(events, "window", call_id)
+    assert [w["end_s"] for w in windows] == pytest.approx([w.end_s for w in ref.windows], abs=1e-6)
+    assert [w["logit"] for w in windows] == pytest.approx([w.logit for w in ref.windows], rel=1e-4, abs=1e-5)
+    assert all(w["latency_ms"] is not None and w["latency_ms"] >= 0 for w in windows)
+    (verdict,) = by_kind(events, "verdict", call_id)
+    assert verdict["n_windows"] == len(ref.windows)
+    assert verdict["spoof_prob"] == pytest.approx(ref.spoof_prob, rel=1e-4, abs=1e-6)
+    assert verdict["label"] == ref.label
+    assert verdict["duration_s"] == pytest.approx(pcm.size / 8000)
+    assert verdict["dropped_s"] == 0.0
+
+
+def test_call_scores_equal_offline_scoring(detector: Any) -> None:
+    pcm = call_audio(3.3, seed=1)
+
+    async def go() -> list[dict[str, Any]]:
+        async with running(detector) as (server, events):
+            await audiosocket_call("127.0.0.1", server.port, str(UID), pcm, realtime=False)
+            return events
+
+    events = arun(go())
+    _check_against_offline(detector, events, str(UID), pcm)
+    (start,) = by_kind(events, "call_start")
+    assert (start["sample_rate"], start["encoding"], start["source"]) == (8000, "pcm16", "audiosocket")
+    (verdict,) = by_kind(events, "verdict")
+    assert verdict["reason"] == "hangup"
+    assert not by_kind(events, "call_error")
+
+
+def test_concurrent_calls_each_get_their_own_results(detector: Any) -> None:
+    calls = {str(uuid.uuid4()): call_audio(2.0 + 0.25 * i, seed=10 + i) for i in range(6)}
+
+    async def go() -> tuple[list[dict[str, Any]], Any]:
+        async with running(detector, scheduler={"max_wait_ms": 5.0}) as (server, events):
+            await asyncio.gather(
+                *(
+                    audiosocket_call("127.0.0.1", server.port, cid, pcm, realtime=False)
+                    for cid, pcm in calls.items()
+                )
+            )
+            return events, server.engine.scheduler.stats()
+
+    events, stats = arun(go())
+    for cid, pcm in calls.items():
+        _check_against_offline(detector, events, cid, pcm)
+    probs = {by_kind(events, "verdict", cid)[0]["spoof_prob"] for cid in calls}
+    assert len(probs) == len(calls)  # different audio, different scores: nothing was mixed up
+    assert stats.windows == len(by_kind(events, "window"))  # every window went through the shared scheduler
+
+
+async def _raw_call(port: int, data: bytes, *, close_after: bool = True) -> bytes:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(data)
+    await writer.drain()
+    if close_after:
+        writer.write_eof()
+    rest = await asyncio.wait_for(reader.read(), 10.0)  # the server closes the connection
+    writer.close()
+    await writer.wait_closed()
+    return rest
+
+
+AUDIO_1S = encode_frame(KIND_AUDIO, b"\0\1" * 160) * 50
+
+
+@pytest.mark.parametrize(
+    ("tail", "match"),
+    [
+        (b"\x42\x00\x00", r"unknown message kind 0x42"),
+        (b"\x10\x40\x00" + b"\0" * 64, r"audio message of 16384 bytes: expected at most 3200"),
+        (b"\x10\x01\x40" + b"\0" * 10, r"truncated audio message"),
+        (bytes(range(256)) * 4, r"hangup message: expected an empty payload, given 258 bytes"),
+        (encode_frame(KIND_UUID, uuid.uuid4().bytes), r"a second UUID message"),
+    ],
+    ids=["bad-kind", "oversized", "truncated", "garbage", "second-uuid"],
+)
+def test_malformed_message_ends_only_that_call(detector: Any, tail: bytes, match: str) -> None:
+    good_id, bad_id = str(uuid.uuid4()), str(uuid.uuid4())
+    good_pcm = call_audio(1.5, seed=3)
+
+    async def go() -> list[dict[str, Any]]:
+        async with running(detector) as (server, events):
+            good = asyncio.create_task(
+                audiosocket_call("127.0.0.1", server.port, good_id, good_pcm, realtime=True)
+            )
+            await _raw_call(server.port, encode_frame(KIND_UUID, uuid.UUID(bad_id).bytes) + AUDIO_1S + tail)
+            await good
+            # the server still takes new calls afterwards
+            await audiosocket_call("127.0.0.1", server.port, str(UID), call_audio(1.0, 4), realtime=False)
+            return events
+
+    events = arun(go())
+    (err,) = by_kind(events, "call_error")
+    assert err["call_id"] == bad_id
+    assert err["error"] == "ProtocolError"
+    assert re.search(match, err["message"]), err["message"]
+    (bad_verdict,) = by_kind(events, "verdict", bad_id)
+    assert bad_verdict["reason"] == "protocol_error"
+    assert bad_verdict["received_s"] == pytest.approx(1.0)  # the audio before the bad message was scored
+    assert bad_verdict["n_windows"] >= 1
+    for cid in (good_id, str(UID)):
+        (v,) = by_kind(events, "verdict", cid)
+        assert v["reason"] == "hangup"
+        assert v["label"] in ("spoof", "bonafide")
+
+
+def test_audio_before_uuid_is_rejected(detector: Any, caplog: pytest.LogCaptureFixture) -> None:
+    async def go() -> list[dict[str, Any]]:
+        async with running(detector) as (server, events):
+            await _raw_call(server.port, AUDIO_1S)
+            return events
+
+    events = arun(go())
+    (err,) = by_kind(events, "call_error")
+    assert err["call_id"] is None
+    assert "expected a UUID message (kind 0x01) first, given audio" in err["message"]
+    assert not by_kind(events, "verdict")
+    assert "malformed AudioSocket message" in caplog.text
+
+
+@pytest.mark.parametrize(
+    ("body", "reason", "label", "detail"),
+    [
+        (AUDIO_1S * 2, "disconnect", None, None),
+        (AUDIO_1S + encode_frame(KIND_ERROR, b"\x02"), "asterisk_error_0x02", None, None),
+        (
+            encode_frame(KIND_AUDIO, b"\0\1" * 40) + encode_frame(KIND_HANGUP),
+            "hangup",
+            "undetermined",
+            r"expected at least 400 samples",
+        ),
+        (
+            encode_frame(KIND_DTMF, b"#") + encode_frame(KIND_HANGUP),
+            "hangup",
+            "undetermined",
+            r"no audio received",
+        ),
+    ],
+    ids=["abrupt-close", "asterisk-error", "too-short", "no-audio"],
+)
+def test_call_endings(detector: Any, body: bytes, reason: str, label: str | None, detail: str | None) -> None:
+    async def go() -> list[dict[str, Any]]:
+        async with running(detector) as (server, events):
+            await _raw_call(server.port, encode_frame(KIND_UUID, UID.bytes) + body)
+            return events
+
+    events = arun(go())
+    assert not by_kind(events, "call_error")
+    (v,) = by_kind(events, "verdict")
+    assert v["reason"] == reason
+    if label is None:
+        assert v["label"] in ("spoof", "bonafide")
+        assert v["n_windows"] >= 1
+    else:
+        assert v["label"] == label
+        assert v["spoof_prob"] is None
+        assert detail is not None
+        assert re.search(detail, v["detail"]), v["detail"]
+
+
+def test_idle_call_times_out(detector: Any) -> None:
+    async def go() -> list[dict[str, Any]]:
+        async with running(detector, idle_timeout_s=0.3) as (server, events):
+            await _raw_call(server.port, encode_frame(KIND_UUID, UID.bytes) + AUDIO_1S, close_after=False)
+            return events
+
+    (v,) = by_kind(arun(go()), "verdict")
+    assert v["reason"] == "timeout"
+    assert v["n_windows"] >= 1
+
+
+def test_shutdown_finishes_active_calls(detector: Any) -> None:
+    async def go() -> tuple[list[dict[str, Any]], bytes]:
+        async with running(detector) as (server, events):
+            reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+            writer.write(encode_frame(KIND_UUID, UID.bytes) + AUDIO_1S * 2)
+            await writer.drain()
+            while not by_kind(events, "window"):
+                await asyncio.sleep(0.01)
+            await server.close()
+            rest = await asyncio.wait_for(reader.read(), 5.0)  # closed by the server
+            writer.close()
+            return events, rest
+
+    events, rest = arun(go())
+    assert rest == b""
+    (v,) = by_kind(events, "verdict")
+    assert v["reason"] == "shutdown"
+    assert v["received_s"] == pytest.approx(2.0)
+    assert v["n_windows"] == 3  # 2 s at 1 s windows, 0.5 s hop: 0-1, 0.5-1.5, 1-2
+
+
+def test_calls_over_capacity_are_rejected(detector: Any) -> None:
+    async def go() -> list[dict[str, Any]]:
+        async with running(detector, config=EngineConfig(max_calls=1)) as (server, events):
+            first = asyncio.create_task(
+                audiosocket_call("127.0.0.1", server.port, str(UID), call_audio(1.0, 5), realtime=True)
+            )
+            await asyncio.sleep(0.3)
+            await _raw_call(server.port, encode_frame(KIND_UUID, uuid.uuid4().bytes) + AUDIO_1S)
+            await first
+            return events
+
+    events = arun(go())
+    (rej,) = by_kind(events, "call_rejected")
+    assert "at capacity (1 concurrent calls)" in rej["message"]
+    (v,) = by_kind(events, "verdict")
+    assert v["call_id"] == str(UID)
+    assert v["reason"] == "hangup"
+
+
+def test_memory_bound_drops_oldest_audio_when_scoring_stalls(detector: Any) -> None:
+    """With inference stalled, a call keeps at most max_pending_s of audio and counts what it dropped."""
+    release = threading.Event()
+
+    async def go() -> list[dict[str, Any]]:
+        config = EngineConfig(max_calls=1, max_pending_s=0.5)
+        async with running(detector, config=config) as (server, events):
+            loop = asyncio.get_running_loop()
+            blockers = [loop.run_in_executor(server.engine.executor, release.wait, 10.0) for _ in range(3)]
+            reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+            writer.write(encode_frame(KIND_UUID, UID.bytes) + AUDIO_1S * 3 + encode_frame(KIND_HANGUP))
+            await writer.drain()
+            t0 = time.monotonic()
+            while not server.engine._calls or time.monotonic() - t0 < 0.3:
+                await asyncio.sleep(0.02)
+            release.set()
+            await asyncio.gather(*blockers)
+            await asyncio.wait_for(reader.read(), 10.0)
+            writer.close()
+            return events
+
+    (v,) = by_kind(arun(go()), "verdict")
+    assert v["received_s"] == pytest.approx(3.0)
+    # at most max_pending_s waits, plus the frames already taken by the stalled push
+    assert 2.4 <= v["dropped_s"] <= 2.5
+    assert v["duration_s"] == pytest.approx(v["received_s"] - v["dropped_s"])
+    assert v["label"] in ("spoof", "bonafide")  # 0.5 s >= the model's minimum: scored as one window
