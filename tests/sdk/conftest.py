@@ -10,20 +10,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from sdk_models import save_tiny_detector, tiny_manifest
-
-
-def _native_ready() -> bool:
-    try:
-        from spoofsdk import _native
-    except ImportError:
-        return False
-    return hasattr(_native, "Frontend")
-
-
-requires_native = pytest.mark.skipif(
-    not _native_ready(), reason="spoofsdk._native has no Frontend yet (native front end not built)"
-)
+from sdk_models import native_ready, save_tiny_detector, tiny_manifest
 
 
 @pytest.fixture(scope="session")
@@ -43,7 +30,7 @@ def tiny_model_calibrated(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def detector(tiny_model: Path):  # type: ignore[no-untyped-def]
-    if not _native_ready():
+    if not native_ready():
         pytest.skip("spoofsdk._native has no Frontend yet")
     from spoofsdk import Detector
 

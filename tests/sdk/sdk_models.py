@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pytest
 
 from spoofsdk.manifest import Manifest, write_onnx_manifest
 
@@ -110,3 +111,16 @@ def save_tiny_detector(path: Path, manifest: Manifest | None = None, **graph_kwa
     write_onnx_manifest(model, manifest or tiny_manifest())
     onnx.save(model, str(path))
     return path
+
+
+def native_ready() -> bool:
+    try:
+        from spoofsdk import _native
+    except ImportError:
+        return False
+    return hasattr(_native, "Frontend")
+
+
+requires_native = pytest.mark.skipif(
+    not native_ready(), reason="spoofsdk._native has no Frontend yet (native front end not built)"
+)

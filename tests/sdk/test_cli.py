@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
-from conftest import requires_native
+from sdk_models import requires_native
 
 from spoofsdk import Detector
 from spoofsdk.cli import EXIT_FAILED, EXIT_MODEL, EXIT_OK, EXIT_USAGE, main

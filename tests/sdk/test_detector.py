@@ -8,8 +8,7 @@ from pathlib import Path
 import numpy as np
 import onnx
 import pytest
-from conftest import requires_native
-from sdk_models import reference_logits, tiny_graph, tiny_manifest
+from sdk_models import reference_logits, requires_native, tiny_graph, tiny_manifest
 
 from spoofsdk import Detector
 from spoofsdk.errors import BackendUnavailableError, InvalidArgumentError, InvalidAudioError, ModelLoadError

@@ -13,7 +13,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
-from conftest import requires_native
+from sdk_models import requires_native
 
 pytestmark = requires_native
 HERE = Path(__file__).resolve().parent

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 
 import numpy as np
 import pytest
-from conftest import requires_native
+from sdk_models import requires_native
 
 from spoofsdk import BatchScheduler, Detector
 from spoofsdk.errors import InvalidArgumentError, InvalidAudioError, OverloadError, SchedulerClosedError

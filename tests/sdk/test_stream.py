@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import requires_native
+from sdk_models import requires_native
 
 from spoofsdk import Detector, StreamingSession
 from spoofsdk.errors import (
