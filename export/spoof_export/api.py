@@ -131,8 +131,11 @@ def _backbone_name(config: Any) -> str:
     return f"{family}" + (f"-h{hidden}" if hidden else "")
 
 
-def _min_samples(config: Any, window: int) -> int:
-    """Shortest input the graph accepts: the receptive field of an SSL conv feature encoder."""
+def _min_samples(config: Any, window: int, model: Any) -> int:
+    """Shortest input the graph accepts: an SSL conv encoder's receptive field, or the model's own figure."""
+    own = getattr(model, "min_samples", None)
+    if isinstance(own, int) and own > 0:
+        return min(own, window)
     bb = getattr(config, "backbone", None)
     hf = getattr(bb, "config", None) or (bb.get("config") if isinstance(bb, dict) else None) or {}
     kernels, strides = hf.get("conv_kernel"), hf.get("conv_stride")
@@ -274,7 +277,7 @@ def export(
             f"opt_seconds: expected within [{min_seconds}, {max_seconds}], given {opt_s} "
             "(it defaults to the window length)"
         )
-    min_samples = _min_samples(cfg, window)
+    min_samples = _min_samples(cfg, window, loaded.model)
 
     def manifest(precision: str) -> Manifest:
         return Manifest(

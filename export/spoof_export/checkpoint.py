@@ -50,13 +50,8 @@ def _kind(config: Any) -> str:
 
 
 def _layers(config: Any) -> int:
-    """Transformer layers the detector has: ``config.layers``, or all of the backbone's when None."""
-    kept = getattr(config, "layers", None)
-    if kept:
-        return int(kept)
-    bb = getattr(config, "backbone", None) or {}
-    hf = bb.get("config", {}) if isinstance(bb, dict) else {}
-    return int(hf.get("num_hidden_layers", 0) or 0)
+    """Transformer layers the detector really has (0 for raw-waveform detectors)."""
+    return int(getattr(config, "kept_layers", None) or 0)
 
 
 def prune_layers(model: torch.nn.Module, config: Any, layers: int) -> tuple[torch.nn.Module, Any]:
@@ -109,7 +104,6 @@ def load_for_export(checkpoint: str | Path, *, layers: int | None) -> LoadedDete
             f"checkpoint: expected a directory with config.json and model.safetensors, given {path}"
             + (" (a file)" if path.exists() else " (missing)")
         )
-    weights = path / "model.safetensors"
     try:
         from spoof_train.checkpoint import load_checkpoint
     except ImportError as exc:  # pragma: no cover - same wheel
@@ -121,7 +115,9 @@ def load_for_export(checkpoint: str | Path, *, layers: int | None) -> LoadedDete
             f"{path}: cannot load the checkpoint ({type(exc).__name__}: {exc})"
         ) from exc
     model.eval()
-    sha = file_sha256(weights) if weights.is_file() else ""
+    from spoof_train.checkpoint import checkpoint_sha256
+
+    sha = checkpoint_sha256(path)
     total = _layers(config)
     if layers is None:
         return LoadedDetector(model, config, dict(info or {}), sha, total, total, False)
