@@ -65,6 +65,8 @@ def as_mono_float(pcm: object, *, what: str = "pcm") -> npt.NDArray[np.float32] 
         raise InvalidAudioError(
             f"{what}: expected a numpy array of int16, float32 or float64 samples, given {type(pcm).__name__}"
         )
+    if pcm.dtype.kind in "if" and not pcm.dtype.isnative:  # e.g. big-endian data from a file
+        pcm = pcm.astype(pcm.dtype.newbyteorder("="))
     if pcm.dtype not in _DTYPES:
         raise InvalidAudioError(f"{what}: expected dtype int16, float32 or float64, given {pcm.dtype}")
     if pcm.ndim == 2:
@@ -216,6 +218,11 @@ class Detector:
         )
         limits = self._backend.limits
         self._min_samples = max(manifest.min_samples, limits.min_samples)
+        if window < self._min_samples:
+            raise InvalidArgumentError(
+                f"window_s: expected >= {self._min_samples / sr} s (the engine's shortest input), "
+                f"given {window / sr} s"
+            )
         if limits.max_samples is not None and window > limits.max_samples:
             raise InvalidArgumentError(
                 f"window_s: expected <= {limits.max_samples / sr} s (the engine accepts at most "
@@ -399,6 +406,12 @@ class Detector:
         windows = feed(fe, x, self)
         fe.flush()
         windows.extend(fe.windows())
+        if not windows:
+            raise InvalidAudioError(
+                f"audio too short: expected at least {self._min_samples} samples at the model rate "
+                f"{self.sample_rate} Hz, given {fe.stats().samples_out} "
+                f"(from {x.shape[0]} samples at {sr} Hz)"
+            )
         z = self.infer_logits([w.samples for w in windows])
         scores = self.window_scores(windows, z)
         return Score.from_windows(

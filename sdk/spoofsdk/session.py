@@ -180,7 +180,12 @@ class StreamingSession:
                 )
             ready = []
             if isinstance(data, (bytes, bytearray, memoryview)):
-                mv = memoryview(data).cast("B")
+                try:
+                    mv = memoryview(data).cast("B")
+                except TypeError as exc:  # a non-contiguous buffer
+                    raise InvalidAudioError(
+                        f"push: expected a contiguous bytes-like object ({exc})"
+                    ) from None
                 step = self._chunk_samples * BYTES_PER_SAMPLE[self._encoding]
                 for k in range(0, len(mv), step):
                     self._fe.push(mv[k : k + step], self._encoding)

@@ -291,3 +291,19 @@ def test_eight_threads_give_the_same_scores_as_one(detector: Detector, speechlik
     assert len(got) == 8 * 3 * len(clips)
     for (_, i), score in got.items():
         assert score == expected[i]  # bit-identical: same windows, same batches, same numbers
+
+
+def test_big_endian_input_is_accepted(detector: Detector, speechlike: np.ndarray) -> None:
+    ref = detector.score(speechlike, SR)
+    assert detector.score(speechlike.astype(">f4"), SR) == ref
+    x16 = np.round(speechlike * 32767).astype(np.int16)
+    assert detector.score(x16.astype(">i2"), SR) == detector.score(x16, SR)
+
+
+def test_closed_detector(tiny_model: Path, speechlike: np.ndarray) -> None:
+    from spoofsdk.errors import SessionClosedError
+
+    with Detector(tiny_model, backend="cpu", num_threads=1) as det:
+        det.score(speechlike, SR)
+    with pytest.raises(SessionClosedError, match="the detector was closed"):
+        det.score(speechlike, SR)

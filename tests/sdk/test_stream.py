@@ -184,3 +184,12 @@ def test_score_so_far(detector: Detector, speechlike: np.ndarray) -> None:
         partial = sess.score_so_far()
         assert partial is not None
         assert len(partial.windows) == 2
+
+
+def test_non_contiguous_buffer(detector: Detector) -> None:
+    strided = memoryview(np.zeros(100, np.int16))[::2]
+    with (
+        detector.stream(SR) as sess,
+        pytest.raises(InvalidAudioError, match="expected a contiguous bytes-like"),
+    ):
+        sess.push(strided)

@@ -19,7 +19,7 @@ import numpy as np
 import numpy.typing as npt
 
 from spoofsdk.backends.base import InputLimits
-from spoofsdk.errors import BackendUnavailableError, InvalidArgumentError, ModelLoadError
+from spoofsdk.errors import BackendUnavailableError, InvalidArgumentError, ModelLoadError, SessionClosedError
 from spoofsdk.manifest import Manifest, check_graph_signature
 
 if TYPE_CHECKING:
@@ -326,7 +326,10 @@ class OrtBackend:
         return self._session
 
     def run(self, batch: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
-        out = self._session.run(["logits"], {"audio": batch})[0]
+        session = self.__dict__.get("_session")
+        if session is None:
+            raise SessionClosedError(f"{self._path}: the detector was closed")
+        out = session.run(["logits"], {"audio": batch})[0]
         result: npt.NDArray[np.float32] = np.asarray(out, dtype=np.float32)
         return result
 
