@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
-import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -403,17 +402,21 @@ class Detector:
         sr = check_sample_rate(sample_rate)
         x = as_mono_float(pcm)
         fe = self.new_frontend(sr, encoding="pcm16" if x.dtype == np.int16 else "float32")
-        windows = feed(fe, x, self)
-        fe.flush()
-        windows.extend(fe.windows())
-        if not windows:
+        scores: list[WindowScore] = []
+        pending: list[_native.Window] = []
+        for ready in iter_windows(fe, x, self._window):
+            pending.extend(ready)
+            if len(pending) >= self._batch_size:  # score as we go: memory stays bounded for long files
+                scores.extend(self.window_scores(pending, self.infer_logits([w.samples for w in pending])))
+                pending.clear()
+        if pending:
+            scores.extend(self.window_scores(pending, self.infer_logits([w.samples for w in pending])))
+        if not scores:
             raise InvalidAudioError(
                 f"audio too short: expected at least {self._min_samples} samples at the model rate "
                 f"{self.sample_rate} Hz, given {fe.stats().samples_out} "
                 f"(from {x.shape[0]} samples at {sr} Hz)"
             )
-        z = self.infer_logits([w.samples for w in windows])
-        scores = self.window_scores(windows, z)
         return Score.from_windows(
             scores, aggregate=agg, threshold=self._threshold, duration_s=x.shape[0] / sr
         )
@@ -459,26 +462,23 @@ class Detector:
         self.close()
 
 
-def feed(
-    fe: _native.Frontend, x: npt.NDArray[np.float32] | npt.NDArray[np.int16], det: Detector
-) -> list[_native.Window]:
-    """Push a mono array into a front end in chunks that fit its ring buffer; return the ready windows.
+def iter_windows(
+    fe: _native.Frontend, x: npt.NDArray[np.float32] | npt.NDArray[np.int16], window_samples: int
+) -> Iterator[list[_native.Window]]:
+    """Push a mono array into a front end in slices of about one window; yield the windows each completes.
 
-    int16 goes in as PCM16 bytes (decoded natively), float32 through ``push_float``. Chunking does not
-    change the windows (the front end is chunking-invariant); it only bounds the ring buffer's fill.
+    int16 goes in as PCM16 bytes (decoded natively), float32 through ``push_float``. Slicing does not
+    change the windows (the front end is chunking-invariant); it bounds the ring buffer's fill and lets
+    the caller score windows as they come instead of holding a long recording's windows in memory.
     """
     ratio = fe.input_sample_rate / fe.model_sample_rate
-    chunk = max(1, int(det.window_samples * ratio))
-    windows: list[_native.Window] = []
+    chunk = max(1, int(window_samples * ratio))
     for start in range(0, x.shape[0], chunk):
         part = x[start : start + chunk]
         if part.dtype == np.int16:
             fe.push(part.astype("<i2", copy=False).tobytes(), "pcm16")
         else:
             fe.push_float(part.astype(np.float32, copy=False))
-        windows.extend(fe.windows())
-    return windows
-
-
-def monotonic_ms() -> float:
-    return time.perf_counter() * 1000.0
+        yield fe.windows()
+    fe.flush()
+    yield fe.windows()
