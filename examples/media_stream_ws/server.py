@@ -27,6 +27,7 @@ import argparse
 import asyncio
 import base64
 import binascii
+import contextlib
 import json
 import logging
 import time
@@ -71,6 +72,27 @@ def _field(obj: dict[str, Any], key: str, kind: type, where: str) -> Any:
             f"{where}.{key}: expected a {kind.__name__}, given {type(value).__name__} {value!r:.60}"
         )
     return value
+
+
+async def _close(ws: ServerConnection, code: int, reason: str) -> None:
+    """Close the WebSocket while discarding what the peer still sends.
+
+    Without draining, messages queued after an error (websockets pauses reading when its queue is
+    full) would hide the peer's close frame and the closing handshake would wait for close_timeout.
+    """
+
+    async def drain() -> None:
+        with contextlib.suppress(ConnectionClosed):
+            while True:
+                await ws.recv()
+
+    drainer = asyncio.create_task(drain())
+    try:
+        await ws.close(code, reason)
+    finally:
+        drainer.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await drainer
 
 
 class _Stream:
@@ -194,7 +216,7 @@ class MediaStreamServer:
                         }
                     )
             finally:
-                await ws.close(close_code, close_reason)
+                await _close(ws, close_code, close_reason)
                 self._handlers.discard(task)
 
     async def _serve_stream(self, ws: ServerConnection, st: _Stream, peer_s: str) -> str:

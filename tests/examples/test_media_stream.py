@@ -1,0 +1,241 @@
+"""Media-stream WebSocket plugin (Twilio Media Streams protocol): sessions, tracks, malformed input."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import re
+from typing import Any
+
+import pytest
+from ex_helpers import arun, by_kind, call_audio, running
+
+from examples.callcentre.g711 import mulaw_encode
+from examples.simulate_calls import media_stream_call, twilio_messages
+
+websockets = pytest.importorskip("websockets", reason="the examples extra (websockets) is not installed")
+from websockets.asyncio.client import connect  # noqa: E402
+from websockets.exceptions import ConnectionClosed  # noqa: E402
+
+CALL = "CA" + "1" * 32
+STREAM = "MZ" + "2" * 32
+
+
+async def _session(port: int, messages: list[str | bytes]) -> tuple[int | None, str]:
+    """Send messages, then wait for the server to close; return (close code, reason)."""
+    async with connect(f"ws://127.0.0.1:{port}/media", compression=None) as ws:
+        try:
+            for m in messages:
+                await ws.send(m)
+            await asyncio.wait_for(ws.recv(), 10.0)
+        except ConnectionClosed:
+            pass
+        await ws.wait_closed()
+        return ws.close_code, ws.close_reason or ""
+
+
+def _offline(detector: Any, pcm: Any) -> Any:
+    with detector.stream(8000, encoding="mulaw") as s:
+        s.push(mulaw_encode(pcm))
+        return s.flush()
+
+
+def test_twilio_session_scores_like_offline(detector: Any) -> None:
+    pcm = call_audio(3.1, seed=21)
+    msgs: list[str | bytes] = list(twilio_messages(CALL, STREAM, pcm))
+    # a mark acknowledgement, a DTMF and an unknown future event mid-stream are accepted
+    msgs[10:10] = [
+        json.dumps(
+            {"event": "mark", "sequenceNumber": "9", "streamSid": STREAM, "mark": {"name": "greeting"}}
+        ),
+        json.dumps({"event": "dtmf", "streamSid": STREAM, "dtmf": {"track": "inbound_track", "digit": "7"}}),
+        json.dumps({"event": "someFutureEvent", "streamSid": STREAM}),
+    ]
+
+    async def go() -> tuple[list[dict[str, Any]], tuple[int | None, str]]:
+        async with running(detector, "media_stream") as (server, events):
+            closed = await _session(server.port, msgs)
+            return events, closed
+
+    events, (code, _) = arun(go())
+    assert code == 1000
+    assert not by_kind(events, "call_error")
+    ref = _offline(detector, pcm)
+    (start,) = by_kind(events, "call_start")
+    assert (start["call_id"], start["track"], start["encoding"], start["sample_rate"]) == (
+        CALL,
+        "inbound",
+        "mulaw",
+        8000,
+    )
+    assert start["meta"]["streamSid"] == STREAM
+    assert start["meta"]["customParameters"] == {"simulated": "true"}
+    windows = by_kind(events, "window", CALL)
+    assert [w["logit"] for w in windows] == pytest.approx([w.logit for w in ref.windows], rel=1e-4, abs=1e-5)
+    (v,) = by_kind(events, "verdict", CALL)
+    assert v["reason"] == "stop"
+    assert v["spoof_prob"] == pytest.approx(ref.spoof_prob, rel=1e-4, abs=1e-6)
+    assert v["received_s"] == pytest.approx(3.1)
+
+
+def test_both_tracks_are_scored_separately(detector: Any) -> None:
+    inbound, outbound = call_audio(2.0, seed=31), call_audio(2.0, seed=32)
+    start = json.loads(twilio_messages(CALL, STREAM, inbound[:160])[1])
+    start["start"]["tracks"] = ["inbound", "outbound"]
+    msgs = [json.dumps(start)]
+    for track, pcm in (("inbound", inbound), ("outbound", outbound)):
+        mu = mulaw_encode(pcm)
+        for k in range(0, len(mu), 160):
+            payload = base64.b64encode(mu[k : k + 160]).decode()
+            media = {"track": track, "chunk": str(k // 160 + 1), "timestamp": str(k // 8), "payload": payload}
+            msgs.append(json.dumps({"event": "media", "streamSid": STREAM, "media": media}))
+    msgs.append(json.dumps({"event": "stop", "streamSid": STREAM, "stop": {"callSid": CALL}}))
+
+    async def go() -> list[dict[str, Any]]:
+        async with running(detector, "media_stream", tracks=("inbound", "outbound")) as (server, events):
+            await _session(server.port, msgs)
+            return events
+
+    events = arun(go())
+    verdicts = {v["track"]: v for v in by_kind(events, "verdict", CALL)}
+    assert set(verdicts) == {"inbound", "outbound"}
+    for track, pcm in (("inbound", inbound), ("outbound", outbound)):
+        assert verdicts[track]["spoof_prob"] == pytest.approx(_offline(detector, pcm).spoof_prob, rel=1e-4)
+
+
+def _start_msg(**fmt: Any) -> str:
+    m = json.loads(twilio_messages(CALL, STREAM, call_audio(0.02, 0))[1])
+    m["start"]["mediaFormat"].update(fmt)
+    return json.dumps(m)
+
+
+GOOD_START = _start_msg()
+MEDIA_1S = [m for m in twilio_messages(CALL, STREAM, call_audio(1.0, 2)) if '"media"' in m]
+
+
+@pytest.mark.parametrize(
+    ("bad", "code", "match", "scored"),
+    [
+        ("{not json", 1007, r"expected a JSON message, given invalid JSON", True),
+        ("[1, 2]", 1007, r"expected a JSON object, given a JSON list", True),
+        (b"\x00\x01binary", 1007, r"expected JSON text messages, given a 8-byte binary message", True),
+        (
+            json.dumps({"event": "media", "media": {"payload": "@@not base64@@"}}),
+            1007,
+            r"media.payload: expected base64",
+            True,
+        ),  # fmt: skip
+        (
+            json.dumps({"event": "media", "media": {"payload": 5}}),
+            1008,
+            r"media.payload: expected a str",
+            True,
+        ),
+        (GOOD_START, 1008, r"a second start message", True),
+    ],
+    ids=["json", "not-object", "binary", "base64", "payload-type", "second-start"],
+)
+def test_malformed_message_ends_the_stream(
+    detector: Any, bad: str | bytes, code: int, match: str, scored: bool
+) -> None:
+    async def go() -> tuple[list[dict[str, Any]], tuple[int | None, str]]:
+        async with running(detector, "media_stream") as (server, events):
+            closed = await _session(server.port, [GOOD_START, *MEDIA_1S, bad, *MEDIA_1S])
+            # the server keeps serving: a clean stream afterwards gets its verdict
+            await media_stream_call(f"ws://127.0.0.1:{server.port}/", "CA" + "9" * 32, call_audio(1.0, 3),
+                                    realtime=False)  # fmt: skip
+            return events, closed
+
+    events, (close_code, _) = arun(go())
+    assert close_code == code
+    (err,) = by_kind(events, "call_error")
+    assert err["call_id"] == CALL
+    assert re.search(match, err["message"]), err["message"]
+    (v,) = by_kind(events, "verdict", CALL)
+    assert v["reason"] == "protocol_error"
+    assert v["received_s"] == pytest.approx(1.0)  # audio before the bad message was kept and scored
+    assert v["label"] in ("spoof", "bonafide")
+    (v2,) = by_kind(events, "verdict", "CA" + "9" * 32)
+    assert v2["reason"] == "stop"
+
+
+@pytest.mark.parametrize(
+    ("messages", "code", "match"),
+    [
+        (MEDIA_1S[:1], 1008, r"a media message before the start message"),
+        ([_start_msg(encoding="audio/x-l16")], 1008, r"start.mediaFormat: expected encoding one of"),
+        ([_start_msg(channels=2)], 1008, r"channels 1, given"),
+        ([json.dumps({"event": "start", "start": {"mediaFormat": {}}})], 1008, r"start.streamSid: expected"),
+    ],
+    ids=["media-first", "encoding", "stereo", "no-sid"],
+)
+def test_bad_stream_setup_is_rejected(detector: Any, messages: list[str], code: int, match: str) -> None:
+    async def go() -> tuple[list[dict[str, Any]], tuple[int | None, str]]:
+        async with running(detector, "media_stream") as (server, events):
+            return events, await _session(server.port, messages)
+
+    events, (close_code, _) = arun(go())
+    assert close_code == code
+    (err,) = by_kind(events, "call_error")
+    assert re.search(match, err["message"]), err["message"]
+    assert not by_kind(events, "verdict")
+
+
+def test_alaw_stream_and_abrupt_disconnect(detector: Any) -> None:
+    """An A-law stream (other carriers) closed without a stop message still gets its verdict."""
+    pcm = call_audio(1.6, seed=41)
+    import numpy as np
+
+    # A-law of the same audio via the reference decoder table: encode by nearest code
+    from spoofsdk.audio import decode
+
+    table = (decode(bytes(range(256)), "alaw") * 32768).astype(np.float64)
+    order = np.argsort(table)
+    idx = np.clip(np.searchsorted(table[order], pcm.astype(np.float64)), 0, 255)
+    alaw = order[idx].astype(np.uint8).tobytes()
+    start = json.loads(_start_msg(encoding="audio/x-alaw"))
+    msgs = [json.dumps(start)]
+    for k in range(0, len(alaw), 160):
+        media = {"track": "inbound", "payload": base64.b64encode(alaw[k : k + 160]).decode()}
+        msgs.append(json.dumps({"event": "media", "streamSid": STREAM, "media": media}))
+
+    async def go() -> list[dict[str, Any]]:
+        async with running(detector, "media_stream") as (server, events):
+            async with connect(f"ws://127.0.0.1:{server.port}/", compression=None) as ws:
+                for m in msgs:
+                    await ws.send(m)
+            # the client closed without "stop"
+            for _ in range(500):
+                if by_kind(events, "verdict"):
+                    break
+                await asyncio.sleep(0.01)
+            return events
+
+    events = arun(go())
+    (v,) = by_kind(events, "verdict")
+    with detector.stream(8000, encoding="alaw") as s:
+        s.push(alaw)
+        ref = s.flush()
+    assert v["reason"] == "disconnect"
+    assert v["spoof_prob"] == pytest.approx(ref.spoof_prob, rel=1e-4)
+
+
+def test_shutdown_closes_streams_with_verdicts(detector: Any) -> None:
+    async def go() -> tuple[list[dict[str, Any]], int | None]:
+        async with running(detector, "media_stream") as (server, events):
+            async with connect(f"ws://127.0.0.1:{server.port}/", compression=None) as ws:
+                for m in [GOOD_START, *MEDIA_1S, *MEDIA_1S]:
+                    await ws.send(m)
+                while not by_kind(events, "window"):
+                    await asyncio.sleep(0.01)
+                await server.close()
+                with pytest.raises(ConnectionClosed):
+                    await asyncio.wait_for(ws.recv(), 5.0)
+                return events, ws.close_code
+
+    events, code = arun(go())
+    assert code == 1001
+    (v,) = by_kind(events, "verdict")
+    assert v["reason"] == "shutdown"
+    assert v["received_s"] == pytest.approx(2.0)
