@@ -194,7 +194,8 @@ SPOOF_API spoof_status spoof_frontend_next_window(spoof_frontend* fe, float* out
  *  - otherwise nothing.
  * Afterwards push fails with SPOOF_ERR_STATE until spoof_frontend_reset. Flushing twice
  * is a no-op. Under SPOOF_OVERFLOW_ERROR, if the resampler's tail does not fit in the
- * ring, flush fails with SPOOF_ERR_OVERFLOW and changes nothing: drain windows, retry. */
+ * ring, flush writes what fits and fails with SPOOF_ERR_OVERFLOW (push is already refused):
+ * drain windows with next_window and call flush again until it returns SPOOF_OK. */
 SPOOF_API spoof_status spoof_frontend_flush(spoof_frontend* fe);
 /* Back to the freshly created state (indices restart at 0, counters cleared). */
 SPOOF_API spoof_status spoof_frontend_reset(spoof_frontend* fe);

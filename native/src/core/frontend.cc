@@ -102,7 +102,7 @@ int64_t Frontend::Feed(const uint8_t* data, int64_t n_samples, int32_t encoding,
 }
 
 int64_t Frontend::Push(const uint8_t* data, int64_t n_bytes, int32_t encoding) {
-  if (flushed()) Throw(SPOOF_ERR_STATE, "push after flush: call reset() to start a new stream");
+  if (flush_started_) Throw(SPOOF_ERR_STATE, "push after flush: call reset() to start a new stream");
   if (encoding == 0) encoding = opts_.encoding;
   const int bps = BytesPerSample(encoding);
   if (n_bytes < 0 || n_bytes > kMaxPushBytes) {
@@ -160,7 +160,7 @@ int64_t Frontend::Push(const uint8_t* data, int64_t n_bytes, int32_t encoding) {
 }
 
 int64_t Frontend::PushFloat(const float* x, int64_t n) {
-  if (flushed()) Throw(SPOOF_ERR_STATE, "push after flush: call reset() to start a new stream");
+  if (flush_started_) Throw(SPOOF_ERR_STATE, "push after flush: call reset() to start a new stream");
   if (n < 0 || n > kMaxPushSamples) {
     Throw(SPOOF_ERR_INVALID_ARGUMENT,
           Format("a float push carries at most %lld samples (SPOOF_MAX_PUSH_SAMPLES); got %lld",
@@ -188,14 +188,33 @@ int64_t Frontend::PushFloat(const float* x, int64_t n) {
 
 void Frontend::Flush() {
   if (flushed()) return;
-  CheckRoom(resampler_.OutputsOnFlush(), "flush (draining the resampler)");
-  resampled_.clear();
-  resampler_.Flush(&resampled_);
-  const spoof_status st = ring_.Push(resampled_.data(), static_cast<int64_t>(resampled_.size()));
-  if (st != SPOOF_OK) Throw(SPOOF_ERR_INTERNAL, "ring buffer rejected the flush that CheckRoom admitted");
-  discarded_bytes_.fetch_add(pending_n_, std::memory_order_relaxed);
-  pending_n_ = 0;
-  pending_bytes_.store(0, std::memory_order_relaxed);
+  if (!flush_started_) {
+    flush_tail_.clear();
+    resampler_.Flush(&flush_tail_);
+    flush_done_ = 0;
+    flush_started_ = true;
+    discarded_bytes_.fetch_add(pending_n_, std::memory_order_relaxed);
+    pending_n_ = 0;
+    pending_bytes_.store(0, std::memory_order_relaxed);
+  }
+  // The resampler's tail may not fit at once under the error policy: write what fits and
+  // report the rest; the caller drains windows and calls flush again.
+  const int64_t remaining = static_cast<int64_t>(flush_tail_.size()) - flush_done_;
+  int64_t n = remaining;
+  if (ring_.policy() == SPOOF_OVERFLOW_ERROR) n = std::min(n, ring_.FreeSpace());
+  if (n > 0) {
+    if (ring_.Push(flush_tail_.data() + flush_done_, n) != SPOOF_OK) {
+      Throw(SPOOF_ERR_INTERNAL, "ring buffer rejected a flush write that fitted");
+    }
+    flush_done_ += n;
+  }
+  if (flush_done_ < static_cast<int64_t>(flush_tail_.size())) {
+    Throw(SPOOF_ERR_OVERFLOW,
+          Format("ring buffer full during flush: %lld of the resampler's last %lld samples are still to be "
+                 "written (overflow policy 'error'): drain windows with next_window and call flush again",
+                 static_cast<long long>(static_cast<int64_t>(flush_tail_.size()) - flush_done_),
+                 static_cast<long long>(flush_tail_.size())));
+  }
   flushed_.store(true, std::memory_order_release);
 }
 
@@ -245,6 +264,9 @@ void Frontend::Reset() {
   ring_.Reset();
   pending_n_ = 0;
   pending_encoding_ = 0;
+  flush_tail_.clear();
+  flush_done_ = 0;
+  flush_started_ = false;
   samples_in_.store(0);
   pending_bytes_.store(0);
   discarded_bytes_.store(0);

@@ -55,6 +55,9 @@ class Frontend {
   int32_t pending_encoding_ = 0;
   std::vector<float> decoded_;
   std::vector<float> resampled_;
+  std::vector<float> flush_tail_;  // the resampler's last outputs, written by (repeated) Flush
+  int64_t flush_done_ = 0;
+  bool flush_started_ = false;
   std::atomic<int64_t> samples_in_{0};
   std::atomic<int64_t> pending_bytes_{0};
   std::atomic<int64_t> discarded_bytes_{0};
