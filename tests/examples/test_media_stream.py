@@ -115,36 +115,33 @@ MEDIA_1S = [m for m in twilio_messages(CALL, STREAM, call_audio(1.0, 2)) if '"me
 
 
 @pytest.mark.parametrize(
-    ("bad", "code", "match", "scored"),
+    ("bad", "code", "match"),
     [
-        ("{not json", 1007, r"expected a JSON message, given invalid JSON", True),
-        ("[1, 2]", 1007, r"expected a JSON object, given a JSON list", True),
-        (b"\x00\x01binary", 1007, r"expected JSON text messages, given a 8-byte binary message", True),
+        ("{not json", 1007, r"expected a JSON message, given invalid JSON"),
+        ("[1, 2]", 1007, r"expected a JSON object, given a JSON list"),
+        (b"\x00\x01binary", 1007, r"expected JSON text messages, given a 8-byte binary message"),
         (
             json.dumps({"event": "media", "media": {"payload": "@@not base64@@"}}),
             1007,
             r"media.payload: expected base64",
-            True,
-        ),  # fmt: skip
+        ),
         (
             json.dumps({"event": "media", "media": {"payload": 5}}),
             1008,
             r"media.payload: expected a str",
-            True,
         ),
-        (GOOD_START, 1008, r"a second start message", True),
+        (GOOD_START, 1008, r"a second start message"),
     ],
     ids=["json", "not-object", "binary", "base64", "payload-type", "second-start"],
 )
-def test_malformed_message_ends_the_stream(
-    detector: Any, bad: str | bytes, code: int, match: str, scored: bool
-) -> None:
+def test_malformed_message_ends_the_stream(detector: Any, bad: str | bytes, code: int, match: str) -> None:
     async def go() -> tuple[list[dict[str, Any]], tuple[int | None, str]]:
         async with running(detector, "media_stream") as (server, events):
             closed = await _session(server.port, [GOOD_START, *MEDIA_1S, bad, *MEDIA_1S])
             # the server keeps serving: a clean stream afterwards gets its verdict
-            await media_stream_call(f"ws://127.0.0.1:{server.port}/", "CA" + "9" * 32, call_audio(1.0, 3),
-                                    realtime=False)  # fmt: skip
+            await media_stream_call(
+                f"ws://127.0.0.1:{server.port}/", "CA" + "9" * 32, call_audio(1.0, 3), realtime=False
+            )
             return events, closed
 
     events, (close_code, _) = arun(go())
@@ -223,16 +220,18 @@ def test_alaw_stream_and_abrupt_disconnect(detector: Any) -> None:
 
 def test_shutdown_closes_streams_with_verdicts(detector: Any) -> None:
     async def go() -> tuple[list[dict[str, Any]], int | None]:
-        async with running(detector, "media_stream") as (server, events):
-            async with connect(f"ws://127.0.0.1:{server.port}/", compression=None) as ws:
-                for m in [GOOD_START, *MEDIA_1S, *MEDIA_1S]:
-                    await ws.send(m)
-                while not by_kind(events, "window"):
-                    await asyncio.sleep(0.01)
-                await server.close()
-                with pytest.raises(ConnectionClosed):
-                    await asyncio.wait_for(ws.recv(), 5.0)
-                return events, ws.close_code
+        async with (
+            running(detector, "media_stream") as (server, events),
+            connect(f"ws://127.0.0.1:{server.port}/", compression=None) as ws,
+        ):
+            for m in [GOOD_START, *MEDIA_1S, *MEDIA_1S]:
+                await ws.send(m)
+            while not by_kind(events, "window"):
+                await asyncio.sleep(0.01)
+            await server.close()
+            with pytest.raises(ConnectionClosed):
+                await asyncio.wait_for(ws.recv(), 5.0)
+            return events, ws.close_code
 
     events, code = arun(go())
     assert code == 1001
