@@ -1,0 +1,98 @@
+"""Make the demo audio of ``scripts/demo.sh`` in one folder (default ``out/demo-audio``).
+
+* real speech: the recordings committed in ``examples/audio/real/`` (Asterisk it-IT prompts, voice Carlo,
+  CC BY 3.0; see examples/audio/ATTRIBUTION.md) and, when the Debian package ``asterisk-core-sounds-en-wav``
+  is installed (scripts/setup.sh installs it), two en-US prompts by Allison Smith (CC BY-SA 3.0) copied from
+  ``/usr/share/asterisk/sounds/en_US_f_Allison``;
+* spoofed speech generated here, offline, with espeak-ng (two English voices reading call-centre fraud
+  lines), plus one of them sent through G.711 mu-law at 8 kHz the way it would arrive over a phone line.
+
+Nothing is downloaded. Exit code 2 when espeak-ng is missing (the spoofed half of the demo needs it).
+
+    .venv/bin/python scripts/make-demo-audio.py [OUT_DIR]
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+
+ROOT = Path(__file__).resolve().parent.parent
+REAL_DIR = ROOT / "examples" / "audio" / "real"
+ALLISON = Path("/usr/share/asterisk/sounds/en_US_f_Allison")
+# en-US prompts that are NOT in corpus-v1 (the Allison voice itself is in the corpus-v1 train split).
+ALLISON_PROMPTS = ("vm-review", "dir-intro")
+SPOOF_LINES = {
+    "espeak-en-us-bank": (
+        "en-us",
+        "Hello, this is your bank's security team. We have detected unusual activity "
+        "on your account and need you to confirm your one time passcode.",
+    ),
+    "espeak-en-gb-grandson": (
+        "en-gb",
+        "Hi Grandpa, it's me. I've had a small accident and I need you to send "
+        "some money for the repairs today, please don't tell Mum.",
+    ),
+}
+
+
+def espeak(voice: str, text: str, out: Path) -> None:
+    exe = shutil.which("espeak-ng")
+    if exe is None:
+        raise FileNotFoundError(
+            "espeak-ng is not installed (apt-get install espeak-ng; scripts/setup.sh does it)"
+        )
+    subprocess.run([exe, "-v", voice, "-s", "155", "-w", str(out), text], check=True, capture_output=True)
+
+
+def to_mulaw_8k(src: Path, out: Path) -> None:
+    """Resample to 8 kHz and write G.711 mu-law WAV (what a phone line carries)."""
+    from spoofsdk.audio import resample  # native polyphase resampler of the SDK
+
+    x, sr = sf.read(src, dtype="float32")
+    y = resample(np.ascontiguousarray(x), sr, 8000) if sr != 8000 else x
+    sf.write(out, np.clip(y, -1.0, 1.0), 8000, subtype="ULAW")
+
+
+def main(argv: list[str]) -> int:
+    out = Path(argv[0]) if argv else ROOT / "out" / "demo-audio"
+    out.mkdir(parents=True, exist_ok=True)
+    made: list[Path] = []
+    for f in sorted(REAL_DIR.glob("*.wav")):
+        dst = out / f"real-{f.name}"
+        shutil.copyfile(f, dst)
+        made.append(dst)
+    if ALLISON.is_dir():
+        for name in ALLISON_PROMPTS:
+            src = ALLISON / f"{name}.wav"
+            if src.is_file():
+                dst = out / f"real-en-allison-{name}.wav"
+                shutil.copyfile(src, dst)
+                made.append(dst)
+    else:
+        print(f"note: {ALLISON} not found (asterisk-core-sounds-en-wav); using the committed prompts only")
+    try:
+        for name, (voice, text) in SPOOF_LINES.items():
+            dst = out / f"spoof-{name}.wav"
+            espeak(voice, text, dst)
+            made.append(dst)
+        tel = out / "spoof-espeak-en-us-bank-mulaw8k.wav"
+        to_mulaw_8k(out / "spoof-espeak-en-us-bank.wav", tel)
+        made.append(tel)
+    except (FileNotFoundError, subprocess.CalledProcessError) as exc:
+        print(f"error: cannot generate the spoofed examples: {exc}", file=sys.stderr)
+        return 2
+    for p in made:
+        info = sf.info(p)
+        print(f"{p.relative_to(out.parent) if p.is_relative_to(out.parent) else p}: "
+              f"{info.duration:.2f} s, {info.samplerate} Hz, {info.subtype}")  # fmt: skip
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv[1:]))

@@ -1,0 +1,65 @@
+#!/usr/bin/env bash
+# The whole recipe of the default detector shipped in sdk/spoofsdk/models/default.onnx (docs/model-card.md):
+#   licence filter -> spoof-train -> uncalibrated export -> calibration on licensed dev (through the SDK)
+#   -> spoof-export FP32 + int8 -> evaluation of both on corpus-v1 dev/test -> ship the chosen file.
+# Usage: scripts/train-default-detector.sh [--no-train] [--no-ship]
+#   CORPUS=/path/to/corpus-v1 (default ../shared/data/corpus-v1), OUT=runs/default-detector
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=.venv/bin/python
+CORPUS=${CORPUS:-../shared/data/corpus-v1}
+OUT=${OUT:-runs/default-detector}
+TRAIN=1
+SHIP=1
+for arg in "$@"; do
+  case "$arg" in
+    --no-train) TRAIN=0 ;;
+    --no-ship) SHIP=0 ;;
+    *) echo "unknown argument: $arg (expected --no-train / --no-ship)" >&2; exit 2 ;;
+  esac
+done
+[ -f "$CORPUS/MANIFEST.tsv" ] || { echo "corpus-v1 not found at $CORPUS (set CORPUS=...)" >&2; exit 2; }
+mkdir -p "$OUT/export"
+LICENSED="$OUT/licensed-train-dev.tsv"
+
+echo "== 1/6 licence filter (train + dev rows with a stated licence)"
+$PY -m spoof_train.licence "$CORPUS/MANIFEST.tsv" -o "$LICENSED" --splits train dev --report "$OUT/licence-report.json"
+
+CKPT="$OUT/spectral/checkpoints/best"
+if [ "$TRAIN" = 1 ]; then
+  echo "== 2/6 train (spoof-train, configs/default-detector.yaml)"
+  nice -n 5 .venv/bin/spoof-train train configs/default-detector.yaml \
+    --set "data.manifest=$LICENSED" --set "output_dir=$OUT/spectral"
+fi
+[ -d "$CKPT" ] || { echo "no checkpoint at $CKPT" >&2; exit 1; }
+
+echo "== 3/6 uncalibrated FP32 export"
+.venv/bin/spoof-export "$CKPT" -o "$OUT/export/uncalibrated" -q
+
+echo "== 4/6 calibration on the licensed dev clips (writes $CKPT/training.json: calibration)"
+$PY scripts/default_detector.py calibrate "$OUT/export/uncalibrated.onnx" "$CKPT" --manifest "$LICENSED" --split dev
+
+echo "== 5/6 final export: FP32 + int8 (u8 activations, CPU target), calibrated on licensed train clips"
+.venv/bin/spoof-export "$CKPT" -o "$OUT/export/default" --int8 --int8-target cpu \
+  --calib "$LICENSED" --calib-split train --calib-max-files 256 --dev "$LICENSED" --dev-split dev --dev-max-files 400
+
+echo "== 6/6 evaluation through the SDK (all rows and licensed-only), FP32 and int8"
+for v in default default.int8; do
+  $PY scripts/default_detector.py evaluate "$OUT/export/$v.onnx" --manifest "$CORPUS/MANIFEST.tsv" \
+    --splits dev test --seen-from "$CKPT" --out "$OUT/eval-$v.json" --scores-dir "$OUT/scores-$v"
+done
+
+# int8 ships when it stays within 0.5 EER points of FP32 on dev (licensed rows); else FP32.
+CHOICE=$($PY - "$OUT" <<'PYEOF'
+import json, sys
+out = sys.argv[1]
+f = json.load(open(f"{out}/eval-default.json"))["dev"]["licensed"]["eer"]
+q = json.load(open(f"{out}/eval-default.int8.json"))["dev"]["licensed"]["eer"]
+print("default.int8" if q - f <= 0.5 else "default")
+PYEOF
+)
+echo "chosen: $CHOICE.onnx"
+if [ "$SHIP" = 1 ]; then
+  cp "$OUT/export/$CHOICE.onnx" sdk/spoofsdk/models/default.onnx
+  echo "shipped sdk/spoofsdk/models/default.onnx ($(du -h sdk/spoofsdk/models/default.onnx | cut -f1))"
+fi
