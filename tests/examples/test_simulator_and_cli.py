@@ -1,0 +1,240 @@
+"""The load simulator (in-process and against a running server) and the server CLIs (signals, exits)."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import queue
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from ex_helpers import arun, by_kind
+
+from examples.asterisk_audiosocket.protocol import KIND_AUDIO, KIND_UUID, encode_frame
+from examples.callcentre.engine import JsonLinesSink, ScoringEngine
+from examples.simulate_calls import check_loopback, main, simulate, synth_audio
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_simulate_in_process_audiosocket(tiny_model: Path) -> None:
+    report = arun(
+        simulate(
+            server="audiosocket",
+            calls=3,
+            concurrency=3,
+            seconds=2.0,
+            realtime=False,
+            model=str(tiny_model),
+            ramp_s=0.1,
+            engine_options={"threads": 1},
+        )
+    )
+    assert report["completed"] == 3
+    assert report["failed"] == []
+    assert report["call_errors"] == []
+    assert sum(report["labels"].values()) == 3
+    assert report["audio_s"] == pytest.approx(6.0)
+    assert report["window_latency_ms"]["n"] == 9  # 2 s calls: windows 0-1, 0.5-1.5, 1-2 s
+    assert report["scheduler"]["windows"] == 9
+    assert report["verdict_latency_ms"]["n"] == 3
+    assert report["throughput_x_realtime"] > 0
+
+
+def test_simulate_media_stream_in_real_time(tiny_model: Path) -> None:
+    report = arun(
+        simulate(
+            server="media_stream",
+            calls=2,
+            concurrency=2,
+            seconds=1.2,
+            realtime=True,
+            model=str(tiny_model),
+            ramp_s=0.0,
+            engine_options={"threads": 1},
+        )
+    )
+    assert report["completed"] == 2
+    assert report["wall_s"] >= 1.2  # paced at 20 ms per frame
+    assert report["throughput_x_realtime"] <= 2.0 + 1e-6  # two calls in real time cannot beat 2x
+
+
+def test_simulate_against_a_running_server(detector: Any, tmp_path: Path) -> None:
+    from examples.media_stream_ws.server import MediaStreamServer
+
+    out = tmp_path / "events.jsonl"
+    out.touch()
+
+    async def go() -> dict[str, Any]:
+        sink = JsonLinesSink(out)
+        engine = ScoringEngine(detector, sink=sink, scheduler_options={"max_wait_ms": 1.0})
+        server = MediaStreamServer(engine, port=0)
+        await server.start()
+        try:
+            return await simulate(
+                server="media_stream",
+                calls=2,
+                concurrency=2,
+                seconds=1.5,
+                realtime=False,
+                connect=("127.0.0.1", server.port),
+                results_file=out,
+                ramp_s=0.0,
+            )
+        finally:
+            await server.close()
+            await engine.shutdown()
+            sink.close()
+
+    report = arun(go())
+    assert report["mode"].startswith("external 127.0.0.1:")
+    assert report["completed"] == 2
+    lines = [json.loads(x) for x in out.read_text().splitlines()]
+    assert len(by_kind(lines, "verdict")) == 2
+
+
+@pytest.mark.parametrize("host", ["10.0.0.1", "192.168.1.10", "example.com", "0.0.0.0"])
+def test_simulator_only_targets_loopback(host: str) -> None:
+    with pytest.raises(ValueError, match=r"expected a loopback address"):
+        check_loopback(host)
+    assert check_loopback("127.0.0.2") == "127.0.0.2"
+    assert check_loopback("::1") == "::1"
+
+
+def test_simulator_rejects_unbounded_runs(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["--calls", "0", "--model", "unused.onnx"]) == 2
+    assert "expected 1..2000 calls" in capsys.readouterr().err
+    assert main(["--seconds", "1e6", "--model", "unused.onnx"]) == 2
+
+
+def test_synthetic_audio() -> None:
+    a, b = synth_audio("tones", 1.0, 1), synth_audio("tones", 1.0, 1)
+    assert a.dtype == np.int16
+    assert a.shape == (8000,)
+    assert np.array_equal(a, b)
+    assert not np.array_equal(a, synth_audio("tones", 1.0, 2))
+    assert np.abs(synth_audio("noise", 0.5, 3)).max() > 1000
+    with pytest.raises(ValueError, match=r"audio: expected 'tones', 'noise' or 'speech', given 'music'"):
+        synth_audio("music", 1.0, 0)
+
+
+@pytest.mark.skipif(
+    shutil.which("espeak-ng") is None or shutil.which("sox") is None, reason="no espeak-ng/sox"
+)
+def test_synthetic_speech_from_espeak() -> None:
+    x = synth_audio("speech", 2.5, 0)
+    assert x.shape == (20000,)
+    assert float(np.sqrt(np.mean(x.astype(np.float64) ** 2))) > 300  # speech, not silence
+
+
+# ---------------------------------------------------------------------------------------------- CLIs
+@contextlib.contextmanager
+def _server_process(module: str, tiny_model: Path, out: Path) -> Iterator[tuple[subprocess.Popen[str], int]]:
+    """Run a server CLI on an ephemeral loopback port; always reaped and its pipe closed."""
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            module,
+            "--model",
+            str(tiny_model),
+            "--backend",
+            "cpu",
+            "--threads",
+            "1",
+            "--port",
+            "0",
+            "--out",
+            str(out),
+        ],
+        cwd=ROOT,
+        stderr=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+        text=True,
+    )
+    assert proc.stderr is not None
+    stderr = proc.stderr
+    lines: queue.Queue[str] = queue.Queue()
+    reader = threading.Thread(target=lambda: [lines.put(line) for line in stderr], daemon=True)
+    reader.start()
+    try:
+        port = None
+        deadline = time.monotonic() + 30
+        while port is None and time.monotonic() < deadline and proc.poll() is None:
+            with contextlib.suppress(queue.Empty):
+                m = re.search(r"listening on (?:ws://)?127\.0\.0\.1:(\d+)", lines.get(timeout=1.0))
+                port = int(m.group(1)) if m else None
+        if port is None:
+            pytest.fail(f"{module} did not start listening")
+        yield proc, port
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait()
+        reader.join(5)
+        stderr.close()
+
+
+def _wait_for(out: Path, kind: str, timeout: float = 15.0) -> list[dict[str, Any]]:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if out.exists():
+            events = [json.loads(x) for x in out.read_text().splitlines() if x.strip()]
+            if by_kind(events, kind):
+                return events
+        time.sleep(0.05)
+    pytest.fail(f"no {kind} event in {out}")
+
+
+def test_audiosocket_cli_finishes_calls_on_sigterm(tiny_model: Path, tmp_path: Path) -> None:
+    out = tmp_path / "calls.jsonl"
+    call_id = uuid.uuid4()
+    with (
+        _server_process("examples.asterisk_audiosocket", tiny_model, out) as (proc, port),
+        socket.create_connection(("127.0.0.1", port), timeout=10) as sock,
+    ):
+        sock.sendall(encode_frame(KIND_UUID, call_id.bytes))
+        sock.sendall(encode_frame(KIND_AUDIO, b"\x10\x00" * 160) * 100)  # 2 s, no hangup
+        _wait_for(out, "window")
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=20) == 0
+        assert sock.recv(1) == b""  # the server closed the call's connection
+    events = _wait_for(out, "verdict", timeout=1)
+    (v,) = by_kind(events, "verdict")
+    assert v["call_id"] == str(call_id)
+    assert v["reason"] == "shutdown"
+    assert v["received_s"] == pytest.approx(2.0)
+
+
+def test_media_stream_cli_stops_on_sigint(tiny_model: Path, tmp_path: Path) -> None:
+    out = tmp_path / "calls.jsonl"
+    with _server_process("examples.media_stream_ws", tiny_model, out) as (proc, _):
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=20) == 0
+
+
+def test_cli_exits_2_on_a_bad_model(tmp_path: Path) -> None:
+    bad = tmp_path / "missing.onnx"
+    r = subprocess.run(
+        [sys.executable, "-m", "examples.asterisk_audiosocket", "--model", str(bad), "--port", "0"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert r.returncode == 2
+    assert "ModelLoadError" in r.stderr
+    assert str(bad) in r.stderr
