@@ -269,7 +269,7 @@ class SpectralCNN(nn.Module):
         return x * keep
 
     def forward(self, wave: Tensor, lengths: Tensor | None = None) -> Tensor:
-        if wave.dim() != 2 or wave.shape[1] < self.min_samples:
+        if wave.dim() != 2 or (not torch.jit.is_tracing() and wave.shape[1] < self.min_samples):
             raise DataError(
                 f"SpectralCNN needs wave [batch, samples] with at least {self.min_samples} samples, "
                 f"got shape {tuple(wave.shape)}"
