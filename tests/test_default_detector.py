@@ -1,0 +1,137 @@
+"""The default detector shipped inside the package (sdk/spoofsdk/models/default.onnx, docs/model-card.md).
+
+Loads through ``Detector()`` and ``spoof-score`` with no model path, carries a complete calibrated manifest,
+calls espeak-ng speech generated here a spoof and real recordings bona fide, and (``corpus`` lane) keeps
+the corpus-v1 test EER on attacks seen in training at or below 5 %.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+import subprocess
+import time
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from spoofsdk import Detector
+from spoofsdk.cli import main as spoof_score
+from spoofsdk.errors import InvalidAudioError
+
+REPO = Path(__file__).resolve().parents[1]
+REAL_DIR = REPO / "examples" / "audio" / "real"
+MAX_MODEL_BYTES = 10 * 1024 * 1024
+# Attacks of the licensed corpus-v1 train rows the shipped model was trained on (docs/model-card.md).
+SEEN_ATTACKS = {"espeak", "festival_kal", "flite_awb", "flite_kal", "flite_rms", "griffinlim", "world"}
+
+
+@pytest.fixture(scope="module")
+def default_path() -> Path:
+    return Path(str(resources.files("spoofsdk").joinpath("models/default.onnx")))
+
+
+@pytest.fixture(scope="module")
+def detector() -> Detector:
+    return Detector(num_threads=1)
+
+
+def test_bundled_file_is_present_small_and_licensed(default_path: Path) -> None:
+    assert default_path.is_file(), f"the default detector must ship at {default_path}"
+    assert default_path.stat().st_size <= MAX_MODEL_BYTES
+    note = default_path.parent / "LICENSE.md"
+    assert note.is_file()
+    text = note.read_text()
+    assert "no licence stated" in text  # says which corpus rows were excluded from training
+
+
+def test_loads_without_a_path_and_reports_load_time(
+    default_path: Path, record_property: pytest.RecordProperty
+) -> None:
+    t0 = time.perf_counter()
+    det = Detector(num_threads=1)
+    load_s = time.perf_counter() - t0
+    record_property("default_detector_load_s", round(load_s, 4))  # measured, not asserted (shared CPU)
+    assert det.path.resolve() == default_path.resolve()
+    assert det.backend == "cpu"
+
+
+def test_manifest_is_complete_and_calibrated(detector: Detector) -> None:
+    m = detector.manifest
+    assert m.sample_rate == 16000
+    assert (detector.window_samples, detector.hop_samples) == (32000, 16000)
+    assert m.label_order == ("bonafide", "spoof")
+    assert m.spoof_index == 1
+    # Calibrated on dev: not the identity map, a positive slope, a threshold strictly inside (0, 1).
+    assert m.calibration.scale > 0
+    assert math.isfinite(m.calibration.bias)
+    assert (m.calibration.scale, m.calibration.bias) != (1.0, 0.0)
+    assert 0.0 < m.threshold < 1.0
+    assert m.precision in ("fp32", "int8")
+    assert m.exporter == "spoof_export"
+    assert len(m.source_sha256) == 64
+    # Clips much shorter than a window are scored (corpus-v1's median clip is 0.56 s).
+    assert detector.min_samples <= 0.25 * m.sample_rate
+
+
+def test_too_short_audio_is_a_typed_error(detector: Detector) -> None:
+    with pytest.raises(InvalidAudioError, match="too short"):
+        detector.score(np.zeros(100, dtype=np.float32), sample_rate=16000)
+
+
+@pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="espeak-ng is not installed")
+def test_espeak_speech_generated_here_is_a_spoof(detector: Detector, tmp_path: Path) -> None:
+    wav = tmp_path / "espeak.wav"
+    text = "Hello, this is the fraud department of your bank, please read me the code we just sent you."
+    subprocess.run(["espeak-ng", "-v", "en-us", "-w", str(wav), text], check=True, capture_output=True)
+    pcm, sr = sf.read(wav, dtype="float32")
+    score = detector.score(pcm, sample_rate=sr)
+    assert score.is_spoof, f"espeak-ng speech scored bona fide: p_spoof={score.spoof_prob:.3f}"
+    assert score.spoof_prob > detector.threshold
+
+
+@pytest.mark.parametrize("name", ["it-carlo-agent-incorrect.wav", "it-carlo-demo-thanks.wav"])
+def test_real_recording_is_bona_fide(detector: Detector, name: str) -> None:
+    path = REAL_DIR / name
+    if not path.is_file():
+        pytest.skip(f"{path} is not in this checkout")
+    pcm, sr = sf.read(path, dtype="int16")
+    score = detector.score(pcm, sample_rate=sr)
+    assert not score.is_spoof, f"{name} (real, unseen speaker) scored spoof: p_spoof={score.spoof_prob:.3f}"
+
+
+def test_spoof_score_uses_the_bundled_model(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    src = next(iter(sorted(REAL_DIR.glob("*.wav"))), None)
+    if src is None:
+        pytest.skip("no committed real recording")
+    out = tmp_path / "scores.json"
+    rc = spoof_score([str(src), "--format", "json", "--threads", "1", "--no-progress", "-o", str(out)])
+    assert rc == 0
+    doc = json.loads(out.read_text())
+    assert doc["model"] == "(bundled)"
+    assert doc["results"][0]["ok"]
+    assert 0.0 <= doc["results"][0]["spoof_prob"] <= 1.0
+
+
+@pytest.mark.corpus
+@pytest.mark.slow
+def test_corpus_v1_test_eer_on_seen_attacks(corpus_dir: Path, detector: Detector) -> None:
+    from spoof_train.data import read_manifest
+    from spoof_train.metrics import compute_eer
+
+    rows = [r for r in read_manifest(corpus_dir / "MANIFEST.tsv") if r.split == "test"]
+    bona, seen = [], []
+    for r in rows:
+        if r.label == "spoof" and r.attack not in SEEN_ATTACKS:
+            continue
+        pcm, sr = sf.read(r.path, dtype="float32")
+        score = -detector.score(pcm, sample_rate=sr).logit  # higher = more bona fide
+        (bona if r.label == "bonafide" else seen).append(score)
+    assert len(bona) > 250
+    assert len(seen) > 250
+    eer, _ = compute_eer(np.array(bona), np.array(seen))
+    assert eer <= 0.05, f"corpus-v1 test EER on seen attacks {100 * eer:.2f} % > 5 %"
