@@ -44,6 +44,7 @@ WINDOW = 4 * SR
 HOP = 2 * SR
 CLIP_S = 20.0
 SEED = 0
+BUFFERS = (("default buffer (4 windows)", None), ("buffer_s=6 (window + hop)", 6.0))
 
 
 def _rss_mb() -> float:
@@ -179,24 +180,33 @@ def child_detector(onnx_path: str, repeats: int, threads: int) -> dict[str, Any]
     clip_s = time.perf_counter() - t0
     logits = det._backend.run(window[None, :])  # raw logits for the parity check
     loaded_rss = _rss_mb()
-    # memory per idle session: default ring buffer (4 windows) and the minimum (window + hop)
-    per_session = {}
-    for label, kwargs in (("default", {}), ("min_buffer", {"buffer_s": (WINDOW + HOP) / SR})):
-        before = _rss_mb()
-        sessions = [det.stream(8000, encoding="mulaw", **kwargs) for _ in range(200)]
-        per_session[label] = 1024 * (_rss_mb() - before) / len(sessions)
-        for s in sessions:
-            s.close()
-        del sessions
     return {
         "window_ms": 1000 * statistics.median(times),
         "rtf": clip_s / CLIP_S,
         "clip_windows": len(clip_score.windows),
         "peak_rss_mb": _peak_rss_mb(),
         "model_rss_mb": loaded_rss - rss0,
-        "idle_session_kb": per_session,
         "logits": logits.tolist(),
     }
+
+
+def child_sessions(onnx_path: str, buffer_s: float | None, audio_s: float, n: int = 200) -> dict[str, Any]:
+    """RSS growth per open session (8 kHz mu-law call), fresh or after ``audio_s`` of audio pushed."""
+    import numpy as np
+
+    from spoofsdk import Detector
+
+    det = Detector(onnx_path, backend="cpu", num_threads=1)
+    kwargs = {} if buffer_s is None else {"buffer_s": buffer_s}
+    frame = np.random.default_rng(0).integers(0, 256, int(audio_s * 8000), dtype=np.uint8).tobytes()
+    # Windows completed by the pushes are not what we measure: keep the audio shorter than one window.
+    assert audio_s * 16000 < det.window_samples
+    before = _rss_mb()
+    sessions = [det.stream(8000, encoding="mulaw", **kwargs) for _ in range(n)]
+    if frame:
+        for sess in sessions:
+            sess.push(frame)
+    return {"kb_per_session": 1024 * (_rss_mb() - before) / n}
 
 
 def child_calls(onnx_path: str, calls: int, seconds: float, threads: int) -> dict[str, Any]:
@@ -270,7 +280,9 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--calls", type=int, default=8, help="concurrent simulated calls for the scheduler test")
     p.add_argument("--call-seconds", type=float, default=10.0)
-    p.add_argument("--child", choices=("torch", "detector", "calls"), help=argparse.SUPPRESS)
+    p.add_argument("--child", choices=("torch", "detector", "calls", "sessions"), help=argparse.SUPPRESS)
+    p.add_argument("--buffer-s", type=float, default=None, help=argparse.SUPPRESS)
+    p.add_argument("--audio-s", type=float, default=0.0, help=argparse.SUPPRESS)
     p.add_argument("--onnx", help=argparse.SUPPRESS)
     p.add_argument("--json", help="also write the results to this JSON file")
     args = p.parse_args()
@@ -280,6 +292,9 @@ def main() -> None:
         return
     if args.child == "detector":
         print(json.dumps(child_detector(args.onnx, args.repeats, args.threads)))
+        return
+    if args.child == "sessions":
+        print(json.dumps(child_sessions(args.onnx, args.buffer_s, args.audio_s)))
         return
     if args.child == "calls":
         print(json.dumps(child_calls(args.onnx, args.calls, args.call_seconds, args.threads)))
@@ -304,6 +319,14 @@ def main() -> None:
                 "max_abs_logit_diff": diff,
             }
             if layers == min(args.layers):
+                row["sessions"] = {
+                    f"{label}, {audio:g} s pushed": _spawn(
+                        "--child", "sessions", "--onnx", str(path), "--audio-s", str(audio),
+                        *(["--buffer-s", str(buf)] if buf else []),
+                    )["kb_per_session"]
+                    for label, buf in BUFFERS
+                    for audio in (0.0, 3.5)
+                }  # fmt: skip
                 row["calls"] = _spawn(
                     "--child", "calls", "--onnx", str(path), "--calls", str(args.calls),
                     "--call-seconds", str(args.call_seconds), "--threads", str(args.threads),
@@ -344,10 +367,9 @@ def _print_row(layers: int, row: dict[str, Any]) -> None:
           f"| {t['rtf']:.3f} | {d['rtf']:.3f} | {t['rtf'] / d['rtf']:.2f}x |")  # fmt: skip
     print(f"| peak RSS (MB) | {t['peak_rss_mb']:.0f} | {d['peak_rss_mb']:.0f} | "
           f"{t['peak_rss_mb'] / d['peak_rss_mb']:.2f}x |")  # fmt: skip
-    s = d["idle_session_kb"]
-    print(f"idle session: {s['default']:.0f} kB (default 4-window ring buffer), "
-          f"{s['min_buffer']:.0f} kB (buffer_s = window + hop); "
-          f"model in memory {d['model_rss_mb']:.0f} MB")  # fmt: skip
+    print(f"model in memory (RSS growth on load + first runs): {d['model_rss_mb']:.0f} MB")
+    for label, kb in row.get("sessions", {}).items():
+        print(f"idle session, {label}: {kb:.0f} kB")
     if "calls" in row:
         a, b = row["calls"]["per_window"], row["calls"]["batched"]
         print("| concurrent calls | windows/s | calls sustained in real time (2 s hop) | mean batch |")
