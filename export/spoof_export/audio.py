@@ -61,7 +61,8 @@ def _manifest_clips(manifest: Path) -> list[Clip]:
         p = Path(row.path)
         if not p.is_absolute():
             p = manifest.parent / p
-        clips.append(Clip(path=p, label=row.label, split=row.split or None))
+        split = row.split if row.split not in ("", "-") else None
+        clips.append(Clip(path=p, label=row.label, split=split))
     return clips
 
 

@@ -92,6 +92,9 @@ def export_onnx(model: torch.nn.Module, path: str | Path, *, opset: int, example
         warnings.filterwarnings(
             "ignore", message=".*legacy TorchScript-based ONNX export.*", category=DeprecationWarning
         )
+        # Tracer warnings (Python bools/ints taken from tensors) are what a traced export is checked
+        # against: validation runs the graph at other batch sizes and lengths than the example.
+        warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
         torch.onnx.export(
             wrapper,
             (example,),

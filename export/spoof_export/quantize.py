@@ -159,6 +159,7 @@ def quantize_int8(
     keep_first_conv_fp32: bool = True,
     exclude_nodes: tuple[str, ...] = (),
     keep_fp32_reads: bool = True,
+    op_types: tuple[str, ...] = QUANT_OP_TYPES,
 ) -> dict[str, Any]:
     """Quantise ``fp32_path`` to explicit Q/DQ int8 at ``out_path``, calibrated on ``windows``.
 
@@ -177,6 +178,8 @@ def quantize_int8(
         raise ExportArgumentError(f"int8_target: expected one of {INT8_TARGETS}, given {target!r}")
     if method not in CALIB_METHODS:
         raise ExportArgumentError(f"calib_method: expected one of {CALIB_METHODS}, given {method!r}")
+    if not set(op_types) <= set(QUANT_OP_TYPES):
+        raise ExportArgumentError(f"op_types: expected a subset of {QUANT_OP_TYPES}, given {op_types}")
     if windows.ndim != 2 or windows.shape[0] == 0:
         raise CalibrationError(
             f"calibration windows: expected a non-empty [N, samples] array, given {windows.shape}"
@@ -214,7 +217,7 @@ def quantize_int8(
             str(out_path),
             Reader(windows),
             quant_format=QuantFormat.QDQ,
-            op_types_to_quantize=list(QUANT_OP_TYPES),
+            op_types_to_quantize=list(op_types),
             per_channel=per_channel,
             reduce_range=reduce_range,
             activation_type=activation_type,
@@ -238,7 +241,7 @@ def quantize_int8(
         "reduce_range": reduce_range,
         "calibration_method": method,
         "calibration_windows": int(windows.shape[0]),
-        "op_types_quantized": list(QUANT_OP_TYPES),
+        "op_types_quantized": list(op_types),
         "nodes_kept_fp32": excluded,
         "fp32_reads_restored": rewired,
         **summary,

@@ -99,3 +99,40 @@ def clip_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def write_clips():  # -> Callable[..., list[Path]]
     """``write_clips(directory, n, seconds=1.2, sr=16000, seed=0)``: synthetic voiced wav clips."""
     return _write_clips
+
+
+def _tiny_checkpoint(directory: Path, *, calibration: dict[str, float] | None = None) -> Path:
+    import dataclasses
+
+    from spoof_train.checkpoint import save_checkpoint
+    from spoof_train.models import build_detector
+    from spoof_train.presets import get_preset
+
+    config = dataclasses.replace(get_preset("wavlm-tiny"), window_samples=WINDOW, hop_samples=WINDOW // 2)
+    model = build_detector(config, seed=0)
+    info: dict[str, object] = {"origin": "tests/export"}
+    if calibration is not None:
+        info["calibration"] = calibration
+    return save_checkpoint(directory, model, config, info)
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A 2-layer wavlm-tiny checkpoint (contract A) with 1 s windows and a calibration in training.json."""
+    return _tiny_checkpoint(
+        tmp_path_factory.mktemp("ckpt") / "tiny", calibration={"scale": 2.0, "bias": 0.1, "threshold": 0.6}
+    )
+
+
+@pytest.fixture(scope="session")
+def labelled_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """24 synthetic clips with a MANIFEST.tsv: 16 train, 8 dev, labels alternating bona fide / spoof."""
+    d = tmp_path_factory.mktemp("labelled")
+    paths = _write_clips(d / "audio", 24, seconds=1.1, seed=3)
+    lines = ["path\tlabel\tattack\tspeaker\tsplit"]
+    for i, p in enumerate(paths):
+        label = "bonafide" if i % 2 == 0 else "spoof"
+        attack = "-" if label == "bonafide" else "A01"
+        lines.append(f"audio/{p.name}\t{label}\t{attack}\tspk{i % 3}\t{'train' if i < 16 else 'dev'}")
+    (d / "MANIFEST.tsv").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return d

@@ -1,0 +1,242 @@
+"""End to end: export() / spoof-export on a tiny checkpoint, the report, Triton, and every error exit code."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from spoof_export import cli, export
+from spoof_export.errors import ExportArgumentError
+
+ALL_SUFFIXES = (
+    ".onnx",
+    ".int8.onnx",
+    ".int8-tensorrt.onnx",
+    ".fp16.onnx",
+    ".export_report.json",
+    ".trt",
+    ".trt.json",
+)
+
+
+def _leftovers(prefix: Path) -> list[str]:
+    return sorted(p.name for p in prefix.parent.glob(prefix.name + "*"))
+
+
+@pytest.fixture(scope="module")
+def full_export(tiny_checkpoint: Path, labelled_dir: Path, tmp_path_factory: pytest.TempPathFactory):
+    out = tmp_path_factory.mktemp("full")
+    result = export(
+        tiny_checkpoint,
+        output=out / "tiny",
+        int8=True,
+        int8_target="both",
+        calib=labelled_dir,
+        calib_min_files=8,
+        fp16=True,
+        dev=labelled_dir,
+        triton=out / "triton",
+        latency_repeats=2,
+    )
+    return out, result
+
+
+def test_every_requested_artifact_is_written_and_nothing_partial_is_left(full_export):
+    out, result = full_export
+    names = _leftovers(out / "tiny")
+    assert names == sorted(
+        f"tiny{s}"
+        for s in (".onnx", ".int8.onnx", ".int8-tensorrt.onnx", ".fp16.onnx", ".export_report.json")
+    )
+    assert set(result.paths) == {"onnx", "int8", "int8_tensorrt", "fp16", "report", "triton"}
+
+
+def test_manifests_carry_contract_b_and_the_checkpoint_calibration(full_export, tiny_checkpoint):
+    from spoof_train.checkpoint import checkpoint_sha256
+    from spoofsdk.manifest import read_manifest
+
+    out, _ = full_export
+    precisions = {}
+    for suffix in (".onnx", ".int8.onnx", ".int8-tensorrt.onnx", ".fp16.onnx"):
+        m = read_manifest(out / f"tiny{suffix}")
+        precisions[suffix] = m.precision
+        assert (m.sample_rate, m.window_samples, m.hop_samples, m.min_samples) == (16000, 16000, 8000, 400)
+        assert (m.calibration.scale, m.calibration.bias, m.threshold) == (2.0, 0.1, 0.6)
+        assert m.layers == 2
+        assert m.label_order == ("bonafide", "spoof")
+        assert m.source_sha256 == checkpoint_sha256(tiny_checkpoint)
+    assert precisions == {
+        ".onnx": "fp32",
+        ".int8.onnx": "int8",
+        ".int8-tensorrt.onnx": "int8",
+        ".fp16.onnx": "fp16",
+    }
+
+
+def test_report_has_versions_hashes_stage_diffs_agreement_eer_latency(full_export):
+    out, result = full_export
+    report = json.loads((out / "tiny.export_report.json").read_text())
+    assert report == json.loads(json.dumps(result.report, default=str))
+    assert report["ok"] is True
+    assert {"onnxruntime", "onnx", "torch", "spoofsdk"} <= set(report["versions"])
+    stage = report["stages"]["torch->onnx"]
+    assert stage["ok"]
+    assert stage["max_abs_diff"]["logits"] <= stage["atol"] == 1e-3
+    for k in ("int8", "int8_tensorrt", "fp16"):
+        s = report["stages"][f"onnx->{k}"]
+        assert s["ok"]
+        assert 0.0 <= s["score_agreement"]["decision_agreement"] <= 1.0
+        assert s["score_agreement"]["n"] == 4 + 8  # validation windows + the dev set
+    for k, art in report["artifacts"].items():
+        data = (out / art["file"]).read_bytes()
+        assert art["sha256"] == hashlib.sha256(data).hexdigest(), k
+        assert art["bytes"] == len(data)
+        assert art["latency_ms_per_window"] > 0
+        assert art["rtf"] == pytest.approx(art["latency_ms_per_window"] / 1000, rel=0.01)
+    dev = report["dev_eer"]
+    assert dev["windows"] == 8
+    for k in ("torch", "onnx", "int8", "int8_tensorrt", "fp16"):
+        assert 0.0 <= dev[k] <= 1.0
+    assert dev["torch"] == pytest.approx(dev["onnx"], abs=1e-9)
+    assert set(dev["delta_points_vs_fp32"]) == {"int8", "int8_tensorrt", "fp16"}
+    q = report["stages"]["quantize_cpu"]
+    assert q["int8_nodes"]["MatMul"] > 0
+    assert q["fp32_reads_restored"] > 0
+    assert report["tensorrt_check"]["int8_tensorrt"]["ok"] is True
+    assert report["tensorrt_check"]["int8"]["ok"] is False  # the u8 CPU file is not a TensorRT input
+    assert report["calibration"]["windows"] == 16  # the train split only
+
+
+def test_triton_repository_parses_with_tritons_model_config_schema(full_export):
+    pytest.importorskip("tritonclient.grpc.model_config_pb2", reason="tritonclient not installed")
+    from spoof_export.triton import parse_config
+
+    out, _ = full_export
+    cfg_path = out / "triton" / "tiny_onnx" / "config.pbtxt"
+    cfg = parse_config(cfg_path.read_text())
+    assert cfg.name == "tiny_onnx"
+    assert cfg.platform == "onnxruntime_onnx"
+    assert cfg.max_batch_size == 32
+    assert [(i.name, list(i.dims)) for i in cfg.input] == [("audio", [-1])]
+    assert [(o.name, list(o.dims)) for o in cfg.output] == [("logits", [2])]
+    assert list(cfg.dynamic_batching.preferred_batch_size) == [1, 4, 8, 16, 32]
+    assert cfg.dynamic_batching.max_queue_delay_microseconds == 2000
+    assert cfg.instance_group[0].count == 1
+    assert cfg.parameters["spoof.sample_rate"].string_value == "16000"
+    assert cfg.parameters["spoof.precision"].string_value == "int8"
+    served = out / "triton" / "tiny_onnx" / "1" / "model.onnx"
+    assert served.read_bytes() == (out / "tiny.int8.onnx").read_bytes()
+
+
+def test_exported_int8_model_runs_in_the_sdk(full_export):
+    from spoofsdk import Detector
+
+    out, _ = full_export
+    det = Detector(out / "tiny.int8.onnx", backend="cpu")
+    score = det.score(np.zeros(24000, dtype=np.float32) + 0.01, sample_rate=16000)
+    assert 0.0 <= score.spoof_prob <= 1.0
+
+
+# ---- the CLI and its exit codes ------------------------------------------------------------------------
+
+
+def test_cli_layers_prunes_and_reports_it(tiny_checkpoint, tmp_path, capsys):
+    from spoofsdk.manifest import read_manifest
+
+    code = cli.main(
+        [str(tiny_checkpoint), "-o", str(tmp_path / "l1"), "--layers", "1", "--latency-repeats", "1", "-q"]
+    )
+    assert code == 0
+    assert "l1.onnx" in capsys.readouterr().out
+    assert read_manifest(tmp_path / "l1.onnx").layers == 1
+    report = json.loads((tmp_path / "l1.export_report.json").read_text())
+    assert report["checkpoint"]["pruned_without_retraining"] is True
+    assert report["checkpoint"]["layers_in_checkpoint"] == 2
+
+
+def _cli_error(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:
+    code = cli.main([*args, "-q"])
+    return code, capsys.readouterr().err
+
+
+def test_layers_beyond_the_backbone_exits_2(tiny_checkpoint, tmp_path, capsys):
+    code, err = _cli_error([str(tiny_checkpoint), "-o", str(tmp_path / "x"), "--layers", "5"], capsys)
+    assert code == 2
+    assert "LayersError: layers: expected 1..2 (the checkpoint's transformer layers), given 5" in err
+    assert _leftovers(tmp_path / "x") == []
+
+
+def test_corrupt_and_missing_checkpoints_exit_5(tiny_checkpoint, tmp_path, capsys):
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    for name in ("config.json", "training.json"):
+        (bad / name).write_bytes((tiny_checkpoint / name).read_bytes())
+    (bad / "model.safetensors").write_bytes(b"\x00" * 64)
+    code, err = _cli_error([str(bad), "-o", str(tmp_path / "x")], capsys)
+    assert code == 5
+    assert "CheckpointLoadError" in err
+    assert "cannot load the checkpoint" in err
+    code, err = _cli_error([str(tmp_path / "missing"), "-o", str(tmp_path / "x")], capsys)
+    assert code == 5
+    assert "expected a directory with config.json and model.safetensors" in err
+    assert _leftovers(tmp_path / "x") == []
+
+
+def test_empty_or_tiny_calibration_set_exits_6_and_writes_nothing(
+    tiny_checkpoint, labelled_dir, tmp_path, capsys
+):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    code, err = _cli_error(
+        [str(tiny_checkpoint), "-o", str(tmp_path / "x"), "--int8", "--calib", str(empty)], capsys
+    )
+    assert code == 6
+    assert "found none" in err
+    code, err = _cli_error(
+        [
+            str(tiny_checkpoint),
+            "-o",
+            str(tmp_path / "x"),
+            "--int8",
+            "--calib",
+            str(labelled_dir),
+            "--calib-min-files",
+            "20",
+        ],
+        capsys,
+    )
+    assert code == 6
+    assert "expected at least 20 usable audio clips, given 16 of 16 picked" in err  # 16 train rows
+    assert _leftovers(tmp_path / "x") == []
+
+
+def test_int8_without_calibration_is_an_argument_error(tiny_checkpoint, tmp_path):
+    with pytest.raises(ExportArgumentError, match="int8: static quantisation needs calibration audio"):
+        export(tiny_checkpoint, output=tmp_path / "x", int8=True)
+    with pytest.raises(ExportArgumentError, match="calib: given without int8"):
+        export(tiny_checkpoint, output=tmp_path / "x", calib=tmp_path)
+    with pytest.raises(ExportArgumentError, match=r"engine profile: expected min_seconds <= opt_seconds"):
+        export(tiny_checkpoint, output=tmp_path / "x", min_seconds=5.0, max_seconds=2.0)
+
+
+def test_engine_without_tensorrt_exits_4_before_exporting(tiny_checkpoint, tmp_path, capsys, monkeypatch):
+    monkeypatch.setitem(sys.modules, "tensorrt", None)
+    code, err = _cli_error([str(tiny_checkpoint), "-o", str(tmp_path / "x"), "--engine"], capsys)
+    assert code == 4
+    assert "ToolchainUnavailableError: engine build needs TensorRT 10+" in err
+    assert _leftovers(tmp_path / "x") == []
+
+
+def test_failed_validation_exits_3_and_leaves_no_complete_looking_file(tiny_checkpoint, tmp_path, capsys):
+    code, err = _cli_error(
+        [str(tiny_checkpoint), "-o", str(tmp_path / "x"), "--atol", "1e-30", "--latency-repeats", "1"], capsys
+    )
+    assert code == 3
+    assert "ValidationError: torch->onnx: output 'logits' differs by up to" in err
+    assert "expected <= atol 1e-30" in err
+    assert _leftovers(tmp_path / "x") == []
