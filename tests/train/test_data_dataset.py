@@ -202,3 +202,24 @@ def test_loader_workers_give_identical_batches(clips: list[Utterance]) -> None:
     a = [b["wave"] for b in make_loader(ds, batch_size=2, shuffle=True, seed=5)]
     b = [b["wave"] for b in make_loader(ds, batch_size=2, shuffle=True, seed=5, num_workers=2)]
     assert all(torch.equal(x, y) for x, y in zip(a, b, strict=True))
+
+
+def test_native_front_end_is_used_when_built() -> None:
+    from spoof_train.augment import g711_decode
+    from spoof_train.data.audio import decode_g711, g711_decoder_backend, resample, resampler_backend
+
+    try:
+        import spoofsdk.audio  # noqa: F401
+    except ImportError:
+        pytest.skip("spoofsdk native module not built")
+    assert resampler_backend() == "spoofsdk.audio.resample"
+    assert g711_decoder_backend() == "spoofsdk.audio.decode"
+    codes = bytes(range(256))
+    for law in ("mulaw", "alaw"):  # the SDK's decoder and the G.711 formulas agree bit for bit
+        assert np.array_equal(decode_g711(codes, law), g711_decode(np.frombuffer(codes, np.uint8), law))
+    import soxr
+
+    x = _tone(8000, 8000, 440.0)
+    ours, ref = resample(x, 8000, 16000), soxr.resample(x, 8000, 16000, quality="VHQ")
+    assert ours.shape == ref.shape
+    assert np.max(np.abs(ours[200:-200] - ref[200:-200])) < 1e-2  # two good resamplers agree in-band
