@@ -242,7 +242,8 @@ class GraphPool(nn.Module):
     def forward(self, h: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
         scores = torch.sigmoid(self.proj(self.drop(h)))  # [B, N, 1] in (0, 1)
         key = scores.squeeze(-1).masked_fill(~mask, -1.0)
-        order = torch.argsort(key, dim=1, descending=True, stable=True)
+        # topk over all nodes = a descending sort that both ONNX exporters support (argsort(stable) is not).
+        order = torch.topk(key, k=key.shape[1], dim=1).indices
         out = torch.gather(h * scores, 1, order.unsqueeze(-1).expand(-1, -1, h.shape[-1]))
         n_valid = mask.sum(dim=1).to(torch.float64)
         keep = torch.floor(n_valid * self.ratio).to(torch.long).clamp(min=1)
