@@ -162,7 +162,7 @@ class AudioSocketServer:
 
     async def _serve_call(self, reader: asyncio.StreamReader, call: CallScorer) -> str:
         """Feed the call until it ends; return the reason."""
-        while True:
+        while not self._stopping:  # Python < 3.12 wait_for can swallow close()'s cancel
             frame = await asyncio.wait_for(
                 read_frame(reader, max_audio_bytes=self.max_audio_bytes), self.idle_timeout_s
             )
@@ -187,6 +187,7 @@ class AudioSocketServer:
                 logger.debug("call %s: DTMF %r", call.call_id, frame.payload.decode("ascii", "replace"))
             elif frame.kind == KIND_UUID:
                 raise ProtocolError("a second UUID message on the same connection")
+        return "shutdown"
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -136,6 +136,7 @@ class MediaStreamServer:
         self.idle_timeout_s = idle_timeout_s
         self._server: Server | None = None
         self._handlers: set[asyncio.Task[Any]] = set()
+        self._stopping = False
 
     async def start(self) -> None:
         self._server = await serve(
@@ -152,6 +153,7 @@ class MediaStreamServer:
 
     async def close(self, grace_s: float = 10.0) -> None:
         """Stop accepting, end every active stream with reason ``shutdown`` (verdicts emitted)."""
+        self._stopping = True
         if self._server is not None:
             self._server.close(close_connections=False)
         handlers = list(self._handlers)
@@ -175,6 +177,8 @@ class MediaStreamServer:
         close_code, close_reason = 1000, "stream ended"
         try:
             reason = await self._serve_stream(ws, st, peer_s)
+            if reason == "shutdown":
+                close_code, close_reason = 1001, "server shutting down"
         except StreamProtocolError as exc:
             reason, error = "protocol_error", exc
             close_code, close_reason = exc.close_code, str(exc)[:120]
@@ -220,8 +224,10 @@ class MediaStreamServer:
                 self._handlers.discard(task)
 
     async def _serve_stream(self, ws: ServerConnection, st: _Stream, peer_s: str) -> str:
-        while True:
+        while not self._stopping:  # Python < 3.12 wait_for can swallow close()'s cancel
             raw = await asyncio.wait_for(ws.recv(), self.idle_timeout_s)
+            if self._stopping:  # Python < 3.12 wait_for can swallow close()'s cancel when a recv completes
+                return "shutdown"
             if isinstance(raw, bytes):
                 raise StreamProtocolError(
                     f"expected JSON text messages, given a {len(raw)}-byte binary message", CLOSE_INVALID_DATA
@@ -250,6 +256,7 @@ class MediaStreamServer:
                 logger.debug("%s stream %s: %s %s", peer_s, st.stream_sid, event, msg.get(event))
             else:
                 logger.debug("%s stream %s: ignoring unknown event %r", peer_s, st.stream_sid, event)
+        return "shutdown"
 
     def _start(self, msg: dict[str, Any], st: _Stream, peer_s: str) -> None:
         if st.stream_sid is not None:

@@ -291,9 +291,9 @@ def test_shutdown_finishes_active_calls(detector: Any) -> None:
     async def go() -> tuple[list[dict[str, Any]], bytes]:
         async with running(detector) as (server, events):
             reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
-            writer.write(encode_frame(KIND_UUID, UID.bytes) + AUDIO_1S * 2)
+            writer.write(encode_frame(KIND_UUID, UID.bytes) + AUDIO_1S * 3)
             await writer.drain()
-            while not by_kind(events, "window"):
+            while len(by_kind(events, "window")) < 3:  # >= 2 s received and scored, call still up
                 await asyncio.sleep(0.01)
             await server.close()
             rest = await asyncio.wait_for(reader.read(), 5.0)  # closed by the server
@@ -304,8 +304,9 @@ def test_shutdown_finishes_active_calls(detector: Any) -> None:
     assert rest == b""
     (v,) = by_kind(events, "verdict")
     assert v["reason"] == "shutdown"
-    assert v["received_s"] == pytest.approx(2.0)
-    assert v["n_windows"] == 3  # 2 s at 1 s windows, 0.5 s hop: 0-1, 0.5-1.5, 1-2
+    assert 2.0 <= v["received_s"] <= 3.0
+    assert v["duration_s"] == pytest.approx(v["received_s"])  # everything received was scored
+    assert v["n_windows"] >= 3
 
 
 def test_calls_over_capacity_are_rejected(detector: Any) -> None:

@@ -237,4 +237,5 @@ def test_shutdown_closes_streams_with_verdicts(detector: Any) -> None:
     assert code == 1001
     (v,) = by_kind(events, "verdict")
     assert v["reason"] == "shutdown"
-    assert v["received_s"] == pytest.approx(2.0)
+    assert 1.0 <= v["received_s"] <= 2.0  # the server stops reading at shutdown
+    assert v["duration_s"] == pytest.approx(v["received_s"])  # and scores everything it received
