@@ -183,7 +183,7 @@ def main(argv: list[str] | None = None) -> int:
 
     print()
     print(
-        f"model {args.model} ({n_params / 1e3:.0f}k params), batch {args.batch_size} of {args.crop_seconds} s: "
+        f"model {args.model} ({n_params / 1e3:.0f}k params), batch {args.batch_size} x {args.crop_seconds}s: "
         f"{step * 1e3:.0f} ms/step = {args.batch_size / step:.1f} clips/s"
     )
     print()
