@@ -32,6 +32,7 @@ from ..callcentre.cli import (
     run_until_signalled,
 )
 from ..callcentre.engine import CallRejectedError, CallScorer, CallTooLongError, ScoringEngine
+from ..callcentre.idle import IdleWatchdog
 from .protocol import (
     AUDIO_RATES,
     ERROR_CODES,
@@ -162,31 +163,30 @@ class AudioSocketServer:
 
     async def _serve_call(self, reader: asyncio.StreamReader, call: CallScorer) -> str:
         """Feed the call until it ends; return the reason."""
-        while not self._stopping:  # Python < 3.12 wait_for can swallow close()'s cancel
-            frame = await asyncio.wait_for(
-                read_frame(reader, max_audio_bytes=self.max_audio_bytes), self.idle_timeout_s
-            )
-            if frame is None:
-                return "disconnect"
-            rate = AUDIO_RATES.get(frame.kind)
-            if rate is not None:
-                if frame.payload:
-                    call.feed(frame.payload, sample_rate=rate, encoding="pcm16", arrival=time.monotonic())
-            elif frame.kind == KIND_HANGUP:
-                return "hangup"
-            elif frame.kind == KIND_ERROR:
-                code = frame.payload[0] if frame.payload else 0
-                logger.warning(
-                    "call %s: Asterisk reported error 0x%02x (%s); ending the call",
-                    call.call_id,
-                    code,
-                    ERROR_CODES.get(code, "application-specific"),
-                )
-                return f"asterisk_error_0x{code:02x}"
-            elif frame.kind == KIND_DTMF:
-                logger.debug("call %s: DTMF %r", call.call_id, frame.payload.decode("ascii", "replace"))
-            elif frame.kind == KIND_UUID:
-                raise ProtocolError("a second UUID message on the same connection")
+        with IdleWatchdog(self.idle_timeout_s) as idle:
+            while not self._stopping:
+                frame = await idle.read(read_frame(reader, max_audio_bytes=self.max_audio_bytes))
+                if frame is None:
+                    return "disconnect"
+                rate = AUDIO_RATES.get(frame.kind)
+                if rate is not None:
+                    if frame.payload:
+                        call.feed(frame.payload, sample_rate=rate, encoding="pcm16", arrival=time.monotonic())
+                elif frame.kind == KIND_HANGUP:
+                    return "hangup"
+                elif frame.kind == KIND_ERROR:
+                    code = frame.payload[0] if frame.payload else 0
+                    logger.warning(
+                        "call %s: Asterisk reported error 0x%02x (%s); ending the call",
+                        call.call_id,
+                        code,
+                        ERROR_CODES.get(code, "application-specific"),
+                    )
+                    return f"asterisk_error_0x{code:02x}"
+                elif frame.kind == KIND_DTMF:
+                    logger.debug("call %s: DTMF %r", call.call_id, frame.payload.decode("ascii", "replace"))
+                elif frame.kind == KIND_UUID:
+                    raise ProtocolError("a second UUID message on the same connection")
         return "shutdown"
 
 

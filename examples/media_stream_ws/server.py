@@ -46,6 +46,7 @@ from ..callcentre.cli import (
     run_until_signalled,
 )
 from ..callcentre.engine import CallRejectedError, CallScorer, CallTooLongError, ScoringEngine
+from ..callcentre.idle import IdleWatchdog
 
 __all__ = ["ENCODINGS", "MediaStreamServer", "StreamProtocolError", "main"]
 
@@ -224,38 +225,40 @@ class MediaStreamServer:
                 self._handlers.discard(task)
 
     async def _serve_stream(self, ws: ServerConnection, st: _Stream, peer_s: str) -> str:
-        while not self._stopping:  # Python < 3.12 wait_for can swallow close()'s cancel
-            raw = await asyncio.wait_for(ws.recv(), self.idle_timeout_s)
-            if self._stopping:  # Python < 3.12 wait_for can swallow close()'s cancel when a recv completes
-                return "shutdown"
-            if isinstance(raw, bytes):
-                raise StreamProtocolError(
-                    f"expected JSON text messages, given a {len(raw)}-byte binary message", CLOSE_INVALID_DATA
-                )
-            try:
-                msg = json.loads(raw)
-            except json.JSONDecodeError as exc:
-                raise StreamProtocolError(
-                    f"expected a JSON message, given invalid JSON ({exc.msg} at {exc.pos}): {raw[:60]!r}",
-                    CLOSE_INVALID_DATA,
-                ) from None
-            if not isinstance(msg, dict):
-                raise StreamProtocolError(
-                    f"expected a JSON object, given a JSON {type(msg).__name__}", CLOSE_INVALID_DATA
-                )
-            event = msg.get("event")
-            if event == "media":
-                self._media(msg, st)
-            elif event == "start":
-                self._start(msg, st, peer_s)
-            elif event == "stop":
-                return "stop"
-            elif event == "connected":
-                logger.debug("%s connected: protocol %s %s", peer_s, msg.get("protocol"), msg.get("version"))
-            elif event in ("mark", "dtmf"):
-                logger.debug("%s stream %s: %s %s", peer_s, st.stream_sid, event, msg.get(event))
-            else:
-                logger.debug("%s stream %s: ignoring unknown event %r", peer_s, st.stream_sid, event)
+        with IdleWatchdog(self.idle_timeout_s) as idle:
+            while not self._stopping:
+                raw = await idle.read(ws.recv())
+                if isinstance(raw, bytes):
+                    raise StreamProtocolError(
+                        f"expected JSON text messages, given a {len(raw)}-byte binary message",
+                        CLOSE_INVALID_DATA,
+                    )
+                try:
+                    msg = json.loads(raw)
+                except json.JSONDecodeError as exc:
+                    raise StreamProtocolError(
+                        f"expected a JSON message, given invalid JSON ({exc.msg} at {exc.pos}): {raw[:60]!r}",
+                        CLOSE_INVALID_DATA,
+                    ) from None
+                if not isinstance(msg, dict):
+                    raise StreamProtocolError(
+                        f"expected a JSON object, given a JSON {type(msg).__name__}", CLOSE_INVALID_DATA
+                    )
+                event = msg.get("event")
+                if event == "media":
+                    self._media(msg, st)
+                elif event == "start":
+                    self._start(msg, st, peer_s)
+                elif event == "stop":
+                    return "stop"
+                elif event == "connected":
+                    logger.debug(
+                        "%s connected: protocol %s %s", peer_s, msg.get("protocol"), msg.get("version")
+                    )
+                elif event in ("mark", "dtmf"):
+                    logger.debug("%s stream %s: %s %s", peer_s, st.stream_sid, event, msg.get(event))
+                else:
+                    logger.debug("%s stream %s: ignoring unknown event %r", peer_s, st.stream_sid, event)
         return "shutdown"
 
     def _start(self, msg: dict[str, Any], st: _Stream, peer_s: str) -> None:
