@@ -476,6 +476,17 @@ def _truncate_csv(path: Path, key: str, max_value: int) -> None:
         csv.writer(f).writerows(kept)
 
 
+def _sync_buffers(model: torch.nn.Module, dist: DistInfo) -> None:
+    """Broadcast rank 0's buffers (e.g. BatchNorm running statistics, which each rank updates locally in its
+    last forward) so that every rank ends an epoch with identical state."""
+    if not dist.enabled:
+        return
+    import torch.distributed as tdist
+
+    for buf in _unwrap(model).buffers():
+        tdist.broadcast(buf.data, src=0)
+
+
 def _unwrap(model: torch.nn.Module) -> torch.nn.Module:
     return getattr(model, "module", model)
 
@@ -667,13 +678,14 @@ def fit(
             t_epoch = time.perf_counter()
             frozen = epoch < tcfg.freeze_backbone_epochs
             if frozen != current_frozen:
+                backbone = getattr(model, "backbone_parameters", None)
+                if tcfg.freeze_backbone_epochs and not (callable(backbone) and list(backbone())):
+                    raise ConfigError(
+                        "train.freeze_backbone_epochs > 0 needs a model with a backbone to freeze (an SSL "
+                        f"detector with freeze_backbone()); this {type(model).__name__} has none"
+                    )
                 if hasattr(model, "freeze_backbone"):
                     model.freeze_backbone(frozen)  # type: ignore[operator]
-                elif tcfg.freeze_backbone_epochs:
-                    raise ConfigError(
-                        "train.freeze_backbone_epochs > 0 needs a model with freeze_backbone() "
-                        "(an SSL detector); this model has none"
-                    )
                 current_frozen = frozen
                 if dist.enabled:
                     from torch.nn.parallel import DistributedDataParallel as DDP
@@ -788,6 +800,9 @@ def fit(
             bar = None
             epoch_done = micro >= micro_per_epoch
             train_loss = all_reduce_mean(loss_sum / max(1, loss_n), dist)
+            _sync_buffers(
+                model, dist
+            )  # BatchNorm running stats: every rank takes rank 0's (DDP's convention)
 
             # ---- end of epoch (or of max_steps): evaluate, early stop, checkpoint
             metrics: dict[str, Any] = {"train_loss": train_loss}

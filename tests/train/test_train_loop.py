@@ -1,0 +1,354 @@
+"""The training loop: exact resume, early stopping (both modes), frozen warm-up, schedules, losses, logs."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+
+from spoof_train.checkpoint import load_checkpoint
+from spoof_train.config import TrainConfig, run_config_from_dict
+from spoof_train.data import collate_pad
+from spoof_train.errors import CheckpointError, ConfigError, DataError
+from spoof_train.models import build_detector
+from spoof_train.presets import get_preset
+from spoof_train.train import (
+    OCSoftmaxLoss,
+    StepState,
+    build_criterion,
+    build_optimizer,
+    build_scheduler,
+    fit,
+    get_rng_state,
+    load_trainer_state,
+    lr_factor,
+    set_rng_state,
+    set_seed,
+)
+
+
+@pytest.fixture(autouse=True)
+def _one_thread() -> Any:
+    """One intra-op thread: on a shared, oversubscribed CPU 2 OpenMP threads run tiny models 10-50x slower."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+class ToyDataset:
+    """In-memory data following the data contract: bona fide = a low tone in noise, spoof = white noise."""
+
+    def __init__(self, n: int, seed: int, length: int = 3200) -> None:
+        g = torch.Generator().manual_seed(seed)
+        self.items = []
+        for i in range(n):
+            y = i % 2
+            n_samples = length + 160 * (i % 5)
+            w = torch.randn(n_samples, generator=g) * 0.05
+            if y == 0:
+                f0 = 150.0 + 100.0 * torch.rand(1, generator=g).item()
+                w = w + 0.3 * torch.sin(2 * math.pi * f0 * torch.arange(n_samples) / 16000)
+            self.items.append({"wave": w, "label": y, "id": f"u{i}", "attack": "-" if y == 0 else "A1"})
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, i: int) -> dict[str, Any]:
+        return self.items[i]
+
+
+def _cfg(out: Path, **train: Any) -> Any:
+    base: dict[str, Any] = {
+        "epochs": 3,
+        "lr": 3e-3,
+        "progress": False,
+        "tensorboard": False,
+        "log_every_steps": 1,
+    }
+    base.update(train)
+    return run_config_from_dict(
+        {
+            "model": {"preset": "wavlm-tiny"},
+            "output_dir": str(out),
+            "seed": 7,
+            "device": "cpu",
+            "data": {"batch_size": 4, "eval_batch_size": 8},
+            "train": base,
+        }
+    )
+
+
+def _model(backend: str = "ffn", seed: int = 3) -> torch.nn.Module:
+    return build_detector(get_preset("wavlm-tiny", backend=backend), seed=seed)
+
+
+def _run(out: Path, cfg: Any, *, resume: bool = False, on_step: Any = None, backend: str = "ffn") -> Any:
+    model = _model(backend)
+    best = fit(
+        model,
+        ToyDataset(22, 0),
+        ToyDataset(10, 1),
+        cfg,
+        detector_config=model.config,
+        collate_fn=collate_pad,
+        out_dir=out,
+        resume=resume,
+        on_step=on_step,
+    )
+    return model, best
+
+
+class Killed(Exception):
+    pass
+
+
+def test_killed_and_resumed_run_reproduces_the_uninterrupted_run(tmp_path: Path) -> None:
+    # 22 items / batch 4 = 6 micro-batches per epoch, 2 accumulated per step -> 3 steps per epoch, 9 in all.
+    # Checkpoints every 2 steps; the run dies at step 5, after the step-4 checkpoint: the resumed run replays
+    # step 5 from the middle of epoch 2, with dropout, shuffling and the cosine schedule in flight.
+    settings = {
+        "grad_accum_steps": 2,
+        "checkpoint_every_steps": 2,
+        "scheduler": {"name": "cosine", "warmup_steps": 2},
+    }
+    straight, _ = _run(tmp_path / "a", _cfg(tmp_path / "a", **settings))
+
+    def kill(st: StepState) -> None:
+        if st.global_step == 5:
+            raise Killed
+
+    with pytest.raises(Killed):
+        _run(tmp_path / "b", _cfg(tmp_path / "b", **settings), on_step=kill)
+    state = load_trainer_state(tmp_path / "b" / "checkpoints" / "last")
+    assert state["step_state"]["global_step"] == 4
+    assert state["step_state"]["epoch"] == 1
+    assert state["step_state"]["batch_in_epoch"] == 2
+    resumed, _ = _run(tmp_path / "b", _cfg(tmp_path / "b", **settings), resume=True)
+
+    a, b = straight.state_dict(), resumed.state_dict()
+    assert a.keys() == b.keys()
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+
+    def rows(p: Path) -> list[list[str]]:  # the seconds column differs, the rest must not
+        with p.open() as f:
+            return [r[:6] for r in csv.reader(f)]
+
+    assert rows(tmp_path / "a" / "epochs.csv") == rows(tmp_path / "b" / "epochs.csv")
+    assert [r[:4] for r in rows(tmp_path / "a" / "steps.csv")] == [
+        r[:4] for r in rows(tmp_path / "b" / "steps.csv")
+    ]
+    # the saved "last" checkpoint is a loadable contract-A checkpoint equal to the final weights
+    loaded, _, info = load_checkpoint(tmp_path / "b" / "checkpoints" / "last")
+    for k, v in loaded.state_dict().items():
+        assert torch.equal(v, b[k])
+    assert info["global_step"] == 9
+
+
+def test_resume_without_trainer_state_is_a_typed_error(tmp_path: Path) -> None:
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(CheckpointError, match=r"trainer_state\.pt"):
+        load_trainer_state(tmp_path / "empty")
+
+
+@pytest.mark.parametrize("monitor", ["train_loss", "dev_eer"])
+def test_early_stopping_modes(tmp_path: Path, monitor: str) -> None:
+    # An improvement of 2.0 is impossible for both monitors: epoch 1 sets the best, epochs 2 and 3 fail to
+    # improve; with patience 1 the run stops after epoch 3 of 10.
+    cfg = _cfg(tmp_path, epochs=10, early_stopping={"monitor": monitor, "patience": 1, "min_delta": 2.0})
+    _, best = _run(tmp_path, cfg)
+    with (tmp_path / "epochs.csv").open() as f:
+        epochs = list(csv.DictReader(f))
+    assert [int(r["epoch"]) for r in epochs] == [1, 2, 3]
+    assert all(r["dev_eer"] != "" for r in epochs)
+    info = json.loads((best / "training.json").read_text())
+    assert info["best_epoch"] == 1
+    state = load_trainer_state(tmp_path / "checkpoints" / "last")
+    assert state["step_state"]["stopped_early"] is True
+
+
+def test_learning_improves_dev_eer(tmp_path: Path) -> None:
+    cfg = _cfg(tmp_path, epochs=3, lr=3e-3, early_stopping={"monitor": "dev_eer", "patience": 10})
+    _, best = _run(tmp_path, cfg)
+    info = json.loads((best / "training.json").read_text())
+    assert info["dev_eer"] <= 0.1  # a tone in noise vs white noise: separable
+    assert (tmp_path / "run_config.yaml").is_file()
+
+
+def test_frozen_backbone_warmup_then_finetuning(tmp_path: Path) -> None:
+    init = _model().state_dict()
+    seen: dict[int, dict[str, torch.Tensor]] = {}
+    holder: dict[str, torch.nn.Module] = {}
+
+    def snapshot(st: StepState) -> None:
+        if st.global_step in (6, 12):  # ends of epochs 1 and 2 (6 steps per epoch)
+            seen[st.global_step] = {k: v.clone() for k, v in holder["m"].state_dict().items()}
+
+    model = _model()
+    holder["m"] = model
+    cfg = _cfg(tmp_path, epochs=2, freeze_backbone_epochs=1, backbone_lr=1e-3)
+    fit(
+        model,
+        ToyDataset(22, 0),
+        ToyDataset(10, 1),
+        cfg,
+        detector_config=model.config,
+        collate_fn=collate_pad,
+        out_dir=tmp_path,
+        on_step=snapshot,
+    )
+    bb = [k for k in init if k.startswith("backbone.") and init[k].is_floating_point() and "running" not in k]
+    head = [k for k in init if k.startswith("backend.")]
+    assert bb
+    assert head
+    assert all(torch.equal(seen[6][k], init[k]) for k in bb)  # frozen in epoch 1
+    assert any(not torch.equal(seen[6][k], init[k]) for k in head)  # the head learned
+    assert any(not torch.equal(seen[12][k], seen[6][k]) for k in bb)  # fine-tuned in epoch 2
+    with (tmp_path / "epochs.csv").open() as f:
+        assert [r["backbone_frozen"] for r in csv.DictReader(f)] == ["1", "0"]
+
+
+def test_per_group_learning_rates() -> None:
+    model = _model()
+    opt = build_optimizer(model, TrainConfig(lr=1e-3, backbone_lr=1e-5, optimizer="adam"))
+    assert isinstance(opt, torch.optim.Adam)
+    groups = {g["name"]: g for g in opt.param_groups}
+    assert groups["head"]["lr"] == 1e-3
+    assert groups["backbone"]["lr"] == 1e-5
+    n = sum(p.numel() for g in opt.param_groups for p in g["params"])
+    assert n == sum(p.numel() for p in model.parameters())
+    assert isinstance(build_optimizer(model, TrainConfig()), torch.optim.AdamW)
+
+
+def test_schedules() -> None:
+    cfg = run_config_from_dict(
+        {
+            "model": {"preset": "x"},
+            "train": {"scheduler": {"name": "cosine", "warmup_steps": 4, "min_lr_ratio": 0.1}},
+        }
+    ).train
+    f = [lr_factor(s, cfg, total_steps=14, steps_per_epoch=7) for s in range(15)]
+    assert f[:4] == pytest.approx([0.25, 0.5, 0.75, 1.0])
+    assert f[4] == pytest.approx(1.0)
+    assert f[9] == pytest.approx(0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * 0.5)))
+    assert f[14] == pytest.approx(0.1)
+    step = run_config_from_dict(
+        {"model": {"preset": "x"}, "train": {"scheduler": {"name": "step", "step_epochs": 2, "gamma": 0.1}}}
+    ).train
+    assert [lr_factor(s, step, 100, 10) for s in (0, 19, 20, 39, 40)] == pytest.approx([1, 1, 0.1, 0.1, 0.01])
+    plateau = run_config_from_dict(
+        {"model": {"preset": "x"}, "train": {"scheduler": {"name": "plateau", "patience": 0, "factor": 0.5}}}
+    ).train
+    opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
+    sched = build_scheduler(opt, plateau, 10, 5)
+    sched.step(1.0)
+    sched.step(1.0)
+    assert opt.param_groups[0]["lr"] == pytest.approx(0.5)
+
+
+def test_weighted_cross_entropy() -> None:
+    model = _model()
+    crit = build_criterion(TrainConfig(class_weights="balanced"), model, [0, 1, 1, 1])
+    assert crit.weight.tolist() == pytest.approx([2.0, 2.0 / 3.0])
+    crit = build_criterion(TrainConfig(class_weights=[0.9, 0.1]), model, [0, 1])
+    assert crit.weight.tolist() == pytest.approx([0.9, 0.1])
+    assert build_criterion(TrainConfig(class_weights=None), model, [0]).weight is None
+    with pytest.raises(DataError, match="needs both classes, got bonafide=0, spoof=2"):
+        build_criterion(TrainConfig(class_weights="balanced"), model, [1, 1])
+
+
+def test_ocsoftmax_matches_its_definition() -> None:
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Linear(6, 4), torch.nn.Tanh(), torch.nn.Linear(4, 2))
+    loss_fn = OCSoftmaxLoss(net, margin_real=0.9, margin_fake=0.2, alpha=20.0)
+    x = torch.randn(5, 6)
+    y = torch.tensor([0, 1, 0, 1, 1])
+    logits = net(x)
+    loss = loss_fn(logits, y)
+    emb = torch.tanh(net[0](x))
+    w = net[2].weight[0] - net[2].weight[1]
+    cos = torch.nn.functional.cosine_similarity(emb, w.unsqueeze(0), dim=-1)
+    expected = torch.where(
+        y == 0, torch.nn.functional.softplus(20 * (0.9 - cos)), torch.nn.functional.softplus(20 * (cos - 0.2))
+    ).mean()
+    torch.testing.assert_close(loss, expected)
+    loss.backward()
+    assert net[2].weight.grad is not None  # the one-class direction is trained through the final layer
+    loss_fn.remove()
+    with pytest.raises(ConfigError, match=r"no final nn.Linear\(_, 2\)"):
+        OCSoftmaxLoss(torch.nn.Linear(3, 3))
+
+
+def test_ocsoftmax_training_runs(tmp_path: Path) -> None:
+    cfg = _cfg(tmp_path, epochs=1, loss="ocsoftmax", early_stopping={"monitor": "train_loss"})
+    _, best = _run(tmp_path, cfg)
+    assert json.loads((best / "training.json").read_text())["loss"] == "ocsoftmax"
+
+
+def test_rng_state_round_trip() -> None:
+    import random
+
+    import numpy as np
+
+    set_seed(5)
+    state = get_rng_state()
+    a = (random.random(), np.random.rand(), torch.rand(1).item())  # noqa: NPY002
+    set_rng_state(state)
+    assert (random.random(), np.random.rand(), torch.rand(1).item()) == a  # noqa: NPY002
+
+
+def test_bf16_autocast_on_cpu_and_fp16_rejected(tmp_path: Path) -> None:
+    _, best = _run(tmp_path / "bf16", _cfg(tmp_path / "bf16", epochs=1, amp="bf16"))
+    assert best.is_dir()
+    with pytest.raises(ConfigError, match="fp16 autocast needs a CUDA device"):
+        _run(tmp_path / "fp16", _cfg(tmp_path / "fp16", epochs=1, amp="fp16"))
+
+
+def test_logs_and_tensorboard(tmp_path: Path) -> None:
+    _run(tmp_path, _cfg(tmp_path, epochs=1, tensorboard=True))
+    with (tmp_path / "steps.csv").open() as f:
+        steps = list(csv.DictReader(f))
+    assert [int(r["step"]) for r in steps] == list(range(1, 7))
+    assert all(float(r["loss"]) > 0 for r in steps)
+    assert list((tmp_path / "tensorboard").glob("events.out.tfevents.*"))
+
+
+def test_empty_splits_are_typed_errors(tmp_path: Path) -> None:
+    model = _model()
+    with pytest.raises(DataError, match="training split is empty"):
+        fit(
+            model,
+            ToyDataset(0, 0),
+            ToyDataset(4, 1),
+            _cfg(tmp_path),
+            detector_config=model.config,
+            collate_fn=collate_pad,
+            out_dir=tmp_path,
+        )
+    with pytest.raises(DataError, match="dev split 'dev' is empty"):
+        fit(
+            model,
+            ToyDataset(4, 0),
+            None,
+            _cfg(tmp_path),
+            detector_config=model.config,
+            collate_fn=collate_pad,
+            out_dir=tmp_path,
+        )
+    raw = build_detector(get_preset("rawnet2-small"), seed=0)
+    with pytest.raises(ConfigError, match="freeze_backbone"):
+        fit(
+            raw,
+            ToyDataset(4, 0),
+            ToyDataset(4, 1),
+            _cfg(tmp_path, freeze_backbone_epochs=1, epochs=1),
+            detector_config=raw.config,
+            collate_fn=collate_pad,
+            out_dir=tmp_path / "raw",
+        )
