@@ -96,7 +96,11 @@ const char* spoof_version_string(void) { return SPOOF_VERSION_STRING; }
 const char* spoof_last_error(void) { return g_last_error; }
 
 const char* spoof_status_name(spoof_status status) {
-  switch (status) {
+  // C callers may pass any int: read it as one (an out-of-range enum load is UB in C++).
+  int code = 0;
+  static_assert(sizeof(code) == sizeof(status), "spoof_status is int-sized");
+  std::memcpy(&code, &status, sizeof(code));
+  switch (code) {
     case SPOOF_OK:
       return "SPOOF_OK";
     case SPOOF_ERR_INVALID_ARGUMENT:

@@ -135,8 +135,11 @@ typedef struct spoof_frontend_options {
   int32_t model_sample_rate; /* rate of the windows, [1000, 384000]; default 16000 */
   int64_t window_samples;    /* window length at the model rate, > 0; default 64000 (4 s) */
   int64_t hop_samples;       /* 0 < hop <= window; default 32000 (2 s) */
-  int64_t capacity_samples;  /* ring buffer capacity at the model rate, >= window_samples + hop_samples;
-                                0 = default (4 x window_samples) */
+  int64_t capacity_samples;  /* ring buffer capacity at the model rate, in [window_samples + hop_samples,
+                                SPOOF_MAX_CAPACITY_SAMPLES]; 0 = default (4 x window_samples).
+                                Under SPOOF_OVERFLOW_ERROR a push adding at most
+                                capacity - window_samples model-rate samples always fits
+                                once next_window has returned no window. */
   int32_t overflow_policy;   /* spoof_overflow_policy; default SPOOF_OVERFLOW_ERROR */
   int32_t encoding;          /* default encoding of pushes, spoof_encoding; default SPOOF_ENCODING_PCM16 */
 } spoof_frontend_options;

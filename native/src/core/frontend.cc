@@ -236,12 +236,15 @@ bool Frontend::NextWindow(float* out, int64_t out_capacity, spoof_window_info* i
       *info = spoof_window_info{next_start_, w, 0, 0};
       last_start_ = next_start_;
       next_start_ += hop;
-      // Keep the history from the last window's start: the final window may need it.
-      (void)ring_.Consume(last_start_);
+      ReleaseHistory();
       windows_emitted_.fetch_add(1, std::memory_order_relaxed);
       return true;
     }
-    if (!fl || final_done_) return false;
+    if (!fl) {
+      ReleaseHistory();
+      return false;
+    }
+    if (final_done_) return false;
     final_done_ = true;
     const int64_t emitted = windows_emitted_.load(std::memory_order_relaxed);
     if (emitted == 0 && t >= 1) {  // shorter than one window: all of it, zero-padded
@@ -257,6 +260,17 @@ bool Frontend::NextWindow(float* out, int64_t out_capacity, spoof_window_info* i
     windows_emitted_.fetch_add(1, std::memory_order_relaxed);
     return true;
   }
+}
+
+void Frontend::ReleaseHistory() {
+  // Keep what the next regular window (from next_start_) and the right-aligned final
+  // window (from tail - window at the earliest, never before the last window's start)
+  // can still need; release the rest so that a producer under the error policy can
+  // always push up to capacity - window_samples (>= hop) model-rate samples.
+  const int64_t tail = ring_.tail();
+  const int64_t floor = std::max<int64_t>(last_start_, 0);
+  const int64_t target = std::min(next_start_, std::max(floor, tail - opts_.window_samples));
+  if (target > ring_.head()) (void)ring_.Consume(target);
 }
 
 void Frontend::Reset() {

@@ -44,6 +44,7 @@ class Frontend {
   // sample formed from pending bytes, or none).
   int64_t Feed(const uint8_t* data, int64_t n_samples, int32_t encoding, const float* first, int n_first);
   void CheckRoom(int64_t model_samples, const char* what) const;
+  void ReleaseHistory();  // consumer side
 
   spoof_frontend_options opts_;
   Resampler resampler_;
