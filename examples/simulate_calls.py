@@ -14,9 +14,11 @@ from it, so verdict latency includes up to ~20 ms of polling)::
 
     python -m examples.simulate_calls --server media_stream --connect 127.0.0.1:8765 --results calls.jsonl
 
-The report (JSON on stdout) gives per-call verdict latency (end of call -> verdict), per-window
-latency (arrival of the window's last frame -> score), aggregate throughput in seconds of audio per
-second of wall time, the scheduler's mean batch and the audio dropped or shed under overload.
+The report (JSON on stdout) gives per-call verdict latency (hangup / stop sent -> verdict), per-window
+latency as the server sees it (arrival of the window's last frame -> score), for real-time calls the
+window lag (score time - time the window's last sample was sent: what a live consumer experiences,
+including any backlog in socket buffers), aggregate throughput in seconds of audio per second of wall
+time, CPU seconds used by this process, the scheduler's mean batch and the audio dropped or shed.
 """
 
 from __future__ import annotations
@@ -150,6 +152,8 @@ class CallResult:
     verdict: dict[str, Any] | None = None
     verdict_at: float | None = None
     windows: list[float] = field(default_factory=list)  # per-window latency_ms from the server
+    realtime: bool = False
+    lags: list[float] = field(default_factory=list)  # real-time calls: score time - time the audio was sent
 
 
 async def _pace(t0: float, i: int, frame_s: float, realtime: bool) -> None:
@@ -324,6 +328,8 @@ class _Collector:
             return
         if kind == "window" and event.get("latency_ms") is not None:
             res.windows.append(float(event["latency_ms"]))
+            if res.realtime and res.started:
+                res.lags.append(1000.0 * (time.monotonic() - res.started - float(event["end_s"])))
         elif kind == "verdict":
             res.verdict = event
             res.verdict_at = time.monotonic()
@@ -410,7 +416,7 @@ async def simulate(
                 pcm_cache[key] = synth_audio(audio, seconds, seed=key)
             pcm = pcm_cache[key]
             call_id = str(uuid.uuid4()) if server == "audiosocket" else "CA" + uuid.uuid4().hex
-            res = CallResult(call_id, pcm.size / SAMPLE_RATE)
+            res = CallResult(call_id, pcm.size / SAMPLE_RATE, realtime=realtime)
             collector.add(res)
             try:
                 if server == "audiosocket":
@@ -464,6 +470,7 @@ async def simulate(
             [1000.0 * (r.verdict_at - r.ended) for r in done if r.verdict_at is not None and r.ended]
         ),
         "window_latency_ms": percentiles([x for r in rs for x in r.windows]),
+        "window_lag_ms": percentiles([x for r in rs for x in r.lags]),
         "labels": {
             lab: sum(1 for r in done if r.verdict and r.verdict.get("label") == lab)
             for lab in ("spoof", "bonafide", "undetermined")
@@ -497,6 +504,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, default=0, help="ONNX Runtime threads of the in-process detector")
     p.add_argument("--max-batch", type=int, default=None)
     p.add_argument("--max-wait-ms", type=float, default=2.0)
+    p.add_argument("--push-interval-ms", type=float, default=0.0, help="see EngineConfig.push_interval_ms")
     p.add_argument("--max-wall-s", type=float, default=300.0, help="hard bound on the whole run")
     p.add_argument("--log-level", default="WARNING", choices=("DEBUG", "INFO", "WARNING", "ERROR"))
     return p
@@ -509,7 +517,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.connect:
         host, _, port = args.connect.rpartition(":")
         connect = (host.strip("[]"), int(port))
-    opts: dict[str, Any] = {"threads": args.threads, "max_wait_ms": args.max_wait_ms}
+    opts: dict[str, Any] = {
+        "threads": args.threads,
+        "max_wait_ms": args.max_wait_ms,
+        "config": {"push_interval_ms": args.push_interval_ms},
+    }
     if args.max_batch is not None:
         opts["max_batch"] = args.max_batch
     try:

@@ -20,7 +20,7 @@ Events (``"event"`` key):
 * ``verdict`` (exactly one per opened call): ``label`` ("spoof" / "bonafide" / "undetermined"),
   ``spoof_prob``, ``logit``, ``is_spoof``, ``threshold``, ``aggregate``, ``n_windows``, ``duration_s``
   (audio scored), ``received_s``, ``dropped_s`` (audio dropped by the per-call bound),
-  ``pushes_shed`` (pushes refused by the scheduler), ``reason`` (why the call ended), ``detail``,
+  ``pushes`` (session pushes), ``pushes_shed`` (pushes refused by the scheduler), ``reason`` (why the call ended), ``detail``,
   ``verdict_latency_ms`` (end-of-call signal to verdict), ``wall_s``.
 * ``call_rejected``: the server is at ``max_calls``.
 """
@@ -83,6 +83,9 @@ class EngineConfig:
     ``max_duration`` (the session keeps every window score of a call, so its memory grows with length).
     ``finish_timeout_s``: bound on draining and flushing one call at its end.
     ``emit_windows``: write ``window`` events (verdicts are always written).
+    ``push_interval_ms``: push a call's audio to its session at most this often (frames received in
+    between are pushed together). 0 pushes every frame as it arrives (lowest latency); 40-100 ms cuts
+    the thread-pool hand-offs per call by 2-5x at 20 ms frames and adds at most that much latency.
     """
 
     max_calls: int = 200
@@ -90,11 +93,18 @@ class EngineConfig:
     max_call_s: float = 4 * 3600.0
     finish_timeout_s: float = 30.0
     emit_windows: bool = True
+    push_interval_ms: float = 0.0
 
     def __post_init__(self) -> None:
         if not (isinstance(self.max_calls, int) and 1 <= self.max_calls <= 100_000):
             raise InvalidArgumentError(
                 f"max_calls: expected an integer in [1, 100000], given {self.max_calls!r}"
+            )
+        if isinstance(self.push_interval_ms, bool) or not (
+            isinstance(self.push_interval_ms, (int, float)) and 0 <= self.push_interval_ms <= 1000
+        ):
+            raise InvalidArgumentError(
+                f"push_interval_ms: expected 0..1000 ms, given {self.push_interval_ms!r}"
             )
         for name in ("max_pending_s", "max_call_s", "finish_timeout_s"):
             value = getattr(self, name)
@@ -200,6 +210,7 @@ class CallScorer:
         self._received_bytes = 0
         self._n_windows = 0
         self._pushes_shed = 0
+        self._pushes = 0
         self._started = time.monotonic()
 
     # ------------------------------------------------------------------ audio in
@@ -271,6 +282,8 @@ class CallScorer:
         assert self.encoding is not None
         loop = asyncio.get_running_loop()
         bps = BYTES_PER_SAMPLE[self.encoding]
+        interval = self.engine.config.push_interval_ms / 1000.0
+        last_push = -math.inf
         while True:
             if not len(self._pending):
                 if self._closing:
@@ -278,11 +291,17 @@ class CallScorer:
                 self._wake.clear()
                 await self._wake.wait()
                 continue
+            if interval > 0 and not self._closing:
+                delay = last_push + interval - loop.time()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+                last_push = loop.time()
             frames = self._pending.take_all()
             for data, arrival in frames:
                 self._pushed_samples += len(data) // bps
                 self._timeline.append((self._pushed_samples, arrival))
             blob = b"".join(data for data, _ in frames)
+            self._pushes += 1
             try:
                 windows = await loop.run_in_executor(self.engine.executor, self.session.push, blob)
             except OverloadError as exc:
@@ -395,6 +414,7 @@ class CallScorer:
         out: Event = {
             "received_s": round(self._received_bytes / bps / sr, 6),
             "dropped_s": round(dropped / bps / sr, 6),
+            "pushes": self._pushes,
             "pushes_shed": self._pushes_shed,
             "n_windows": self._n_windows,
         }

@@ -355,3 +355,33 @@ def test_memory_bound_drops_oldest_audio_when_scoring_stalls(detector: Any) -> N
     assert 2.4 <= v["dropped_s"] <= 2.5
     assert v["duration_s"] == pytest.approx(v["received_s"] - v["dropped_s"])
     assert v["label"] in ("spoof", "bonafide")  # 0.5 s >= the model's minimum: scored as one window
+
+
+def test_push_interval_coalesces_frames_without_changing_scores(detector: Any) -> None:
+    pcm = call_audio(1.6, seed=7)
+
+    async def go(interval_ms: float) -> list[dict[str, Any]]:
+        config = EngineConfig(push_interval_ms=interval_ms)
+        async with running(detector, config=config) as (server, events):
+            await audiosocket_call("127.0.0.1", server.port, str(UID), pcm, realtime=True)
+            return events
+
+    every, coalesced = arun(go(0.0)), arun(go(100.0))
+    (v0,), (v1,) = by_kind(every, "verdict"), by_kind(coalesced, "verdict")
+    assert v0["pushes"] >= 60  # one push per 20 ms frame (a starved loop may merge a few)
+    assert v1["pushes"] <= 20  # at most one per 100 ms (+ the last)
+    assert [w["logit"] for w in by_kind(coalesced, "window")] == pytest.approx(
+        [w["logit"] for w in by_kind(every, "window")], rel=1e-5
+    )
+    assert v1["spoof_prob"] == pytest.approx(v0["spoof_prob"], rel=1e-5)
+
+
+def test_engine_config_validation() -> None:
+    with pytest.raises(InvalidArgumentError, match=r"push_interval_ms: expected 0..1000 ms, given -1"):
+        EngineConfig(push_interval_ms=-1)
+    with pytest.raises(
+        InvalidArgumentError, match=r"max_calls: expected an integer in \[1, 100000\], given 0"
+    ):
+        EngineConfig(max_calls=0)
+    with pytest.raises(InvalidArgumentError, match=r"max_pending_s: expected a positive number of seconds"):
+        EngineConfig(max_pending_s=0)
