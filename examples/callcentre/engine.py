@@ -20,8 +20,8 @@ Events (``"event"`` key):
 * ``verdict`` (exactly one per opened call): ``label`` ("spoof" / "bonafide" / "undetermined"),
   ``spoof_prob``, ``logit``, ``is_spoof``, ``threshold``, ``aggregate``, ``n_windows``, ``duration_s``
   (audio scored), ``received_s``, ``dropped_s`` (audio dropped by the per-call bound),
-  ``pushes`` (session pushes), ``pushes_shed`` (pushes refused by the scheduler), ``reason`` (why the call ended), ``detail``,
-  ``verdict_latency_ms`` (end-of-call signal to verdict), ``wall_s``.
+  ``pushes`` (session pushes), ``pushes_shed`` (pushes refused by the scheduler), ``reason`` (why
+  the call ended), ``detail``, ``verdict_latency_ms`` (end-of-call signal to verdict), ``wall_s``.
 * ``call_rejected``: the server is at ``max_calls``.
 """
 
