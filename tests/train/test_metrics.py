@@ -6,6 +6,8 @@ import math
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from spoof_train.errors import MetricError
 from spoof_train.metrics import (
@@ -291,3 +293,27 @@ def test_plot_det_writes_png(tmp_path) -> None:
     assert len(data) > 5000
     with pytest.raises(MetricError, match="at least one system"):
         plot_det(tmp_path / "x.png", {})
+
+
+scores_st = st.lists(
+    st.floats(min_value=-50, max_value=50, allow_nan=False, allow_infinity=False), min_size=1, max_size=40
+)
+
+
+@settings(max_examples=60, deadline=None)
+@given(bona=scores_st, spoof=scores_st)
+def test_properties_on_random_scores(bona: list[float], spoof: list[float]) -> None:
+    b, s = np.round(np.array(bona), 2), np.round(np.array(spoof), 2)
+    eer, thr = compute_eer(b, s)
+    assert 0.0 <= eer <= 1.0
+    assert eer == pytest.approx(brute_eer(b, s)[0], abs=1e-12)
+    # only the ranking matters: a strictly increasing map changes thresholds, not rates
+    eer2, thr2 = compute_eer(3.0 * b + 1.0, 3.0 * s + 1.0)
+    assert eer2 == pytest.approx(eer, abs=1e-12)
+    if thr >= min(b.min(), s.min()):
+        assert thr2 == pytest.approx(3.0 * thr + 1.0)
+    assert min_dcf(b, s)[0] <= 1.0 + 1e-12  # the trivial "accept all" decision costs exactly 1
+    r = min_tdcf_from_rates(b, s, pfa_asv=0.01, pmiss_asv=0.02, pfa_spoof_asv=0.4, version="2021")
+    assert r.min_tdcf <= 1.0 + 1e-12
+    # swapping the classes maps (miss, fa) to (1 - fa, 1 - miss) at the same thresholds: EER -> 1 - EER
+    assert compute_eer(s, b)[0] == pytest.approx(1.0 - eer, abs=1e-12)
