@@ -360,6 +360,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--on-missing", choices=("raise", "skip"), default="raise")
     p.add_argument("--no-check", action="store_true", help="do not check that the audio files exist")
     p.set_defaults(func=cmd_make_manifest)
+
+    from spoof_train.distill import add_distil_parser  # owned by the export helper (issue 5)
+
+    add_distil_parser(sub)
     return parser
 
 
