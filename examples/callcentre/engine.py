@@ -20,8 +20,10 @@ Events (``"event"`` key):
 * ``verdict`` (exactly one per opened call): ``label`` ("spoof" / "bonafide" / "undetermined"),
   ``spoof_prob``, ``logit``, ``is_spoof``, ``threshold``, ``aggregate``, ``n_windows``, ``duration_s``
   (audio scored), ``received_s``, ``dropped_s`` (audio dropped by the per-call bound),
-  ``pushes`` (session pushes), ``pushes_shed`` (pushes refused by the scheduler), ``reason`` (why
-  the call ended), ``detail``, ``verdict_latency_ms`` (end-of-call signal to verdict), ``wall_s``.
+  ``pushes`` (session pushes; ``pushes_inline`` of them could not complete a window and ran on the
+  event loop, the others in the thread pool), ``pushes_shed`` (pushes refused by the scheduler),
+  ``reason`` (why the call ended), ``detail``, ``verdict_latency_ms`` (end-of-call signal to
+  verdict), ``wall_s``.
 * ``call_rejected``: the server is at ``max_calls``.
 """
 
@@ -211,6 +213,8 @@ class CallScorer:
         self._n_windows = 0
         self._pushes_shed = 0
         self._pushes = 0
+        self._pushes_inline = 0
+        self._inline_margin = 0.0
         self._started = time.monotonic()
 
     # ------------------------------------------------------------------ audio in
@@ -260,6 +264,9 @@ class CallScorer:
         self.session = self.engine.scheduler.stream(sample_rate, encoding=encoding)
         self.sample_rate = sample_rate
         self.encoding = encoding
+        # pushes that stay this far (50 ms) below the next window's end run on the event loop: the
+        # native resampler's look-ahead is a few milliseconds, so they cannot complete a window
+        self._inline_margin = 0.05 * sample_rate
         bound = max(1, round(self.engine.config.max_pending_s * sample_rate)) * BYTES_PER_SAMPLE[encoding]
         self._pending = PendingAudio(bound)
         self._task = asyncio.get_running_loop().create_task(self._run(), name=f"spoof-call-{self.call_id}")
@@ -303,7 +310,14 @@ class CallScorer:
             blob = b"".join(data for data, _ in frames)
             self._pushes += 1
             try:
-                windows = await loop.run_in_executor(self.engine.executor, self.session.push, blob)
+                if self._pushed_samples <= self._next_window_input() - self._inline_margin:
+                    # cannot complete a window: decode + resample only (microseconds), no thread hop
+                    self._pushes_inline += 1
+                    windows = self.session.push(blob)
+                    if windows:  # the margin covers the resampler's look-ahead: never expected
+                        logger.warning("call %s: an inline push completed a window", self.call_id)
+                else:
+                    windows = await loop.run_in_executor(self.engine.executor, self.session.push, blob)
             except OverloadError as exc:
                 self._pushes_shed += 1
                 logger.warning("call %s: push shed by the scheduler: %s", self.call_id, exc)
@@ -316,6 +330,13 @@ class CallScorer:
                 logger.error("call %s: scoring failed: %s: %s", self.call_id, type(exc).__name__, exc)
                 return
             self._emit_windows(windows)
+
+    def _next_window_input(self) -> float:
+        """Input samples the session needs before its next window can complete (before look-ahead)."""
+        det = self.engine.detector
+        assert self.sample_rate is not None
+        end = det.window_samples + self._n_windows * det.hop_samples
+        return end * self.sample_rate / det.sample_rate
 
     def _arrival(self, end_s: float) -> float | None:
         assert self.sample_rate is not None
@@ -415,6 +436,7 @@ class CallScorer:
             "received_s": round(self._received_bytes / bps / sr, 6),
             "dropped_s": round(dropped / bps / sr, 6),
             "pushes": self._pushes,
+            "pushes_inline": self._pushes_inline,
             "pushes_shed": self._pushes_shed,
             "n_windows": self._n_windows,
         }

@@ -128,7 +128,7 @@ def _check_against_offline(
     assert verdict["dropped_s"] == 0.0
 
 
-def test_call_scores_equal_offline_scoring(detector: Any) -> None:
+def test_call_scores_equal_offline_scoring(detector: Any, caplog: pytest.LogCaptureFixture) -> None:
     pcm = call_audio(3.3, seed=1)
 
     async def go() -> list[dict[str, Any]]:
@@ -143,6 +143,10 @@ def test_call_scores_equal_offline_scoring(detector: Any) -> None:
     (verdict,) = by_kind(events, "verdict")
     assert verdict["reason"] == "hangup"
     assert not by_kind(events, "call_error")
+    # 20 ms frames: most pushes cannot complete a window and skip the thread pool, and none that
+    # was predicted so completed one
+    assert verdict["pushes_inline"] >= verdict["pushes"] - 2 * verdict["n_windows"] - 2
+    assert "an inline push completed a window" not in caplog.text
 
 
 def test_concurrent_calls_each_get_their_own_results(detector: Any) -> None:
