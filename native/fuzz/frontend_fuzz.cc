@@ -7,6 +7,7 @@
 // everything) produces bit-identical windows, i.e. chunking never changes the output.
 #include <cmath>
 #include <cstdint>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <vector>

@@ -40,8 +40,8 @@ Collected Run(int32_t rate, spoof_encoding enc, const std::vector<uint8_t>& byte
               bool one_shot) {
   spoof::FrontendOptions o;
   o.input_sample_rate = rate;
-  o.window_samples = 4000;
-  o.hop_samples = 1500;
+  o.window_samples = 1500;
+  o.hop_samples = 700;
   o.capacity_samples = 1 << 20;
   o.encoding = enc;
   spoof::Frontend fe(o);
@@ -65,7 +65,7 @@ void TestChunkingIdentity() {
                                  SPOOF_ENCODING_ALAW};
   for (int32_t rate : rates) {
     for (spoof_encoding enc : encs) {
-      const size_t n_samples = static_cast<size_t>(rate) / 3;
+      const size_t n_samples = static_cast<size_t>(rate) / 8;
       std::vector<uint8_t> bytes;
       if (enc == SPOOF_ENCODING_FLOAT32) {
         std::normal_distribution<float> g(0.0f, 0.2f);

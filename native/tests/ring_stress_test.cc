@@ -103,8 +103,8 @@ std::map<int64_t, std::vector<float>> Reference(const std::vector<uint8_t>& byte
   return windows;
 }
 
-void FrontendStress(spoof_overflow_policy policy) {
-  const std::vector<uint8_t> bytes = Bytes(8000 * 20);
+void FrontendStress(spoof_overflow_policy policy, int seconds) {
+  const std::vector<uint8_t> bytes = Bytes(static_cast<size_t>(8000 * seconds));
   const auto ref = Reference(bytes);
   spoof::Frontend fe(Options(policy));
   std::atomic<bool> done{false};
@@ -169,11 +169,13 @@ void FrontendStress(spoof_overflow_policy policy) {
 
 }  // namespace
 
-int main() {
-  RingStress(SPOOF_OVERFLOW_ERROR, 256, 1 << 20);
-  RingStress(SPOOF_OVERFLOW_DROP_OLDEST, 256, 1 << 20);
-  RingStress(SPOOF_OVERFLOW_DROP_OLDEST, 7, 1 << 18);
-  FrontendStress(SPOOF_OVERFLOW_ERROR);
-  FrontendStress(SPOOF_OVERFLOW_DROP_OLDEST);
+int main(int argc, char** argv) {
+  // --quick: smaller volumes for emulated (qemu) runs.
+  const int shift = (argc > 1 && std::strcmp(argv[1], "--quick") == 0) ? 3 : 0;
+  RingStress(SPOOF_OVERFLOW_ERROR, 256, (1 << 20) >> shift);
+  RingStress(SPOOF_OVERFLOW_DROP_OLDEST, 256, (1 << 20) >> shift);
+  RingStress(SPOOF_OVERFLOW_DROP_OLDEST, 7, (1 << 18) >> shift);
+  FrontendStress(SPOOF_OVERFLOW_ERROR, 20 >> shift);
+  FrontendStress(SPOOF_OVERFLOW_DROP_OLDEST, 20 >> shift);
   return TestResult("ring_stress_test");
 }
