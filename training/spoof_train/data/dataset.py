@@ -203,13 +203,15 @@ def collate_pad(batch: Sequence[dict[str, Any] | None]) -> dict[str, Any]:
             "id": [],
             "attack": [],
         }
-    lengths = torch.tensor([int(b["wave"].shape[0]) for b in items], dtype=torch.long)
-    wave = torch.zeros(len(items), int(lengths.max()))
+    lengths = [int(b["wave"].shape[0]) for b in items]
+    # padded in numpy, then wrapped: torch's intra-op threads are not woken for a copy (that matters in the
+    # main process, num_workers=0, on a busy machine)
+    wave = np.zeros((len(items), max(lengths)), dtype=np.float32)
     for i, b in enumerate(items):
-        wave[i, : b["wave"].shape[0]] = b["wave"]
+        wave[i, : lengths[i]] = b["wave"].numpy()
     return {
-        "wave": wave,
-        "lengths": lengths,
+        "wave": torch.from_numpy(wave),
+        "lengths": torch.tensor(lengths, dtype=torch.long),
         "label": torch.tensor([int(b["label"]) for b in items], dtype=torch.long),
         "id": [b["id"] for b in items],
         "attack": [b["attack"] for b in items],
