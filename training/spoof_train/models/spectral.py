@@ -13,9 +13,10 @@ see valid frames).
 
 Front end: frames of ``win_length`` samples every ``hop_length`` (Hann window, no centre padding), power
 spectrum of ``n_fft`` bins, ``n_filters`` triangular filters (``filterbank="linear"``: LFCC-like, keeps the
-high band where vocoders leave artefacts; ``"mel"``: log-mel), ``log``, minus the utterance mean over all
-valid frames and bands (a gain normalisation: the level of the input does not change the output, the
-spectral shape and its time course do). Training mode adds SpecAugment-style time and band masks.
+high band where vocoders leave artefacts; ``"mel"``: log-mel), divided by the utterance's mean band energy
+over its valid frames and floored ``floor_db`` below it, ``log`` (a gain normalisation: the level of the
+input does not change the output, the spectral shape and its time course do; empty bands of 8 kHz audio sit
+at the floor), then a per-band batch norm. Training mode adds SpecAugment-style time and band masks.
 """
 
 from __future__ import annotations
@@ -85,6 +86,7 @@ class SpectralFrontEnd(nn.Module):
         filterbank: str = "linear",
         f_min: float = 0.0,
         pre_emphasis: float = 0.97,
+        floor_db: float = 50.0,
     ) -> None:
         super().__init__()
         if not 0 < win_length <= n_fft or hop_length < 1:
@@ -97,6 +99,9 @@ class SpectralFrontEnd(nn.Module):
         self.n_fft, self.win_length, self.hop_length = n_fft, win_length, hop_length
         self.n_filters = n_filters
         self.pre_emphasis = float(pre_emphasis)
+        if floor_db <= 0:
+            raise ConfigError(f"spectral front end: floor_db must be > 0, got {floor_db}")
+        self.floor = float(10.0 ** (-floor_db / 10.0))
         n_bins = n_fft // 2 + 1
         # Hann window of win_length centred in the n_fft frame (as torch.stft does), folded into DFT kernels.
         window = np.zeros(n_fft)
@@ -123,14 +128,20 @@ class SpectralFrontEnd(nn.Module):
         re, im = spec[:, : self.n_bins], spec[:, self.n_bins :]
         power = re * re + im * im
         energies = torch.matmul(self.bank, power)  # [B, n_filters, frames]
-        logfb = torch.log(energies + 1e-10)
         frames = self.frame_lengths(lengths)
-        # Gain normalisation: subtract the mean over valid frames and all bands.
-        if not ragged:
-            return logfb - logfb.mean(dim=(1, 2), keepdim=True), frames
-        mask = lengths_to_mask(frames, logfb.shape[-1])  # [B, frames]
-        mean = masked_mean(logfb.mean(dim=1), mask, dim=1)  # [B]
-        logfb = (logfb - mean[:, None, None]) * mask[:, None, :].to(logfb.dtype)
+        # Gain normalisation with a relative floor: energies divided by the utterance's mean band energy
+        # (over valid frames), floored floor_db below it. Scaling the input changes nothing, and empty bands
+        # (8 kHz telephone audio has nothing above 4 kHz) sit at the floor instead of at arbitrary
+        # near-zero leakage levels.
+        if ragged:
+            mask = lengths_to_mask(frames, energies.shape[-1])  # [B, frames]
+            ref = masked_mean(energies.mean(dim=1), mask, dim=1)  # [B]
+        else:
+            ref = energies.mean(dim=(1, 2))
+        ref = ref.clamp(min=1e-12)[:, None, None]
+        logfb = torch.log(energies / ref + self.floor)
+        if ragged:
+            logfb = logfb * mask[:, None, :].to(logfb.dtype)
         return logfb, frames
 
 
@@ -192,6 +203,7 @@ class SpectralCNN(nn.Module):
         filterbank: str = "linear",
         f_min: float = 0.0,
         pre_emphasis: float = 0.97,
+        floor_db: float = 50.0,
         stem_stride: int = 2,
         stem_channels: int = 16,
         channels: Sequence[int] = (16, 32, 48, 64),
@@ -210,6 +222,7 @@ class SpectralCNN(nn.Module):
             filterbank=filterbank,
             f_min=f_min,
             pre_emphasis=pre_emphasis,
+            floor_db=floor_db,
         )
         chans = [int(c) for c in channels]
         if not chans or min(chans) < 1:
@@ -226,7 +239,7 @@ class SpectralCNN(nn.Module):
                 f"SpectralCNN: {len(chans)} blocks halve the {n_filters} bands to 0; expected n_filters >= "
                 f"{2 ** len(chans)}"
             )
-        self.input_bn = nn.BatchNorm2d(1)
+        self.input_bn = nn.BatchNorm1d(n_filters)  # per-band normalisation of the log energies
         self.stem = nn.Sequential(
             nn.Conv2d(1, stem_channels, 3, stride=stem_stride, padding=1, bias=False),
             nn.BatchNorm2d(stem_channels),
@@ -284,7 +297,7 @@ class SpectralCNN(nn.Module):
         feats, frames = self.front(wave, lens, ragged)
         if self.training:
             feats = self._spec_augment(feats, frames)
-        x = _masked(self.input_bn(feats.unsqueeze(1)), frames, ragged)
+        x = _masked(self.input_bn(feats).unsqueeze(1), frames, ragged)
         # The stem conv (stride 2, padding 1) over zeroed frames past the length equals the unpadded row's.
         x = F.relu(self.stem(x))
         lens = frames if self.stem_stride == 1 else _ceil_half(frames)
