@@ -182,9 +182,9 @@ def run_ort_jobs(jobs: list[OrtJob], *, timeout: float | None = 3600.0) -> list[
             f"ONNX Runtime did not finish {[Path(j.path).name for j in jobs]} within {timeout} s",
             stage="onnxruntime",
         ) from exc
-    except (ValueError, RuntimeError) as exc:  # onnxruntime's Fail / InvalidGraph / RuntimeException
-        if isinstance(exc, ValidationError):
-            raise
+    except ValidationError:
+        raise
+    except Exception as exc:  # onnxruntime's Fail / InvalidProtobuf / InvalidGraph / RuntimeException
         raise ValidationError(
             f"ONNX Runtime could not run {[Path(j.path).name for j in jobs]}: {exc}", stage="onnxruntime"
         ) from exc
