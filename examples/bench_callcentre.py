@@ -184,6 +184,8 @@ def main(argv: list[str] | None = None) -> int:
     print("|" + "---|" * len(keys), file=sys.stderr)
     for r in report["rows"]:
         print("| " + " | ".join(str(r.get(k, "")) for k in keys) + " |", file=sys.stderr)
+    print(f"model alone: {report['model']}; load average before/after {report['loadavg_before_after']} "
+          f"on {report['cpus']} CPUs", file=sys.stderr)  # fmt: skip
     return 0
 
 

@@ -403,7 +403,7 @@ async def simulate(
             raise ValueError("--connect needs --results: the server's --out JSON-lines file")
         tail_task = asyncio.create_task(_tail(results_file, collector, stop_tail))
 
-    pcm_cache: dict[int, npt.NDArray[np.int16]] = {}
+    pcm_cache = {key: synth_audio(audio, seconds, seed=key) for key in range(min(calls, 16))}
     sem = asyncio.Semaphore(concurrency)
     cpu0 = resource.getrusage(resource.RUSAGE_SELF)
     t0 = time.monotonic()
@@ -411,10 +411,7 @@ async def simulate(
     async def one(i: int) -> None:
         await asyncio.sleep(ramp_s * (i % concurrency) / concurrency)
         async with sem:
-            key = i % 16
-            if key not in pcm_cache:
-                pcm_cache[key] = synth_audio(audio, seconds, seed=key)
-            pcm = pcm_cache[key]
+            pcm = pcm_cache[i % len(pcm_cache)]
             call_id = str(uuid.uuid4()) if server == "audiosocket" else "CA" + uuid.uuid4().hex
             res = CallResult(call_id, pcm.size / SAMPLE_RATE, realtime=realtime)
             collector.add(res)
