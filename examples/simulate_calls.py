@@ -260,6 +260,7 @@ async def media_stream_call(
     frame_ms: int = 20,
     realtime: bool = True,
     result: CallResult | None = None,
+    ssl_context: Any = None,
 ) -> CallResult:
     """Act as Twilio: connected, start, a media message per ``frame_ms``, stop."""
     from websockets.asyncio.client import connect
@@ -267,7 +268,7 @@ async def media_stream_call(
 
     res = result or CallResult(call_sid, pcm.size / SAMPLE_RATE)
     messages = twilio_messages(call_sid, "MZ" + uuid.uuid4().hex, pcm, frame_ms)
-    async with connect(uri, compression=None, max_size=2**16) as ws:
+    async with connect(uri, compression=None, max_size=2**16, ssl=ssl_context) as ws:
         res.started = time.monotonic()
         await ws.send(messages[0])
         await ws.send(messages[1])

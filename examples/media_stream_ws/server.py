@@ -30,6 +30,7 @@ import binascii
 import contextlib
 import json
 import logging
+import ssl
 import time
 from typing import Any
 
@@ -127,8 +128,10 @@ class MediaStreamServer:
         max_message_bytes: int = 64 * 1024,
         max_media_bytes: int = 8000,
         idle_timeout_s: float = 10.0,
+        ssl_context: ssl.SSLContext | None = None,
     ) -> None:
         self.engine = engine
+        self.ssl_context = ssl_context
         self.host = host
         self.port = port
         self.tracks = tracks
@@ -146,11 +149,13 @@ class MediaStreamServer:
             self.port,
             max_size=self.max_message_bytes,
             compression=None,
+            ssl=self.ssl_context,
             logger=logging.getLogger("spoofsdk.examples.websockets"),
         )
         sock = next(iter(self._server.sockets)).getsockname()
         self.port = int(sock[1])
-        logger.info("media-stream WebSocket server listening on ws://%s:%d", sock[0], self.port)
+        scheme = "wss" if self.ssl_context is not None else "ws"
+        logger.info("media-stream WebSocket server listening on %s://%s:%d", scheme, sock[0], self.port)
 
     async def close(self, grace_s: float = 10.0) -> None:
         """Stop accepting, end every active stream with reason ``shutdown`` (verdicts emitted)."""
@@ -333,6 +338,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--port", type=int, default=8765)
     p.add_argument("--tracks", default="inbound", help="comma-separated tracks to score: inbound,outbound")
     p.add_argument("--idle-timeout-s", type=float, default=10.0)
+    p.add_argument(
+        "--tls-cert", default=None, help="PEM certificate chain: serve wss:// (Twilio requires TLS)"
+    )
+    p.add_argument("--tls-key", default=None, help="PEM private key of --tls-cert")
     add_engine_arguments(p)
     return p
 
@@ -342,10 +351,24 @@ def main(argv: list[str] | None = None) -> int:
     configure_logging(args.log_level)
     tracks = tuple(t.strip() for t in args.tracks.split(",") if t.strip())
 
+    context = None
+    if args.tls_cert:
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        try:
+            context.load_cert_chain(args.tls_cert, args.tls_key)
+        except (OSError, ssl.SSLError) as exc:
+            logger.error("--tls-cert/--tls-key: cannot load %s: %s", args.tls_cert, exc)
+            return 2
+
     async def run() -> None:
         engine, sink = build_engine(args)
         server = MediaStreamServer(
-            engine, host=args.host, port=args.port, tracks=tracks, idle_timeout_s=args.idle_timeout_s
+            engine,
+            host=args.host,
+            port=args.port,
+            tracks=tracks,
+            idle_timeout_s=args.idle_timeout_s,
+            ssl_context=context,
         )
 
         async def stop() -> None:

@@ -6,6 +6,10 @@ import asyncio
 import base64
 import json
 import re
+import shutil
+import ssl
+import subprocess
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -239,3 +243,32 @@ def test_shutdown_closes_streams_with_verdicts(detector: Any) -> None:
     assert v["reason"] == "shutdown"
     assert 1.0 <= v["received_s"] <= 2.0  # the server stops reading at shutdown
     assert v["duration_s"] == pytest.approx(v["received_s"])  # and scores everything it received
+
+
+@pytest.mark.skipif(shutil.which("openssl") is None, reason="openssl CLI not installed")
+def test_wss_with_tls(detector: Any, tmp_path: Path) -> None:
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(
+        [
+            *("openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1"),
+            *("-nodes", "-days", "1", "-subj", "/CN=localhost", "-addext", "subjectAltName=IP:127.0.0.1"),
+            *("-keyout", str(key), "-out", str(cert)),
+        ],
+        check=True,
+        capture_output=True,
+        timeout=60,
+    )
+    server_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server_ctx.load_cert_chain(cert, key)
+    client_ctx = ssl.create_default_context(cafile=str(cert))
+    pcm = call_audio(1.2, seed=51)
+
+    async def go() -> list[dict[str, Any]]:
+        async with running(detector, "media_stream", ssl_context=server_ctx) as (server, events):
+            await media_stream_call(f"wss://127.0.0.1:{server.port}/", CALL, pcm, realtime=False,
+                                    ssl_context=client_ctx)  # fmt: skip
+            return events
+
+    (v,) = by_kind(arun(go()), "verdict")
+    assert v["reason"] == "stop"
+    assert v["spoof_prob"] == pytest.approx(_offline(detector, pcm).spoof_prob, rel=1e-4)
