@@ -9,7 +9,9 @@ convolution, and given a manifest with :func:`spoofsdk.manifest.write_onnx_manif
 Measured, each in a fresh subprocess so that peak RSS belongs to one side only:
 
 * per-window latency (one 4 s window, batch 1, median of repeats) and real-time factor of scoring a
-  20 s clip (windows with 50 % overlap, i.e. what ``Detector.score`` does), Detector vs torch eager;
+  20 s clip (windows with 50 % overlap, i.e. what ``Detector.score`` does), Detector vs torch eager,
+  both one window per inference (``batch_size=1``); plus ``Detector.score`` with its default
+  ``batch_size=8``;
 * peak RSS of each process;
 * how many real-time calls this machine sustains: K streaming sessions push 20 ms frames from K
   threads, (a) each session running its own inference per window, (b) all sessions sharing a
@@ -159,14 +161,15 @@ def child_torch(layers: int, repeats: int, threads: int) -> dict[str, Any]:
     }
 
 
-def child_detector(onnx_path: str, repeats: int, threads: int) -> dict[str, Any]:
+def child_detector(onnx_path: str, repeats: int, threads: int, batch_size: int) -> dict[str, Any]:
     from spoofsdk import Detector
     from spoofsdk.backends.ort import OrtOptions
 
     rss0 = _rss_mb()
     det = Detector(
-        onnx_path, backend="cpu", num_threads=threads, ort_options=OrtOptions(inter_op_num_threads=1)
-    )
+        onnx_path, backend="cpu", num_threads=threads, batch_size=batch_size,
+        ort_options=OrtOptions(inter_op_num_threads=1),
+    )  # fmt: skip
     window = _audio(4.0)
     clip = _audio(CLIP_S)
     det.score(window, SR)  # warm-up
@@ -282,6 +285,7 @@ def main() -> None:
     p.add_argument("--call-seconds", type=float, default=10.0)
     p.add_argument("--child", choices=("torch", "detector", "calls", "sessions"), help=argparse.SUPPRESS)
     p.add_argument("--buffer-s", type=float, default=None, help=argparse.SUPPRESS)
+    p.add_argument("--batch-size", type=int, default=1, help=argparse.SUPPRESS)
     p.add_argument("--audio-s", type=float, default=0.0, help=argparse.SUPPRESS)
     p.add_argument("--onnx", help=argparse.SUPPRESS)
     p.add_argument("--json", help="also write the results to this JSON file")
@@ -291,7 +295,7 @@ def main() -> None:
         print(json.dumps(child_torch(args.layers[0], args.repeats, args.threads)))
         return
     if args.child == "detector":
-        print(json.dumps(child_detector(args.onnx, args.repeats, args.threads)))
+        print(json.dumps(child_detector(args.onnx, args.repeats, args.threads, args.batch_size)))
         return
     if args.child == "sessions":
         print(json.dumps(child_sessions(args.onnx, args.buffer_s, args.audio_s)))
@@ -310,9 +314,14 @@ def main() -> None:
             exp = _spawn_export(layers, path)
             common = ["--layers", str(layers), "--repeats", str(args.repeats), "--threads", str(args.threads)]
             torch_r = _spawn("--child", "torch", *common)
-            det_r = _spawn("--child", "detector", "--onnx", str(path), *common)
+            # batch_size=1: one window per inference, like the torch loop (like-for-like latency, RTF, RSS);
+            # batch_size=8: Detector.score's default, which batches a clip's windows.
+            det_r = _spawn("--child", "detector", "--onnx", str(path), "--batch-size", "1", *common)
+            det8 = _spawn("--child", "detector", "--onnx", str(path), "--batch-size", "8", *common)
+            det8.pop("logits")
             diff = float(np.max(np.abs(np.array(torch_r.pop("logits")) - np.array(det_r.pop("logits")))))
             row: dict[str, Any] = {
+                "detector_batch8": det8,
                 "export": exp,
                 "torch": torch_r,
                 "detector": det_r,
@@ -367,6 +376,9 @@ def _print_row(layers: int, row: dict[str, Any]) -> None:
           f"| {t['rtf']:.3f} | {d['rtf']:.3f} | {t['rtf'] / d['rtf']:.2f}x |")  # fmt: skip
     print(f"| peak RSS (MB) | {t['peak_rss_mb']:.0f} | {d['peak_rss_mb']:.0f} | "
           f"{t['peak_rss_mb'] / d['peak_rss_mb']:.2f}x |")  # fmt: skip
+    d8 = row["detector_batch8"]
+    print(f"| Detector batch_size=8 (default): RTF / peak RSS | | {d8['rtf']:.3f} / "
+          f"{d8['peak_rss_mb']:.0f} MB | {t['rtf'] / d8['rtf']:.2f}x |")  # fmt: skip
     print(f"model in memory (RSS growth on load + first runs): {d['model_rss_mb']:.0f} MB")
     for label, kb in row.get("sessions", {}).items():
         print(f"idle session, {label}: {kb:.0f} kB")
