@@ -123,6 +123,7 @@ def row(name: str, r: dict[str, Any], seconds: float) -> dict[str, Any]:
         "verdict_p50_ms": r["verdict_latency_ms"].get("p50"),
         "verdict_p95_ms": r["verdict_latency_ms"].get("p95"),
         "mean_batch": r.get("scheduler", {}).get("mean_batch"),
+        "max_rss_mb": r["max_rss_mb"],
         "dropped_s": r["dropped_s"],
         "shed": r["pushes_shed"],
     }

@@ -464,6 +464,7 @@ async def simulate(
         "audio_s": round(audio_s, 3),
         "throughput_x_realtime": round(audio_s / wall, 2) if wall > 0 else None,
         "cpu_s": round(cpu1.ru_utime + cpu1.ru_stime - cpu0.ru_utime - cpu0.ru_stime, 3),
+        "max_rss_mb": round(cpu1.ru_maxrss / 1024, 1),  # peak of the whole process (Linux: KiB)
         "verdict_latency_ms": percentiles(
             [1000.0 * (r.verdict_at - r.ended) for r in done if r.verdict_at is not None and r.ended]
         ),
