@@ -321,3 +321,14 @@ def test_parse_conv_feature_layers_is_safe() -> None:
         parse_conv_feature_layers("__import__('os').system('true')")
     with pytest.raises(ConfigError, match="list of"):
         parse_conv_feature_layers("[(1, 2)]")
+
+
+def test_layerdrop_is_refused_and_spec_augment_is_off_by_default() -> None:
+    family, cfg, _ = FAMILIES["hubert-base-like"]
+    with pytest.raises(
+        ConfigError, match=r"layerdrop must be 0\.0, got 0\.1: transformers 5 records hidden states"
+    ):
+        SSLBackbone(family, {**cfg, "layerdrop": 0.1})
+    hf = SSLBackbone(family, cfg).hf_config
+    assert hf.apply_spec_augment is False
+    assert hf.layerdrop == 0.0

@@ -91,9 +91,10 @@ def hf_model_class(family: str) -> Any:
 def clean_hf_config_dict(family: str, config: Any) -> dict[str, Any]:
     """A compact, JSON-serialisable HF config dict (non-default keys plus the ones we rely on).
 
-    Spec-augment masking and LayerDrop are switched off: the research recipes we reproduce extract features
-    without masking, HF's time masking draws from NumPy's global RNG (breaks resumable, seeded runs), and an
-    unused ``masked_spec_embed`` parameter breaks DDP. Turn them back on explicitly in the dict if wanted.
+    Spec-augment masking and LayerDrop are written as switched off: the research recipes we reproduce
+    extract features without masking, HF's time masking draws from NumPy's global RNG (breaks resumable,
+    seeded runs) and an unused ``masked_spec_embed`` parameter breaks DDP; LayerDrop is refused outright
+    (see :func:`make_hf_config`). Spec-augment can be turned back on by editing the dict.
     """
     cls = hf_config_class(family)
     if isinstance(config, Mapping):
@@ -101,6 +102,7 @@ def clean_hf_config_dict(family: str, config: Any) -> dict[str, Any]:
     d = config.to_diff_dict()
     for key in ("transformers_version", "_name_or_path", "architectures", "dtype", "torch_dtype"):
         d.pop(key, None)
+    d.update(apply_spec_augment=False, mask_time_prob=0.0, mask_feature_prob=0.0, layerdrop=0.0)
     for key in (
         "model_type",
         "num_hidden_layers",
@@ -140,6 +142,11 @@ def make_hf_config(family: str, config: Mapping[str, Any], layers: int | None = 
         d["mask_time_prob"] = 0.0
         d["mask_feature_prob"] = 0.0
     d.setdefault("layerdrop", 0.0)
+    if float(d["layerdrop"]) != 0.0:
+        raise ConfigError(
+            f"layerdrop must be 0.0, got {d['layerdrop']}: transformers 5 records hidden states with hooks, "
+            f"so a dropped layer would remove an entry of the hidden-state stack"
+        )
     return cls.from_dict(d)
 
 
