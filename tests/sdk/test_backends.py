@@ -10,7 +10,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 from fake_tensorrt import ENGINE_BYTES, FakeEngine, make_fake_cudart, make_fake_trt
-from sdk_models import reference_logits, tiny_manifest
+from sdk_models import reference_logits, requires_native, tiny_manifest
 
 import spoofsdk.backends.tensorrt as trt_backend
 from spoofsdk.backends import available_backends, create_backend
@@ -307,3 +307,25 @@ def test_tensorrt_missing_here_is_a_typed_error(engine_file: Path) -> None:
             TensorRTBackend(engine_file, _manifest_of(engine_file))
     else:
         pytest.skip("tensorrt is installed here")
+
+
+@requires_native
+def test_detector_on_the_fake_tensorrt_runtime(
+    engine_file: Path, tiny_model: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The whole Detector path over the TensorRT backend: same windows and scores as ORT CPU."""
+    from spoofsdk import Detector
+
+    _install(monkeypatch, make_fake_trt(), make_fake_cudart())
+    det = Detector(engine_file)
+    assert det.backend == "tensorrt"
+    assert det.max_batch == 8
+    x = (0.3 * np.sin(np.arange(44000) / 7.0)).astype(np.float32)
+    got = det.score(x, 16000)
+    ref = Detector(tiny_model, backend="cpu", num_threads=1).score(x, 16000)
+    assert [w.start_s for w in got.windows] == [w.start_s for w in ref.windows]
+    np.testing.assert_allclose([w.logit for w in got.windows], [w.logit for w in ref.windows], atol=1e-5)
+    with pytest.raises(InvalidArgumentError, match=r"the engine accepts at most 16000 samples"):
+        Detector(engine_file, window_s=2.0)
+    with pytest.raises(BackendUnavailableError, match="runs only on backend 'tensorrt'"):
+        Detector(engine_file, backend="cuda")
