@@ -97,15 +97,27 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   Windows chunked;
   bool all_ok = true;
   size_t off = 0;
+  uint32_t lcg = max_chunk;  // chunk sizes (0 included: a no-op push) from a generator seeded by the input
   while (off < payload.size()) {
-    size_t n = payload[off] % max_chunk;
+    lcg = lcg * 1103515245u + 12345u;
+    size_t n = (lcg >> 16) % (static_cast<size_t>(max_chunk) + 1);
     if (n > payload.size() - off) n = payload.size() - off;
     st = spoof_frontend_push(fe, payload.data() + off, n, 0);
     CheckStatus(st);
-    all_ok &= st == SPOOF_OK;
-    off += n == 0 ? 1 : n;
-    if (n == 0) continue;
-    if (payload[off - 1] & 1) Drain(fe, o.window_samples, integer, &chunked);
+    if (st == SPOOF_OK) {
+      off += n;
+      if ((lcg >> 8) & 1) Drain(fe, o.window_samples, integer, &chunked);
+    } else if (st == SPOOF_ERR_OVERFLOW) {  // all-or-nothing: drain, then retry the same bytes
+      const size_t before = chunked.meta.size();
+      Drain(fe, o.window_samples, integer, &chunked);
+      if (chunked.meta.size() == before) {  // nothing to drain: this push can never fit
+        all_ok = false;
+        break;
+      }
+    } else {  // a rejected push would be rejected forever
+      all_ok = false;
+      break;
+    }
   }
   st = spoof_frontend_flush(fe);
   CheckStatus(st);

@@ -19,6 +19,7 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <vector>
 
 namespace spoof {
@@ -74,7 +75,7 @@ class Resampler {
   double half_width_ = 0.0;  // Kaiser half-width in input samples
   double beta_ = 0.0;
   bool phase0_is_delta_ = false;  // upsampling: phase 0 taps are exactly {.., 0, 1, 0, ..}
-  std::vector<float> table_;  // L x T taps, or empty when computed on the fly
+  std::shared_ptr<const std::vector<float>> table_;  // L x T taps (shared), or null: computed on the fly
   std::vector<float> scratch_taps_;
   int64_t scratch_phase_ = -1;
 
