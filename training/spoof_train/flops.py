@@ -174,3 +174,61 @@ def measure_cost(
         params_by_part=params,
         device=device,
     )
+
+
+def _table(rows: list[tuple[str, str, int | None]], samples: int) -> str:
+    from spoof_train.presets import get_preset
+
+    lines = [
+        "| preset | back-end | layers | params (M) | GFLOP / window | conv encoder | transformer "
+        "| back-end GFLOP |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for preset, backend, layers in rows:
+        cfg = get_preset(preset, backend=backend if backend != "-" else None, layers=layers)
+        r = measure_cost(cfg, samples=samples)
+        parts = r.gflops_by_part
+        enc = parts.get("feature_encoder", parts.get("sinc_front_end", 0.0) + parts.get("encoder", 0.0))
+        trans = (
+            parts.get("transformer", 0.0)
+            + parts.get("positional_conv", 0.0)
+            + parts.get("feature_projection", 0.0)
+        )
+        head = parts.get("backend", parts.get("graph_head", 0.0) + parts.get("gru_head", 0.0))
+        kept = cfg.kept_layers if cfg.kept_layers is not None else "-"
+        lines.append(
+            f"| {preset} | {backend} | {kept} | {r.params / 1e6:.3f} | {r.gflops:.2f} | {enc:.2f} | "
+            f"{trans:.2f} | {head:.3f} |"
+        )
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m spoof_train.flops``: print the cost table of the presets (docs/training-models.md)."""
+    import argparse
+
+    parser = argparse.ArgumentParser(
+        description="parameters and GFLOPs per window of the spoof_train presets"
+    )
+    parser.add_argument("--samples", type=int, default=64600, help="window length in samples (default 64600)")
+    args = parser.parse_args(argv)
+    rows: list[tuple[str, str, int | None]] = []
+    for preset, cuts in (
+        ("wavlm-base", (None, 6, 3)),
+        ("hubert-base", (None, 6)),
+        ("wav2vec2-base", (None, 6)),
+        ("wavlm-large", (None, 12, 6)),
+        ("xlsr-300m", (None, 12, 6)),
+    ):
+        rows += [(preset, "ffn", n) for n in cuts]
+    rows += [("wavlm-base", b, 6) for b in ("layer-weighted", "sls", "aasist", "mhfa")]
+    rows += [("xlsr-300m", b, 6) for b in ("layer-weighted", "sls", "aasist", "mhfa")]
+    rows += [
+        (p, "-", None) for p in ("aasist", "aasist-l", "rawnet2", "rawnet2-asvspoof2021", "rawnet2-small")
+    ]
+    print(_table(rows, args.samples))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
