@@ -7,7 +7,10 @@ Runs, in one process and one after the other (loopback only, every run bounded):
 1. the model alone: ms per window of ``Detector.infer_logits`` at batch 1 and 16 (inference cost);
 2. a *null* server per protocol that parses every frame and discards it, with the same simulated
    real-time callers: the CPU cost of the callers + protocol handling, without scoring;
-3. the real servers at ``--calls`` concurrent real-time calls, for ``push_interval_ms`` 0 and 60.
+3. the real servers at the second ``--calls`` count of concurrent real-time calls, for
+   ``push_interval_ms`` 0 and 60, and the same calls sent as fast as possible (``x_realtime``: seconds
+   of call audio scored per second of wall time, i.e. the real-time calls this process could carry);
+4. the AudioSocket server at the other ``--calls`` counts.
 
 Reported per run: CPU ms per second of call audio (process total, callers included), the share of a
 core used, window lag (score time - time the window's last sample was sent) p50/p95, verdict latency
@@ -148,6 +151,22 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                 max_wall_s=10 * args.seconds + 60,
             )
             rows.append(row(f"{server}, {n0} calls, push_interval_ms={interval:g}", r, args.seconds))
+        r = await simulate(
+            server=server,
+            calls=n0,
+            concurrency=n0,
+            seconds=args.seconds,
+            realtime=False,
+            model=args.model,
+            engine_options={"threads": args.threads},
+            max_wall_s=10 * args.seconds + 60,
+        )
+        rows.append(
+            {
+                **row(f"{server}, {n0} calls sent as fast as possible", r, args.seconds),
+                "x_realtime": r["throughput_x_realtime"],
+            }
+        )
     for n in counts:
         if n == n0:
             continue
@@ -180,7 +199,7 @@ def main(argv: list[str] | None = None) -> int:
     report["loadavg_before_after"] = [round(load0[0], 2), round(os.getloadavg()[0], 2)]
     report["cpus"] = os.cpu_count()
     print(json.dumps(report, indent=2))
-    keys = list(report["rows"][1].keys())
+    keys = [*report["rows"][1].keys(), "x_realtime"]
     print("\n| " + " | ".join(keys) + " |", file=sys.stderr)
     print("|" + "---|" * len(keys), file=sys.stderr)
     for r in report["rows"]:
