@@ -8,7 +8,10 @@ Measures, in one run on the same machine:
 2. the model's training step (forward + backward + Adam step) on one fixed batch: the baseline;
 3. the real loop (load + step) per worker setting: its time per step against the model-only step time gives
    the share of time the model waits for data (stall). The loop configurations, the baseline included, run
-   in interleaved rounds and medians are reported, because the machine is shared with other jobs.
+   in interleaved rounds and medians are reported, because the machine is shared with other jobs;
+4. contention-robust CPU costs: the loader's CPU ms per clip (in-process) and the model step's CPU seconds,
+   whose ratio is the share of the machine data preparation takes when it runs in workers beside the model
+   (run with ``--threads 1`` so that no spinning OpenMP thread inflates the model's CPU time).
 
     .venv/bin/python benchmarks/dataloader.py --model wavlm-tiny --batch-size 8 --batches 10 --steps 3
 
@@ -42,19 +45,22 @@ def loader_throughput(ds: Any, batch_size: int, workers: int, batches: int, seed
     first = next(it)  # includes worker start-up
     t_first = time.perf_counter() - t0
     n = 0
-    t1 = time.perf_counter()
+    t1, c1 = time.perf_counter(), time.process_time()
     for _ in range(batches - 1):
         n += next(it)["wave"].shape[0]
-    dt = time.perf_counter() - t1
+    dt, cpu = time.perf_counter() - t1, time.process_time() - c1
     del it, loader, first
-    return {"clips_per_s": n / dt, "first_batch_s": t_first}
+    out = {"clips_per_s": n / dt, "first_batch_s": t_first}
+    if workers == 0:  # all work in this process: its CPU time is the loader's cost, whatever the contention
+        out["cpu_ms_per_clip"] = 1e3 * cpu / n
+    return out
 
 
 def train_loop_time(
     model: Any, ds: Any | None, batch: dict[str, Any], batch_size: int, workers: int, steps: int, seed: int
-) -> float:
-    """Seconds per training step: forward, backward and an Adam step, loading each next batch from ``ds``
-    (or reusing ``batch`` when ``ds`` is None: the model-only baseline)."""
+) -> tuple[float, float]:
+    """Wall and main-process CPU seconds per training step: forward, backward and an Adam step, loading each
+    next batch from ``ds`` (or reusing ``batch`` when ``ds`` is None: the model-only baseline)."""
     import torch
 
     from spoof_train.data import make_loader
@@ -68,16 +74,16 @@ def train_loop_time(
         )
         it = iter(loader)
         batch = next(it)  # start-up excluded, as a long run amortises it
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     for _ in range(steps):
         opt.zero_grad()
         loss_fn(model(batch["wave"], batch["lengths"]), batch["label"]).backward()
         opt.step()
         if it is not None:
             batch = next(it)
-    dt = time.perf_counter() - t0
+    dt, cpu = time.perf_counter() - t0, time.process_time() - c0
     del it
-    return dt / steps
+    return dt / steps, cpu / steps
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -164,11 +170,14 @@ def main(argv: list[str] | None = None) -> int:
             loop_cfgs[f"files/{args.augment}/w{w}"] = (ds_files, w)
         loop_cfgs[f"cache/{args.augment}/w{max(args.workers)}"] = (ds_cache, max(args.workers))
         times: dict[str, list[float]] = {k: [] for k in loop_cfgs}
+        model_cpu: list[float] = []
         for rnd in range(args.rounds):
             for key, (ds, w) in loop_cfgs.items():
-                t = train_loop_time(model, ds, fixed, args.batch_size, w, args.steps, args.seed + rnd)
+                t, cpu = train_loop_time(model, ds, fixed, args.batch_size, w, args.steps, args.seed + rnd)
                 times[key].append(t)
-                print(f"round {rnd} {key}: {t * 1e3:.0f} ms/step", flush=True)
+                if ds is None:
+                    model_cpu.append(cpu)
+                print(f"round {rnd} {key}: {t * 1e3:.0f} ms/step ({cpu * 1e3:.0f} ms CPU)", flush=True)
     step = statistics.median(times["model only"])
     results["model_params"] = n_params
     results["model_step_s"] = step
@@ -180,6 +189,17 @@ def main(argv: list[str] | None = None) -> int:
             per_step = statistics.median(ts)
             results["loop"][key] = {"step_s": per_step, "stall": max(0.0, 1.0 - step / per_step), "all_s": ts}
     results["load_avg_end"] = os.getloadavg()[0]
+    # Contention-free view: CPU seconds. The model step's CPU time (all its threads) against the loader's CPU
+    # time per batch (measured in-process, num_workers=0) = the share of the machine that data preparation
+    # takes when it runs in workers beside the model; on a dedicated box that is the slowdown it can cause.
+    results["model_cpu_s_per_step"] = statistics.median(model_cpu)
+    results["data_cpu_share"] = {}
+    for key, r in results["loader"].items():
+        if "cpu_ms_per_clip" in r:
+            batch_cpu = r["cpu_ms_per_clip"] * args.batch_size / 1e3
+            results["data_cpu_share"][key.rsplit("/", 1)[0]] = batch_cpu / (
+                batch_cpu + results["model_cpu_s_per_step"]
+            )
 
     print()
     print(
@@ -197,6 +217,12 @@ def main(argv: list[str] | None = None) -> int:
     print(f"| model only (fixed batch) | {step * 1e3:.0f} | - |")
     for key, r in results["loop"].items():
         print(f"| {key} | {r['step_s'] * 1e3:.0f} | {100 * r['stall']:.0f} % |")
+    print()
+    print(f"model step: {results['model_cpu_s_per_step'] * 1e3:.0f} ms CPU")
+    print("| source / augmentation | loader CPU ms per clip | data share of CPU per step |")
+    print("|---|---|---|")
+    for key, share in results["data_cpu_share"].items():
+        print(f"| {key} | {results['loader'][key + '/w0']['cpu_ms_per_clip']:.1f} | {100 * share:.1f} % |")
     print(json.dumps(results))
     return 0
 
