@@ -153,3 +153,19 @@ def test_legacy_onnx_export_with_dynamic_batch_and_samples(
             ref = model(x).numpy()
         got = session.run(None, {"audio": x.numpy()})[0]
         assert np.abs(got - ref).max() < 1e-4
+
+
+@pytest.mark.parametrize(
+    ("backend", "expected"), [("ffn", 400), ("mhfa", 400), ("sls", 1040), ("aasist", 1040)]
+)
+def test_min_samples_of_ssl_detectors(tiny_config: Any, backend: str, expected: int) -> None:
+    from spoof_train.errors import DataError
+
+    model = build_detector(tiny_config("xlsr-tiny", backend), seed=0).eval()
+    assert model.min_samples == expected  # receptive field 400, hop 320
+    with torch.no_grad():
+        assert model(torch.zeros(2, expected)).shape == (2, 2)
+    with pytest.raises(DataError, match=rf"at least {expected} samples, got shape \(1, {expected - 1}\)"):
+        model(torch.zeros(1, expected - 1))
+    with pytest.raises(DataError, match=r"got shape \(16000,\)"):
+        model(torch.zeros(16000))

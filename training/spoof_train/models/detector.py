@@ -11,7 +11,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from spoof_train.errors import CheckpointError, ConfigError
+from spoof_train.errors import CheckpointError, ConfigError, DataError
 from spoof_train.models.backends import build_backend
 from spoof_train.models.config import DetectorConfig
 from spoof_train.models.raw import AASIST, RawNet2
@@ -77,7 +77,25 @@ class SSLDetector(_DetectorAPI):
     def backbone_parameters(self) -> list[nn.Parameter]:
         return list(self.backbone.parameters())
 
+    @property
+    def min_samples(self) -> int:
+        """Shortest input: the conv encoder's receptive field (400 samples for the standard encoder), plus
+        two frame hops for back-ends that max-pool 3 frames (``sls``, ``aasist``)."""
+        hf = self.backbone.hf_config
+        field, hop = 1, 1
+        for kernel, stride in zip(hf.conv_kernel, hf.conv_stride, strict=True):
+            field += (kernel - 1) * hop
+            hop *= stride
+        extra_frames = 2 if self.config.backend_name in ("sls", "aasist") else 0
+        return int(field + extra_frames * hop)
+
     def forward(self, wave: Tensor, lengths: Tensor | None = None) -> Tensor:
+        if wave.dim() != 2 or wave.shape[1] < self.min_samples:
+            raise DataError(
+                f"{self.config.backbone['family'] if self.config.backbone else 'ssl'} + "
+                f"{self.config.backend_name} needs wave [batch, samples] with at least {self.min_samples} "
+                f"samples, got shape {tuple(wave.shape)}"
+            )
         hidden, mask = self.backbone(wave, lengths)
         return self.backend(hidden, mask)  # type: ignore[no-any-return]
 
