@@ -23,14 +23,15 @@ import statistics
 import time
 from collections.abc import Callable
 
-os.environ.setdefault("OMP_NUM_THREADS", "1")  # one core for every library
+for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_var, "1")  # one core for every library (idle BLAS threads spin)
 
-import numpy as np
-import soxr
-from scipy.signal import resample_poly
+import numpy as np  # noqa: E402
+import soxr  # noqa: E402
+from scipy.signal import resample_poly  # noqa: E402
 
-from spoofsdk import _native
-from spoofsdk.audio import decode, resample
+from spoofsdk import _native  # noqa: E402
+from spoofsdk.audio import decode, resample  # noqa: E402
 
 WINDOW, HOP = 64000, 32000  # 4 s / 2 s at 16 kHz
 

@@ -40,19 +40,20 @@ double BesselI0(double x) {
 // The order depends only on n, never on where the input sits in memory, so any chunking
 // (and the SIMD and scalar versions) give the same bits; -ffp-contract=off keeps it so.
 #if defined(__GNUC__) || defined(__clang__)
+#define SPOOF_INLINE inline __attribute__((always_inline))  // inlined into each target clone
 typedef float V8 __attribute__((vector_size(32)));
 typedef float V4 __attribute__((vector_size(16)));
-inline V8 Load8(const float* p) {
+SPOOF_INLINE V8 Load8(const float* p) {
   V8 v;
   std::memcpy(&v, p, sizeof(v));
   return v;
 }
-inline float Reduce(V8 a0, V8 a1) {
+SPOOF_INLINE float Reduce(V8 a0, V8 a1) {
   const V8 t = a0 + a1;                                                    // s[l] = acc[l] + acc[l + 8]
   const V4 u = V4{t[0], t[1], t[2], t[3]} + V4{t[4], t[5], t[6], t[7]};  // s[l] + s[l + 4]
   return (u[0] + u[2]) + (u[1] + u[3]);
 }
-inline float Dot(const float* __restrict x, const float* __restrict h, int n) {
+SPOOF_INLINE float Dot(const float* __restrict x, const float* __restrict h, int n) {
   V8 a0 = {0, 0, 0, 0, 0, 0, 0, 0}, a1 = a0;  // lanes 0..7 and 8..15
   for (int i = 0; i < n; i += kLanes) {
     a0 += Load8(x + i) * Load8(h + i);
@@ -61,7 +62,7 @@ inline float Dot(const float* __restrict x, const float* __restrict h, int n) {
   return Reduce(a0, a1);
 }
 // Four dot products with the same taps (loaded once); each result has exactly Dot()'s bits.
-inline void Dot4(const float* __restrict x0, const float* __restrict x1, const float* __restrict x2,
+SPOOF_INLINE void Dot4(const float* __restrict x0, const float* __restrict x1, const float* __restrict x2,
                  const float* __restrict x3, const float* __restrict h, int n, float* out, int64_t stride) {
   const V8 z = {0, 0, 0, 0, 0, 0, 0, 0};
   V8 a0 = z, a1 = z, b0 = z, b1 = z, c0 = z, c1 = z, d0 = z, d1 = z;
