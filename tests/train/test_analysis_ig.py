@@ -68,6 +68,38 @@ def test_stft_view_is_complete() -> None:
     assert res.relative_delta < 1e-2
 
 
+def test_power_grid_is_the_same_integral() -> None:
+    f = _score(_net())
+    x = torch.randn(4000, generator=torch.Generator().manual_seed(3))
+    uniform = integrated_gradients(f, x, steps=256)
+    cubic = integrated_gradients(f, x, steps=256, power=3.0)
+    torch.testing.assert_close(cubic.attributions, uniform.attributions, rtol=1e-2, atol=1e-6)
+    assert cubic.relative_delta < 1e-3
+    riemann = integrated_gradients(f, x, steps=128, power=2.0, method="riemann")
+    assert riemann.relative_delta < 1e-2
+
+
+def test_scale_invariant_model_needs_a_noise_baseline() -> None:
+    """A normalising front end is scale-invariant: from digital silence the gradients carry nothing and the
+    attributions cannot add up; the noise baseline with the t^3 grid restores completeness."""
+    from spoof_train.analysis.explain import make_baseline
+
+    net = _net()
+
+    def f(w: torch.Tensor) -> torch.Tensor:
+        w = w / (w.std(dim=-1, keepdim=True) + 1e-5)  # like GroupNorm over time
+        logits = net(w.unsqueeze(1))
+        return logits[:, 0] - logits[:, 1]
+
+    x = torch.randn(4000, generator=torch.Generator().manual_seed(4))
+    from_silence = integrated_gradients(f, x, make_baseline(x, "zeros"), steps=32)
+    from_noise = integrated_gradients(f, x, make_baseline(x, "noise"), steps=32, power=3.0)
+    assert from_silence.relative_delta > 0.5
+    assert from_noise.relative_delta < 0.05
+    with pytest.raises(ConfigError, match="baseline: expected 'noise' or 'zeros'"):
+        make_baseline(x, "pink")
+
+
 def test_errors() -> None:
     f = lambda p: p.sum(-1)  # noqa: E731
     with pytest.raises(ConfigError, match="steps: expected an integer >= 1, got 0"):
@@ -76,5 +108,7 @@ def test_errors() -> None:
         integrated_gradients(f, torch.ones(3), method="simpson")
     with pytest.raises(ConfigError, match=r"baseline: expected shape \(3,\), got \(4,\)"):
         integrated_gradients(f, torch.ones(3), torch.zeros(4))
+    with pytest.raises(ConfigError, match="power: expected a number >= 1"):
+        integrated_gradients(f, torch.ones(3), power=0.5)
     with pytest.raises(ConfigError, match="one scalar per row"):
         integrated_gradients(lambda p: p, torch.ones(3))

@@ -6,7 +6,7 @@ Each sub-command is argparse over one typed function of the package::
     spoof-train evaluate CHECKPOINT --manifest M --split S [...]        -> spoof_train.train.evaluate
     spoof-train analyse-layers [CONFIG] [--checkpoint C ...] -o DIR     -> spoof_train.analysis.layers
     spoof-train explain CHECKPOINT AUDIO -o DIR [...]                   -> spoof_train.analysis.explain
-    spoof-train init --preset NAME --backend NAME -o DIR       -> spoof_train.checkpoint.init_checkpoint
+    spoof-train init --preset NAME --backend NAME -o DIR       -> spoof_train.presets.init_checkpoint
     spoof-train make-manifest FORMAT --audio-root R [--protocol P] -o M -> spoof_train.data.make_manifest
 
 Distributed training: ``torchrun --nproc_per_node=K -m spoof_train.cli train CONFIG``.
@@ -179,6 +179,7 @@ def cmd_explain(args: argparse.Namespace) -> int:
         target=args.target,
         time_frequency=not args.no_tf,
         batch_size=args.batch_size,
+        baseline=args.baseline,
     )
     if args.json:
         _print_json(res)
@@ -202,7 +203,7 @@ def cmd_explain(args: argparse.Namespace) -> int:
 
 
 def cmd_init(args: argparse.Namespace) -> int:
-    from spoof_train.checkpoint import init_checkpoint
+    from spoof_train.presets import init_checkpoint
 
     kwargs: dict[str, Any] = {"seed": args.seed}
     if args.layers is not None:
@@ -330,6 +331,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--target", choices=("bonafide", "spoof"), default="bonafide")
     p.add_argument("--batch-size", type=int, default=4, help="path points per forward/backward pass")
     p.add_argument("--no-tf", action="store_true", help="skip the time-frequency (STFT) view")
+    p.add_argument(
+        "--baseline",
+        choices=("noise", "zeros"),
+        default="noise",
+        help="IG reference input: white noise 30 dB below the clip RMS (default) or digital silence",
+    )
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_explain)
 
