@@ -187,6 +187,20 @@ def test_analyse_layers_from_checkpoints(
     assert (tmp_path / "la" / "layer_weights.md").is_file()
 
 
+def test_analyse_layers_trains_a_layer_weighted_model(
+    tmp_path: Path, corpus: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    recipe = _recipe(tmp_path, corpus, epochs=1)
+    # the back-end and layer count in the recipe are replaced: all layers, layer-weighted
+    code = main(["analyse-layers", str(recipe), "--set", "model.detector.backend.name=ffn",
+                 "-o", str(tmp_path / "la"), "--json"])  # fmt: skip
+    assert code == 0
+    rep = json.loads(capsys.readouterr().out)
+    assert rep["total_layers"] == 2
+    assert sum(rep["weights"]) == pytest.approx(1.0)
+    assert (tmp_path / "run" / "checkpoints" / "best" / "model.safetensors").is_file()
+
+
 def test_analyse_layers_rejects_other_backends(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     ffn = tmp_path / "ffn"
     assert main(["init", "--preset", "wavlm-tiny", "--backend", "ffn", "-o", str(ffn)]) == 0

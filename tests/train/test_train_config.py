@@ -108,5 +108,14 @@ def test_plateau_with_warmup_rejected(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("recipe", sorted((REPO / "configs").glob("*.yaml")), ids=lambda p: p.name)
 def test_shipped_recipes_validate(recipe: Path) -> None:
+    from spoof_train.augment import build_augmentation
+    from spoof_train.train import detector_config_from_run
+
     cfg = load_run_config(recipe)
-    assert cfg.model.preset or cfg.model.detector or cfg.model.init_checkpoint
+    det = detector_config_from_run(cfg)  # preset + overrides form a valid DetectorConfig (nothing is built)
+    assert det.label_order == ["bonafide", "spoof"]
+    if cfg.data.augment:
+        build_augmentation(cfg.data.augment)
+    if "layer-analysis" in recipe.name:
+        assert det.backend_name == "layer-weighted"
+        assert det.layers is None

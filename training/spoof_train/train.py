@@ -926,14 +926,17 @@ def _limit(rows: list[Any], limit: int | None, seed: int) -> list[Any]:
     return out[:limit] if len(out) > limit else out
 
 
-def build_detector_from_run(cfg: RunConfig) -> tuple[torch.nn.Module, Any]:
-    """The detector a run trains: a preset merged with ``model.detector``, or ``model.init_checkpoint``."""
-    from spoof_train.models import DetectorConfig, build_detector
+def detector_config_from_run(cfg: RunConfig) -> Any:
+    """The DetectorConfig a run trains (preset merged with ``model.detector``), validated, nothing built.
+
+    With ``model.init_checkpoint`` it is the checkpoint's config (``model.detector`` may only repeat it).
+    """
+    from spoof_train.models import DetectorConfig
 
     if cfg.model.init_checkpoint is not None:
-        from spoof_train.checkpoint import load_checkpoint
+        from spoof_train.checkpoint import read_checkpoint_config
 
-        model, det_cfg, _ = load_checkpoint(cfg.model.init_checkpoint, map_location="cpu")
+        det_cfg = read_checkpoint_config(cfg.model.init_checkpoint)
         if cfg.model.detector:
             merged = _deep_merge(det_cfg.to_dict(), cfg.model.detector)
             if DetectorConfig.from_dict(merged).to_dict() != det_cfg.to_dict():
@@ -941,13 +944,25 @@ def build_detector_from_run(cfg: RunConfig) -> tuple[torch.nn.Module, Any]:
                     "model.detector: does not match the config of model.init_checkpoint "
                     f"{cfg.model.init_checkpoint!r}; fine-tuning keeps the checkpoint's architecture"
                 )
-        return model, det_cfg
+        return det_cfg
     base: dict[str, Any] = {}
     if cfg.model.preset is not None:
         from spoof_train import presets
 
         base = presets.get_preset(cfg.model.preset).to_dict()
-    det_cfg = DetectorConfig.from_dict(_deep_merge(base, cfg.model.detector))
+    return DetectorConfig.from_dict(_deep_merge(base, cfg.model.detector))
+
+
+def build_detector_from_run(cfg: RunConfig) -> tuple[torch.nn.Module, Any]:
+    """The detector a run trains: a preset merged with ``model.detector``, or ``model.init_checkpoint``."""
+    from spoof_train.models import build_detector
+
+    det_cfg = detector_config_from_run(cfg)
+    if cfg.model.init_checkpoint is not None:
+        from spoof_train.checkpoint import load_checkpoint
+
+        model, det_cfg, _ = load_checkpoint(cfg.model.init_checkpoint, map_location="cpu")
+        return model, det_cfg
     model = build_detector(
         det_cfg, seed=cfg.seed, pretrained=cfg.model.pretrained, trust_checkpoint=cfg.model.trust_checkpoint
     )
