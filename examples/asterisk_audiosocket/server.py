@@ -24,13 +24,7 @@ from typing import Any
 
 from spoofsdk.errors import SpoofError
 
-from ..callcentre.cli import (
-    add_engine_arguments,
-    build_engine,
-    configure_logging,
-    main_guard,
-    run_until_signalled,
-)
+from ..callcentre.cli import add_engine_arguments, configure_logging, run_server
 from ..callcentre.engine import CallRejectedError, CallScorer, CallTooLongError, ScoringEngine
 from ..callcentre.idle import IdleWatchdog
 from .protocol import (
@@ -207,23 +201,13 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     configure_logging(args.log_level)
 
-    async def run() -> None:
-        engine, sink = build_engine(args)
-        server = AudioSocketServer(
+    return run_server(
+        args,
+        lambda engine: AudioSocketServer(
             engine,
             host=args.host,
             port=args.port,
             max_audio_bytes=args.max_audio_bytes,
             idle_timeout_s=args.idle_timeout_s,
-        )
-
-        async def stop() -> None:
-            await server.close()
-            await engine.shutdown()
-
-        try:
-            await run_until_signalled(server.start, stop)
-        finally:
-            sink.close()
-
-    return main_guard(run)
+        ),
+    )

@@ -14,7 +14,14 @@ from spoofsdk import Detector, SpoofError
 
 from .engine import EngineConfig, JsonLinesSink, ScoringEngine
 
-__all__ = ["add_engine_arguments", "build_engine", "configure_logging", "run_until_signalled"]
+__all__ = [
+    "add_engine_arguments",
+    "build_engine",
+    "configure_logging",
+    "main_guard",
+    "run_server",
+    "run_until_signalled",
+]
 
 logger = logging.getLogger("spoofsdk.examples")
 
@@ -88,6 +95,27 @@ async def run_until_signalled(
     finally:
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(sig)
+
+
+def run_server(args: argparse.Namespace, make_server: Callable[[ScoringEngine], Any]) -> int:
+    """Build the engine, start ``make_server(engine)``, serve until SIGINT/SIGTERM, shut down cleanly."""
+
+    async def run() -> None:
+        engine, sink = build_engine(args)
+        server = make_server(engine)
+
+        async def stop() -> None:
+            await server.close()
+            await engine.shutdown()
+
+        try:
+            await run_until_signalled(server.start, stop)
+        finally:
+            if not engine.closed:  # start() failed (e.g. the port is taken)
+                await engine.shutdown()
+            sink.close()
+
+    return main_guard(run)
 
 
 def main_guard(run: Callable[[], Awaitable[None]]) -> int:

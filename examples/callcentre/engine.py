@@ -476,7 +476,15 @@ class ScoringEngine:
     ) -> None:
         self.detector = detector
         self.config = config or EngineConfig()
-        self.scheduler = BatchScheduler(detector, **(scheduler_options or {}))
+        options = dict(scheduler_options or {})
+        # one push carries at most max_pending_s of audio: all its windows must fit in the queue at once
+        per_push = math.ceil(self.config.max_pending_s * detector.sample_rate / detector.hop_samples) + 2
+        if options.get("max_queue", 1024) < per_push:
+            raise InvalidArgumentError(
+                f"max_queue: expected >= {per_push} windows (one push can carry max_pending_s="
+                f"{self.config.max_pending_s:g} s of audio), given {options['max_queue']}"
+            )
+        self.scheduler = BatchScheduler(detector, **options)
         self.executor = ThreadPoolExecutor(
             max_workers=self.config.max_calls + 2, thread_name_prefix="spoof-call"
         )
@@ -520,6 +528,10 @@ class ScoringEngine:
             self._latency.append(ms)
 
     # ------------------------------------------------------------------ calls
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
     @property
     def active_calls(self) -> int:
         return len(self._calls)

@@ -39,13 +39,7 @@ from websockets.exceptions import ConnectionClosed
 
 from spoofsdk.errors import SpoofError
 
-from ..callcentre.cli import (
-    add_engine_arguments,
-    build_engine,
-    configure_logging,
-    main_guard,
-    run_until_signalled,
-)
+from ..callcentre.cli import add_engine_arguments, configure_logging, run_server
 from ..callcentre.engine import CallRejectedError, CallScorer, CallTooLongError, ScoringEngine
 from ..callcentre.idle import IdleWatchdog
 
@@ -360,24 +354,14 @@ def main(argv: list[str] | None = None) -> int:
             logger.error("--tls-cert/--tls-key: cannot load %s: %s", args.tls_cert, exc)
             return 2
 
-    async def run() -> None:
-        engine, sink = build_engine(args)
-        server = MediaStreamServer(
+    return run_server(
+        args,
+        lambda engine: MediaStreamServer(
             engine,
             host=args.host,
             port=args.port,
             tracks=tracks,
             idle_timeout_s=args.idle_timeout_s,
             ssl_context=context,
-        )
-
-        async def stop() -> None:
-            await server.close()
-            await engine.shutdown()
-
-        try:
-            await run_until_signalled(server.start, stop)
-        finally:
-            sink.close()
-
-    return main_guard(run)
+        ),
+    )

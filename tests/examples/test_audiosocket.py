@@ -389,3 +389,57 @@ def test_engine_config_validation() -> None:
         EngineConfig(max_calls=0)
     with pytest.raises(InvalidArgumentError, match=r"max_pending_s: expected a positive number of seconds"):
         EngineConfig(max_pending_s=0)
+
+
+def test_engine_checks_the_scheduler_queue_against_the_pending_bound(detector: Any) -> None:
+    from examples.callcentre.engine import ScoringEngine
+
+    with pytest.raises(InvalidArgumentError, match=r"max_queue: expected >= 22 windows .* given 16"):
+        ScoringEngine(detector, config=EngineConfig(max_pending_s=10), scheduler_options={"max_queue": 16})
+
+
+class _SheddingSession:
+    """Wraps a session; its Nth push raises the scheduler's OverloadError (back-pressure)."""
+
+    def __init__(self, inner: Any, fail_at: int) -> None:
+        self.inner, self.fail_at, self.n = inner, fail_at, 0
+
+    def push(self, data: bytes) -> Any:
+        self.n += 1
+        if self.n == self.fail_at:
+            from spoofsdk.errors import OverloadError
+
+            raise OverloadError("submit: scheduler queue full (test)")
+        return self.inner.push(data)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+
+def test_shed_push_is_counted_and_the_call_goes_on(detector: Any, caplog: pytest.LogCaptureFixture) -> None:
+    from examples.callcentre.engine import ScoringEngine
+
+    async def go() -> list[dict[str, Any]]:
+        events: list[dict[str, Any]] = []
+        engine = ScoringEngine(detector, on_event=events.append)
+        try:
+            call = engine.open_call("c1", source="test")
+            frame = call_audio(0.02, 1).astype("<i2").tobytes()
+            call.feed(frame, sample_rate=8000, encoding="pcm16")
+            call.session = _SheddingSession(call.session, fail_at=3)  # type: ignore[assignment]
+            for _ in range(99):
+                await asyncio.sleep(0)  # one push per frame: let the scorer task take each
+                call.feed(frame, sample_rate=8000, encoding="pcm16")
+            await call.finish("hangup")
+        finally:
+            await engine.shutdown()
+        return events
+
+    events = arun(go())
+    (ov,) = by_kind(events, "overload")
+    assert "scheduler queue full" in ov["message"]
+    (v,) = by_kind(events, "verdict")
+    assert v["pushes_shed"] == 1
+    assert v["received_s"] == pytest.approx(2.0)
+    assert v["label"] in ("spoof", "bonafide")  # the call went on and was scored
+    assert "push shed by the scheduler" in caplog.text
