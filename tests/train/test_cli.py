@@ -65,8 +65,7 @@ def _recipe(tmp: Path, corpus: Path, **train: Any) -> Path:
             "preset": "wavlm-tiny",
             "detector": {
                 "backend": {"name": "layer-weighted", "config": {}},
-                # the preset keeps HF's layerdrop 0.1 / SpecAugment, which drop hidden states at random in
-                # training mode: a layer-weighted back-end needs every state
+                # a layer-weighted back-end needs every hidden state: no layerdrop, no SpecAugment
                 "backbone": {"config": {"layerdrop": 0.0, "apply_spec_augment": False}},
             },
         },
