@@ -14,7 +14,8 @@
 namespace spoof {
 namespace {
 
-constexpr double kStopbandDb = 80.0;        // Kaiser design attenuation (and passband ripple)
+constexpr double kStopbandDb = 80.0;        // Kaiser design attenuation, downsampling (aliases)
+constexpr double kImageRejectionDb = 75.0;  // upsampling (images): 48 instead of 64 taps for 8 -> 16 kHz
 constexpr double kPassbandEdge = 0.45;      // x the lower rate
 constexpr double kStopbandEdge = 0.50;      // x the lower rate (downsampling)
 constexpr double kImageEdge = 0.55;         // x the input rate (upsampling: images start here)
@@ -165,9 +166,10 @@ Resampler::Resampler(int32_t in_rate, int32_t out_rate) : in_rate_(in_rate), out
   const double transition = (stop - kPassbandEdge) * low / in_rate;  // cycles per input sample
   phase0_is_delta_ = up;
   // Kaiser's formulas: order N = (A - 7.95) / (2.285 * dw), beta = 0.1102 (A - 8.7).
-  const double order = (kStopbandDb - 7.95) / (2.285 * 2.0 * kPi * transition);
+  const double atten = up ? kImageRejectionDb : kStopbandDb;
+  const double order = (atten - 7.95) / (2.285 * 2.0 * kPi * transition);
   half_width_ = 0.5 * order;
-  beta_ = 0.1102 * (kStopbandDb - 8.7);
+  beta_ = 0.1102 * (atten - 8.7);
   K_ = static_cast<int>(std::ceil(half_width_));
   T_ = (2 * K_ + kLanes - 1) / kLanes * kLanes;
 
