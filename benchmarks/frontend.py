@@ -130,6 +130,7 @@ def run(seconds: int, repeats: int) -> list[tuple[str, str, float, str]]:
         lambda: frame(resample(decode(mu, "mulaw"), 8000, 16000)),
         q_ours,
     )
+    add(case, "spoofsdk offline resample (resample only)", lambda: resample(x8, 8000, 16000), q_ours)
     add(
         case,
         "soxr VHQ one-shot (resample only)",
