@@ -383,19 +383,20 @@ async def simulate(
     if connect is None:
         from spoofsdk import Detector
 
-        from .asterisk_audiosocket.server import AudioSocketServer
         from .callcentre.engine import EngineConfig, ScoringEngine
-        from .media_stream_ws.server import MediaStreamServer
 
         opts = dict(engine_options or {})
         detector = Detector(model, backend=opts.pop("backend", "cpu"), num_threads=opts.pop("threads", 0))
         config = EngineConfig(max_calls=max(concurrency, 1) + 8, **opts.pop("config", {}))
         engine = ScoringEngine(detector, config=config, on_event=collector, scheduler_options=opts)
-        srv = (
-            AudioSocketServer(engine, port=0)
-            if server == "audiosocket"
-            else MediaStreamServer(engine, port=0)
-        )
+        if server == "audiosocket":
+            from .asterisk_audiosocket.server import AudioSocketServer
+
+            srv = AudioSocketServer(engine, port=0)
+        else:
+            from .media_stream_ws.server import MediaStreamServer  # needs websockets
+
+            srv = MediaStreamServer(engine, port=0)
         await srv.start()
         host, port = "127.0.0.1", srv.port
     else:

@@ -42,9 +42,12 @@ async def running(
     **server_options: Any,
 ) -> AsyncIterator[tuple[Any, list[dict[str, Any]]]]:
     """A loopback server (``audiosocket`` or ``media_stream``) on an ephemeral port, and its event list."""
-    from examples.asterisk_audiosocket.server import AudioSocketServer
     from examples.callcentre.engine import EngineConfig, ScoringEngine
-    from examples.media_stream_ws.server import MediaStreamServer
+
+    if kind == "audiosocket":
+        from examples.asterisk_audiosocket.server import AudioSocketServer as cls
+    else:
+        from examples.media_stream_ws.server import MediaStreamServer as cls  # needs websockets
 
     events: list[dict[str, Any]] = []
     engine = ScoringEngine(
@@ -53,7 +56,6 @@ async def running(
         on_event=events.append,
         scheduler_options=scheduler or {"max_wait_ms": 1.0},
     )
-    cls = AudioSocketServer if kind == "audiosocket" else MediaStreamServer
     server = cls(engine, port=0, **server_options)
     await server.start()
     try:
@@ -61,3 +63,11 @@ async def running(
     finally:
         await server.close()
         await engine.shutdown()
+
+
+try:
+    import websockets  # noqa: F401
+
+    HAVE_WEBSOCKETS = True
+except ImportError:  # the examples extra is not installed
+    HAVE_WEBSOCKETS = False

@@ -20,13 +20,16 @@ from typing import Any
 
 import numpy as np
 import pytest
-from ex_helpers import arun, by_kind
+from ex_helpers import HAVE_WEBSOCKETS, arun, by_kind
 
 from examples.asterisk_audiosocket.protocol import KIND_AUDIO, KIND_UUID, encode_frame
 from examples.callcentre.engine import JsonLinesSink, ScoringEngine
 from examples.simulate_calls import check_loopback, main, simulate, synth_audio
 
 ROOT = Path(__file__).resolve().parents[2]
+needs_websockets = pytest.mark.skipif(
+    not HAVE_WEBSOCKETS, reason="the examples extra (websockets) is not installed"
+)
 
 
 def test_simulate_in_process_audiosocket(tiny_model: Path) -> None:
@@ -53,6 +56,7 @@ def test_simulate_in_process_audiosocket(tiny_model: Path) -> None:
     assert report["throughput_x_realtime"] > 0
 
 
+@needs_websockets
 def test_simulate_media_stream_in_real_time(tiny_model: Path) -> None:
     report = arun(
         simulate(
@@ -71,6 +75,7 @@ def test_simulate_media_stream_in_real_time(tiny_model: Path) -> None:
     assert report["throughput_x_realtime"] <= 2.0 + 1e-6  # two calls in real time cannot beat 2x
 
 
+@needs_websockets
 def test_simulate_against_a_running_server(detector: Any, tmp_path: Path) -> None:
     from examples.media_stream_ws.server import MediaStreamServer
 
@@ -218,6 +223,7 @@ def test_audiosocket_cli_finishes_calls_on_sigterm(tiny_model: Path, tmp_path: P
     assert v["received_s"] == pytest.approx(2.0)
 
 
+@needs_websockets
 def test_media_stream_cli_stops_on_sigint(tiny_model: Path, tmp_path: Path) -> None:
     out = tmp_path / "calls.jsonl"
     with _server_process("examples.media_stream_ws", tiny_model, out) as (proc, _):
