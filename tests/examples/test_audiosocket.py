@@ -443,3 +443,36 @@ def test_shed_push_is_counted_and_the_call_goes_on(detector: Any, caplog: pytest
     assert v["received_s"] == pytest.approx(2.0)
     assert v["label"] in ("spoof", "bonafide")  # the call went on and was scored
     assert "push shed by the scheduler" in caplog.text
+
+
+def test_event_hook_sync_async_and_failing(detector: Any, caplog: pytest.LogCaptureFixture) -> None:
+    """The callback hook gets every event; an async hook is scheduled; a raising hook only logs."""
+    from examples.callcentre.engine import ScoringEngine
+
+    seen: list[str] = []
+    async_seen: list[str] = []
+
+    def failing(event: dict[str, Any]) -> None:
+        seen.append(event["event"])
+        raise RuntimeError("hook bug")
+
+    async def slow_hook(event: dict[str, Any]) -> None:
+        await asyncio.sleep(0.01)
+        async_seen.append(event["event"])
+
+    async def go(hook: Any) -> None:
+        engine = ScoringEngine(detector, on_event=hook)
+        try:
+            call = engine.open_call("c2", source="test")
+            call.feed(call_audio(1.2, 2).astype("<i2").tobytes(), sample_rate=8000, encoding="pcm16")
+            await call.finish("hangup")
+        finally:
+            await engine.shutdown()  # waits for pending async hooks
+
+    arun(go(failing))
+    assert seen[0] == "call_start"
+    assert seen[-1] == "verdict"
+    assert "on_event callback raised RuntimeError: hook bug" in caplog.text
+    arun(go(slow_hook))
+    assert async_seen[0] == "call_start"
+    assert async_seen.count("verdict") == 1
