@@ -122,7 +122,8 @@ SPOOF_API spoof_status spoof_resample_output_length(int64_t n_in, int32_t in_sr,
  * k / out_sr. Rates in [1000, 384000]; input must be finite (else SPOOF_ERR_INVALID_AUDIO).
  * Equal to the front end's streaming resampler fed the same samples and flushed;
  * in_sr == out_sr copies exactly. Filter: Kaiser-windowed sinc, passband to 0.45 x the
- * lower rate, stopband (>= 70 dB) from 0.5 x the lower rate. */
+ * lower rate; downsampling: >= 70 dB stopband from the output Nyquist; upsampling:
+ * half-band, images of content below 0.45 x the input rate >= 70 dB down. */
 SPOOF_API spoof_status spoof_resample(const float* in, int64_t n_in, int32_t in_sr, int32_t out_sr,
                                       float* out, int64_t out_capacity, int64_t* n_out);
 

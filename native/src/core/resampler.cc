@@ -159,7 +159,7 @@ Resampler::Resampler(int32_t in_rate, int32_t out_rate) : in_rate_(in_rate), out
   // more than -80 dB). Upsampling: no aliasing is possible, only images of the input
   // spectrum mirrored about the input Nyquist; a transition band centred on it
   // ([0.45, 0.55] x input rate, a half-band filter) rejects the images of everything below
-  // 0.45 x input rate by 80 dB with half the taps, and makes phase 0 an exact copy.
+  // 0.45 x input rate by 75 dB with half the taps, and makes phase 0 an exact copy.
   const bool up = out_rate > in_rate;
   const double stop = up ? kImageEdge : kStopbandEdge;
   cutoff_ = up ? 0.5 : 0.5 * (kPassbandEdge + stop) * low / in_rate;

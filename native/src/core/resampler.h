@@ -10,12 +10,11 @@
 // summed in a fixed order (16 independent lanes, then a fixed tree), so the output is
 // bit-identical whatever the chunking of the input.
 //
-// Filter: Kaiser-windowed sinc designed for 80 dB stopband (about 1e-4 ripple), each phase
-// normalised to unit DC gain. Downsampling: passband to 0.45 x the output rate, stopband
-// from 0.50 x the output rate (its Nyquist). Upsampling: half-band, transition
-// [0.45, 0.55] x the input rate, so phase 0 copies the input exactly and the images of
-// everything below 0.45 x input rate are >= 80 dB down. in_rate == out_rate is an exact
-// pass-through.
+// Filter: Kaiser-windowed sinc, each phase normalised to unit DC gain. Downsampling:
+// designed for 80 dB, passband to 0.45 x the output rate, stopband from 0.50 x the output
+// rate (its Nyquist). Upsampling: half-band designed for 75 dB, transition [0.45, 0.55] x
+// the input rate, so phase 0 copies the input exactly and the images of everything below
+// 0.45 x input rate are >= 75 dB down. in_rate == out_rate is an exact pass-through.
 #pragma once
 
 #include <cstdint>
