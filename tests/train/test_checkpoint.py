@@ -37,6 +37,12 @@ def test_round_trip_reproduces_outputs(tiny_checkpoint: Path, tiny_detector: Any
     assert info == {"origin": "test", "seed": 0}
     assert not model.training
     assert torch.equal(_outputs(model, *tiny_wave), _outputs(tiny_detector, *tiny_wave))
+    # built on the meta device and assigned: real tensors, trainable parameters, nothing left on meta
+    assert all(p.requires_grad and not p.is_meta for p in model.parameters())
+    assert all(isinstance(p, torch.nn.Parameter) for p in model.parameters())
+    model.train()
+    model(*tiny_wave).sum().backward()
+    assert all(p.grad is not None for p in model.parameters())
     cfg = json.loads((tiny_checkpoint / "config.json").read_text())
     assert cfg["format"] == "spoof_train.detector"
     assert cfg["label_order"] == ["bonafide", "spoof"]

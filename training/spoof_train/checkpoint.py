@@ -197,7 +197,14 @@ def load_checkpoint(
         state = load_file(str(weights), device="cpu")
     except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
         raise CheckpointError(f"{weights} is not a readable safetensors file: {exc}") from exc
-    model = build_detector(config)
+    # SSL models have no non-persistent buffers: build them on the meta device (no random init, no second
+    # copy of the weights) and adopt the loaded tensors with assign=True.
+    on_meta = config.kind == "ssl"
+    if on_meta:
+        with torch.device("meta"):
+            model = build_detector(config)
+    else:
+        model = build_detector(config)
     own = model.state_dict()
     missing = sorted(set(own) - set(state))
     unexpected = sorted(set(state) - set(own))
@@ -217,7 +224,10 @@ def load_checkpoint(
             f"{len(missing)} missing e.g. {missing[:3]}, {len(unexpected)} unexpected e.g. {unexpected[:3]}, "
             f"{len(mismatched)} shape mismatches e.g. {mismatched[:3]}"
         )
-    model.load_state_dict(state, strict=True)
+    model.load_state_dict(state, strict=True, assign=on_meta)
+    if on_meta and any(t.is_meta for t in [*model.parameters(), *model.buffers()]):
+        model = build_detector(config)  # a tensor outside the state dict stayed on meta: build for real
+        model.load_state_dict(state, strict=True)
     model.to(map_location)
     model.eval()
     return model, config, training_info
