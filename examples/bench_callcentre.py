@@ -1,6 +1,7 @@
 """Measure the call-centre servers with the load simulator, against baselines in the same run.
 
     python -m examples.bench_callcentre --model tiny.onnx [--seconds 8] [--calls 25,50,100,200]
+    python -m examples.bench_callcentre --synthetic 256 --calls 10,25,50   # a model with a real cost
 
 Runs, in one process and one after the other (loopback only, every run bounded):
 
@@ -35,6 +36,57 @@ import numpy as np
 
 from .asterisk_audiosocket.protocol import KIND_HANGUP, read_frame
 from .simulate_calls import audiosocket_call, media_stream_call, simulate, synth_audio
+
+
+def make_synthetic_detector(path: str, channels: int = 256) -> str:
+    """Write a random conv detector whose inference cost is closer to a real front-end than the tiny
+    test model's: Conv1d(1->C, 25 ms kernel, 10 ms stride) + ReLU + Conv1d(C->C, 1) + ReLU + mean + linear
+    (about 17 M multiply-adds per 1 s window at C=256). Scores are meaningless; only the cost matters."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    from spoofsdk.manifest import Manifest, write_onnx_manifest
+
+    rng = np.random.default_rng(0)
+    inits = [
+        numpy_helper.from_array((rng.standard_normal((channels, 1, 400)) * 0.05).astype(np.float32), "w1"),
+        numpy_helper.from_array(
+            (rng.standard_normal((channels, channels, 1)) * 0.05).astype(np.float32), "w2"
+        ),
+        numpy_helper.from_array((rng.standard_normal((channels, 2)) * 0.05).astype(np.float32), "w3"),
+        numpy_helper.from_array(np.zeros(2, dtype=np.float32), "b3"),
+        numpy_helper.from_array(np.array([1], dtype=np.int64), "axis1"),
+    ]
+    nodes = [
+        helper.make_node("Unsqueeze", ["audio", "axis1"], ["x"]),
+        helper.make_node("Conv", ["x", "w1"], ["c1"], strides=[160]),
+        helper.make_node("Relu", ["c1"], ["r1"]),
+        helper.make_node("Conv", ["r1", "w2"], ["c2"]),
+        helper.make_node("Relu", ["c2"], ["r2"]),
+        helper.make_node("ReduceMean", ["r2"], ["m"], axes=[2], keepdims=0),
+        helper.make_node("Gemm", ["m", "w3", "b3"], ["logits"]),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "synthetic_detector",
+        [helper.make_tensor_value_info("audio", TensorProto.FLOAT, ["batch", "samples"])],
+        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch", 2])],
+        initializer=inits,
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8  # this onnxruntime rejects the newest IR (docs/cpu-baseline.md)
+    manifest = Manifest(
+        sample_rate=16000,
+        window_samples=16000,
+        hop_samples=8000,
+        min_samples=400,
+        backbone="synthetic-conv",
+        exporter="examples.bench_callcentre",
+        exporter_version="1",
+    )
+    write_onnx_manifest(model, manifest)
+    onnx.save(model, path)
+    return path
 
 
 def _cpu() -> float:
@@ -188,11 +240,21 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(
         prog="python -m examples.bench_callcentre", description=__doc__.split("\n")[0]
     )
-    p.add_argument("--model", required=True)
+    p.add_argument("--model", default=None, help="detector to serve (default: --synthetic)")
+    p.add_argument("--synthetic", type=int, default=None, metavar="C",
+                   help="serve a random conv detector with C channels (for its cost)")  # fmt: skip
     p.add_argument("--seconds", type=float, default=8.0)
     p.add_argument("--calls", default="25,50,100,200")
     p.add_argument("--threads", type=int, default=1)
     args = p.parse_args(argv)
+    if args.synthetic is not None:
+        import tempfile
+
+        args.model = make_synthetic_detector(
+            os.path.join(tempfile.mkdtemp(prefix="spoof-bench-"), "synthetic.onnx"), args.synthetic
+        )
+    if args.model is None:
+        p.error("give --model PATH or --synthetic C")
     load0 = os.getloadavg()
     report = {"model": model_cost(args.model, args.threads)}
     report.update(asyncio.run(run(args)))
