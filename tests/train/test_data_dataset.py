@@ -223,3 +223,22 @@ def test_native_front_end_is_used_when_built() -> None:
     ours, ref = resample(x, 8000, 16000), soxr.resample(x, 8000, 16000, quality="VHQ")
     assert ours.shape == ref.shape
     assert np.max(np.abs(ours[200:-200] - ref[200:-200])) < 1e-2  # two good resamplers agree in-band
+
+
+def test_corpus_clips_load_at_16k_and_chunk(corpus_dir: Path) -> None:
+    from spoof_train.data import read_manifest
+
+    rows = read_manifest(corpus_dir / "MANIFEST.tsv", splits=["dev"])
+    picked = [next(r for r in rows if r.extra["sample_rate"] == sr) for sr in ("8000", "16000")]
+    picked.append(max(rows, key=lambda r: float(r.extra["seconds"])))
+    ds = AudioDataset(picked)
+    for i, r in enumerate(picked):
+        n = ds[i]["wave"].shape[0]
+        assert abs(n - float(r.extra["seconds"]) * 16000) <= 16, (
+            r.path,
+            n,
+        )  # 8 kHz files resampled to 16 kHz
+    assert utterance_lengths(picked) == [round(float(r.extra["seconds"]) * 16000) for r in picked]
+    chunked = ChunkedEvalDataset(picked, window_samples=64000, hop_samples=32000)
+    longest = chunked[2]
+    assert longest["windows"].shape[0] == len(window_starts(ds[2]["wave"].shape[0], 64000, 32000)) > 1

@@ -5,6 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from spoof_train.data import Utterance, check_splits, read_manifest, select_split, write_manifest
 from spoof_train.errors import DataError
@@ -106,3 +108,37 @@ def test_corpus_v1_manifest_reads(corpus_dir: Path) -> None:
     assert counts["train"] == {"bonafide": 868, "spoof": 1735}
     assert set(rows[0].extra) >= {"source", "sample_rate", "seconds", "channel"}
     assert Path(rows[0].path).is_file()
+
+
+text_st = st.text(
+    alphabet=st.characters(blacklist_categories=("Cs", "Cc", "Zl", "Zp"), blacklist_characters="\t\n\r\x85"),
+    min_size=1,
+    max_size=12,
+).filter(lambda t: t.strip() == t and not t.startswith("#"))
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    fields=st.lists(
+        st.tuples(text_st, st.sampled_from(["bonafide", "spoof"]), text_st, text_st, text_st, text_st),
+        min_size=1,
+        max_size=8,
+        unique_by=lambda f: f[0],
+    )
+)
+def test_write_read_roundtrip_property(tmp_path: Path, fields: list[tuple[str, ...]]) -> None:
+    rows = [
+        Utterance(str(tmp_path / f"f{i}" / name), label, attack, speaker, split, {"note": note})
+        for i, (name, label, attack, speaker, split, note) in enumerate(fields)
+    ]
+    back = read_manifest(write_manifest(tmp_path / "prop.tsv", rows))
+    assert [(r.label, r.attack, r.speaker, r.split, dict(r.extra)) for r in back] == [
+        (r.label, r.attack, r.speaker, r.split, dict(r.extra)) for r in rows
+    ]
+    assert [Path(r.path) for r in back] == [Path(r.path).resolve() for r in rows]
+
+
+def test_byte_order_mark_is_tolerated(tmp_path: Path) -> None:
+    p = tmp_path / "bom.tsv"
+    p.write_bytes("\ufeffpath\tlabel\tattack\tspeaker\tsplit\nx.wav\tspoof\tA1\ts\ttrain\n".encode())
+    assert read_manifest(p)[0].attack == "A1"

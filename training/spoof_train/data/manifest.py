@@ -16,7 +16,6 @@ not contain tabs or newlines. Blank lines and lines starting with ``#`` are igno
 from __future__ import annotations
 
 import contextlib
-import csv
 import io
 import logging
 import os
@@ -94,7 +93,7 @@ def read_manifest(
     """
     mpath = Path(path)
     try:
-        text = mpath.read_text(encoding="utf-8")
+        text = mpath.read_text(encoding="utf-8-sig")  # tolerate a byte-order mark from spreadsheet exports
     except FileNotFoundError as exc:
         raise DataError(f"manifest not found: {mpath}") from exc
     except (OSError, UnicodeDecodeError) as exc:
@@ -174,9 +173,10 @@ def write_manifest(path: str | Path, rows: Iterable[Utterance], *, relative: boo
                 extra_cols.append(k)
     out.parent.mkdir(parents=True, exist_ok=True)
     base = out.parent.resolve()
+    # plain tab-joined lines, no quoting: values are checked for tabs/newlines and read back with split("\t"),
+    # so quotes and other characters round-trip unchanged
     buf = io.StringIO()
-    writer = csv.writer(buf, delimiter="\t", lineterminator="\n", quoting=csv.QUOTE_NONE, escapechar=None)
-    writer.writerow([*REQUIRED_COLUMNS, *extra_cols])
+    buf.write("\t".join([*REQUIRED_COLUMNS, *extra_cols]) + "\n")
     for n, r in enumerate(rows):
         where = f"write_manifest row {n} ({r.path})"
         p = r.path
@@ -185,7 +185,7 @@ def write_manifest(path: str | Path, rows: Iterable[Utterance], *, relative: boo
                 p = Path(p).resolve().relative_to(base).as_posix()
         values = [p, r.label, r.attack, r.speaker, r.split] + [str(r.extra.get(c, "-")) for c in extra_cols]
         cols = [*REQUIRED_COLUMNS, *extra_cols]
-        writer.writerow([_clean(v, c, where) for v, c in zip(values, cols, strict=True)])
+        buf.write("\t".join(_clean(v, c, where) for v, c in zip(values, cols, strict=True)) + "\n")
     tmp = out.with_name(f".{out.name}.tmp{os.getpid()}")
     tmp.write_text(buf.getvalue(), encoding="utf-8")
     os.replace(tmp, out)
