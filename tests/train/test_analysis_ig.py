@@ -71,11 +71,11 @@ def test_stft_view_is_complete() -> None:
 def test_power_grid_is_the_same_integral() -> None:
     f = _score(_net())
     x = torch.randn(4000, generator=torch.Generator().manual_seed(3))
-    uniform = integrated_gradients(f, x, steps=256)
-    cubic = integrated_gradients(f, x, steps=256, power=3.0)
-    torch.testing.assert_close(cubic.attributions, uniform.attributions, rtol=1e-2, atol=1e-6)
+    uniform = integrated_gradients(f, x, steps=96, batch_size=32)
+    cubic = integrated_gradients(f, x, steps=96, power=3.0, batch_size=32)
+    torch.testing.assert_close(cubic.attributions, uniform.attributions, rtol=2e-2, atol=1e-5)
     assert cubic.relative_delta < 1e-3
-    riemann = integrated_gradients(f, x, steps=128, power=2.0, method="riemann")
+    riemann = integrated_gradients(f, x, steps=64, power=2.0, method="riemann", batch_size=32)
     assert riemann.relative_delta < 1e-2
 
 
