@@ -149,6 +149,12 @@ def test_chunked_eval_and_aggregation(clips: list[Utterance]) -> None:
     zero = ChunkedEvalDataset(clips, window_samples=16000, hop_samples=8000, short="zero")[2]
     assert zero["lengths"].tolist() == [3000]
     assert zero["windows"][0, 3000:].abs().sum() == 0
+    own = ChunkedEvalDataset(clips, window_samples=16000, hop_samples=8000, short="none")
+    assert own[2]["windows"].shape == (1, 3000)
+    mixed = collate_windows([own[2], own[0]])
+    assert mixed["wave"].shape == (2, 8000)
+    assert mixed["lengths"].tolist() == [3000, 8000]
+    assert mixed["wave"][0, 3000:].abs().sum() == 0
     batch = collate_windows(items)
     assert batch["wave"].shape == (8, 16000)
     assert batch["owner"].tolist() == [0, 1, 1, 2, 3, 3, 3, 3]

@@ -13,8 +13,9 @@ Randomness is reproducible and independent of the number of workers: item ``i`` 
 Chunked evaluation (:class:`ChunkedEvalDataset`) scores full-length audio as the SDK does: windows of
 ``window_samples`` every ``hop_samples``, the last window aligned to the end of the clip so no audio is left
 out; a clip shorter than one window gives one window, repeat-padded (``short="repeat"``, default, as in
-training) or zero-padded with its true length (``short="zero"``). :func:`aggregate_windows` averages (or
-takes the min / max of) the window scores per utterance.
+training), zero-padded with its true length (``short="zero"``), or of its own length (``short="none"``, what
+``spoofsdk.Detector.score`` does; :func:`collate_windows` then zero-pads the batch and reports lengths).
+:func:`aggregate_windows` averages (or takes the min / max of) the window scores per utterance.
 """
 
 from __future__ import annotations
@@ -254,8 +255,8 @@ class ChunkedEvalDataset(Dataset[dict[str, Any] | None]):
         cache: Any | None = None,
     ) -> None:
         _check_on_error(on_error)
-        if short not in ("repeat", "zero"):
-            raise DataError(f"short: expected 'repeat' or 'zero', got {short!r}")
+        if short not in ("repeat", "zero", "none"):
+            raise DataError(f"short: expected 'repeat', 'zero' or 'none', got {short!r}")
         if window_samples <= 0 or hop_samples <= 0:
             raise DataError(f"window and hop must be positive, got {window_samples}, {hop_samples}")
         self.inner = AudioDataset(rows, sample_rate=sample_rate, on_error=on_error, cache=cache)
@@ -284,6 +285,9 @@ class ChunkedEvalDataset(Dataset[dict[str, Any] | None]):
             if self.short == "repeat":
                 windows = torch.from_numpy(crop_or_pad(wave.numpy(), self.window)).unsqueeze(0)
                 lengths = torch.tensor([self.window])
+            elif self.short == "none":  # one window of the clip's own length, as spoofsdk's Detector.score
+                windows = wave.unsqueeze(0)
+                lengths = torch.tensor([n])
             else:
                 windows = torch.zeros(1, self.window)
                 windows[0, :n] = wave
@@ -314,8 +318,11 @@ def collate_windows(batch: Sequence[dict[str, Any] | None]) -> dict[str, Any]:
             "id": [],
             "attack": [],
         }
+    width = max(int(b["windows"].shape[1]) for b in items)  # < window only with short="none"
     return {
-        "wave": torch.cat([b["windows"] for b in items]),
+        "wave": torch.cat(
+            [torch.nn.functional.pad(b["windows"], (0, width - b["windows"].shape[1])) for b in items]
+        ),
         "lengths": torch.cat([b["lengths"] for b in items]),
         "owner": torch.cat(
             [torch.full((b["windows"].shape[0],), i, dtype=torch.long) for i, b in enumerate(items)]
