@@ -366,12 +366,15 @@ class Frontend {
   }
 
   spoof_status NextLocked(RawWindow* raw, bool* has) {
+    // Copy the window straight into the vector that becomes the numpy array's memory.
     spoof_window_info info{};
     int32_t has_window = 0;
-    const spoof_status st = spoof_frontend_next_window(fe_.get(), buf_.data(), buf_.size(), &info, &has_window);
+    raw->samples.resize(buf_.size());
+    const spoof_status st =
+        spoof_frontend_next_window(fe_.get(), raw->samples.data(), raw->samples.size(), &info, &has_window);
     if (st == SPOOF_OK && has_window) {
       raw->info = info;
-      raw->samples.assign(buf_.begin(), buf_.begin() + info.n_samples);
+      raw->samples.resize(static_cast<size_t>(info.n_samples));
       *has = true;
     }
     return st;
