@@ -710,6 +710,7 @@ def fit(
             )
             ddp_model.train()
             loss_sum, loss_n = (st.epoch_loss_sum, st.epoch_loss_n) if st.batch_in_epoch else (0.0, 0)
+            loss_value = float("nan")
             micro = st.batch_in_epoch
             bar = tqdm(
                 total=micro_per_epoch,
@@ -721,38 +722,38 @@ def fit(
             )
             t_log, items_log = time.perf_counter(), 0
             for batch in loader:
-                if len(batch["label"]) == 0:  # every file of the batch was skipped (on_error="skip")
-                    log.warning("epoch %d: an empty batch (all files skipped)", epoch + 1)
                 micro += 1
                 boundary = micro % tcfg.grad_accum_steps == 0 or micro == micro_per_epoch
-                wave = batch["wave"].to(device, non_blocking=True)
-                lengths = batch["lengths"].to(device)
                 labels = batch["label"].to(device)
-                sync = contextlib.nullcontext() if boundary or not dist.enabled else ddp_model.no_sync()  # type: ignore[operator]
-                with sync:
-                    ctx = (
-                        torch.autocast(device_type=device.type, dtype=amp_dtype)
-                        if amp_dtype
-                        else (contextlib.nullcontext())
+                if len(labels) == 0:  # every file of the batch was skipped (on_error="skip"): no forward
+                    log.warning("epoch %d: an empty batch (all files skipped)", epoch + 1)
+                else:
+                    wave = batch["wave"].to(device, non_blocking=True)
+                    lengths = batch["lengths"].to(device)
+                    sync = (
+                        contextlib.nullcontext() if boundary or not dist.enabled else ddp_model.no_sync()  # type: ignore[operator]
                     )
-                    with ctx:
-                        logits = ddp_model(wave, lengths)
-                        loss = criterion(logits.float(), labels)
-                    if not torch.isfinite(loss):
-                        raise FloatingPointError(
-                            f"non-finite training loss {loss.item()} at epoch {epoch + 1}, "
-                            f"step {st.global_step}; lower train.lr or disable AMP"
+                    with sync:
+                        ctx = (
+                            torch.autocast(device_type=device.type, dtype=amp_dtype)
+                            if amp_dtype
+                            else contextlib.nullcontext()
                         )
-                    group = (
-                        tcfg.grad_accum_steps
-                        if micro <= (micro_per_epoch // tcfg.grad_accum_steps) * (tcfg.grad_accum_steps)
-                        else (micro_per_epoch % tcfg.grad_accum_steps)
-                    )
-                    scaler.scale(loss / group).backward()
-                loss_value = float(loss.detach())
-                loss_sum += loss_value * len(labels)
-                loss_n += len(labels)
-                items_log += len(labels)
+                        with ctx:
+                            logits = ddp_model(wave, lengths)
+                            loss = criterion(logits.float(), labels)
+                        if not torch.isfinite(loss):
+                            raise FloatingPointError(
+                                f"non-finite training loss {loss.item()} at epoch {epoch + 1}, "
+                                f"step {st.global_step}; lower train.lr or disable AMP"
+                            )
+                        full = (micro_per_epoch // tcfg.grad_accum_steps) * tcfg.grad_accum_steps
+                        group = tcfg.grad_accum_steps if micro <= full else micro_per_epoch - full
+                        scaler.scale(loss / group).backward()
+                    loss_value = float(loss.detach())
+                    loss_sum += loss_value * len(labels)
+                    loss_n += len(labels)
+                    items_log += len(labels)
                 bar.update(1)
                 if not boundary:
                     continue
@@ -800,9 +801,8 @@ def fit(
             bar = None
             epoch_done = micro >= micro_per_epoch
             train_loss = all_reduce_mean(loss_sum / max(1, loss_n), dist)
-            _sync_buffers(
-                model, dist
-            )  # BatchNorm running stats: every rank takes rank 0's (DDP's convention)
+            # BatchNorm running statistics: every rank takes rank 0's (DDP's convention)
+            _sync_buffers(model, dist)
 
             # ---- end of epoch (or of max_steps): evaluate, early stop, checkpoint
             metrics: dict[str, Any] = {"train_loss": train_loss}
