@@ -58,6 +58,16 @@ EXIT_CODES = {
 log = logging.getLogger("spoof_train")
 
 
+def _set_threads(args: argparse.Namespace) -> None:
+    n = getattr(args, "threads", None)
+    if n is not None:
+        if n < 1:
+            raise ConfigError(f"--threads: expected an integer >= 1, got {n}")
+        import torch
+
+        torch.set_num_threads(n)
+
+
 def _print_json(obj: Any) -> None:
     print(json.dumps(obj, indent=2, default=str))
 
@@ -98,6 +108,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from spoof_train.train import evaluate
 
+    _set_threads(args)
     seen = None if args.seen_attacks is None else [a for a in args.seen_attacks.split(",") if a]
     res = evaluate(
         args.checkpoint,
@@ -170,6 +181,7 @@ def cmd_analyse_layers(args: argparse.Namespace) -> int:
 def cmd_explain(args: argparse.Namespace) -> int:
     from spoof_train.analysis.explain import explain_file
 
+    _set_threads(args)
     res = explain_file(
         args.checkpoint,
         args.audio,
@@ -298,6 +310,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--limit", type=int, default=None, help="score a seeded subset of this many trials")
     p.add_argument("--json", action="store_true", help="print the full result as JSON")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--threads", type=int, default=None, help="torch intra-op threads (CPU)")
     p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser("analyse-layers", help="learn layer weights over all SSL layers and recommend N")
@@ -337,6 +350,7 @@ def build_parser() -> argparse.ArgumentParser:
         default="noise",
         help="IG reference input: white noise 30 dB below the clip RMS (default) or digital silence",
     )
+    p.add_argument("--threads", type=int, default=None, help="torch intra-op threads (CPU)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_explain)
 
