@@ -498,39 +498,37 @@ def plot_det(
     """
     if not systems:
         raise MetricError("plot_det: expected at least one system, got none")
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
+    # a Figure on an Agg canvas: no pyplot, no global backend switch, nothing left open
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
     from scipy.special import ndtri
 
     eps = 1e-4
     ticks = np.array([0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.4, 0.6, 0.8])
-    fig, ax = plt.subplots(figsize=(5.5, 5.5))
-    try:
-        for name, (bona, spoof) in systems.items():
-            det = compute_det_curve(bona, spoof)
-            eer, _ = compute_eer(bona, spoof)
-            ax.plot(ndtri(np.clip(det.fa, eps, 1 - eps)), ndtri(np.clip(det.miss, eps, 1 - eps)), label=name)
-            ax.plot([ndtri(max(eer, eps))], [ndtri(max(eer, eps))], "o", color=ax.lines[-1].get_color())
-            ax.lines[-1].set_label(f"_eer {name}")
-            ax.annotate(f"EER {100 * eer:.2f}%", (ndtri(max(eer, eps)), ndtri(max(eer, eps))), fontsize=7)
-        lim = ndtri(np.array([eps, 0.9]))
-        ax.set_xlim(*lim)
-        ax.set_ylim(*lim)
-        ax.set_xticks(ndtri(ticks), [f"{100 * t:g}" for t in ticks])
-        ax.set_yticks(ndtri(ticks), [f"{100 * t:g}" for t in ticks])
-        ax.set_xlabel("False alarm rate: spoof accepted (%)")
-        ax.set_ylabel("Miss rate: bona fide rejected (%)")
-        ax.set_title(title)
-        ax.grid(True, alpha=0.3)
-        ax.legend(loc="lower left", fontsize=8)
+    fig = Figure(figsize=(5.5, 5.5))
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot()
+    for name, (bona, spoof) in systems.items():
+        det = compute_det_curve(bona, spoof)
+        eer, _ = compute_eer(bona, spoof)
+        ax.plot(ndtri(np.clip(det.fa, eps, 1 - eps)), ndtri(np.clip(det.miss, eps, 1 - eps)), label=name)
+        ax.plot([ndtri(max(eer, eps))], [ndtri(max(eer, eps))], "o", color=ax.lines[-1].get_color())
+        ax.lines[-1].set_label(f"_eer {name}")
+        ax.annotate(f"EER {100 * eer:.2f}%", (ndtri(max(eer, eps)), ndtri(max(eer, eps))), fontsize=7)
+    lim = ndtri(np.array([eps, 0.9]))
+    ax.set_xlim(*lim)
+    ax.set_ylim(*lim)
+    ax.set_xticks(ndtri(ticks), [f"{100 * t:g}" for t in ticks])
+    ax.set_yticks(ndtri(ticks), [f"{100 * t:g}" for t in ticks])
+    ax.set_xlabel("False alarm rate: spoof accepted (%)")
+    ax.set_ylabel("Miss rate: bona fide rejected (%)")
+    ax.set_title(title)
+    ax.grid(True, alpha=0.3)
+    ax.legend(loc="lower left", fontsize=8)
 
-        out = Path(path)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(out, dpi=100, bbox_inches="tight")
-    finally:
-        plt.close(fig)
+    out = Path(path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=100, bbox_inches="tight")
     return out
 
 
