@@ -259,3 +259,23 @@ def test_chain_config_reproducible_and_validated() -> None:
         build_augmentation([{"name": "one_of", "choices": []}])
     with pytest.raises(ConfigError, match="expected a list of steps"):
         build_augmentation({"name": "noise"})  # type: ignore[arg-type]
+
+
+def test_rawboost_filters_are_notches_with_delay_compensation() -> None:
+    from scipy import signal
+
+    from spoof_train.augment.rawboost import _band_cascade, _fir_same
+
+    prm = RawBoostParams(
+        n_bands=1, min_f=2000, max_f=2000, min_bw=400, max_bw=400, min_coeff=101, max_coeff=101
+    )
+    b = _band_cascade(np.random.default_rng(0), prm, 0.0, 0.0, SR)
+    assert b.shape == (101,)
+    _, h = signal.freqz(b, 1, worN=[500.0, 2000.0, 6000.0], fs=SR)
+    mag_db = 20 * np.log10(np.abs(h))
+    assert mag_db[1] < mag_db[0] - 20  # the band around 2 kHz is stopped
+    assert mag_db[2] > -1.0  # the rest passes at the 0 dB peak gain
+    x = speechlike()
+    delay = (b.shape[0] - 1) // 2  # the reference: lfilter on the zero-padded input, then drop the delay
+    ref = signal.lfilter(b, 1.0, np.concatenate((x, np.zeros(delay))))[delay : delay + x.shape[0]]
+    assert np.max(np.abs(_fir_same(x.astype(np.float64), b) - ref)) < 1e-12
