@@ -23,5 +23,7 @@ def repo_root() -> Path:
 def corpus_dir() -> Path:
     """../shared/data/corpus-v1 (or $SPOOF_CORPUS_DIR); tests that use it skip cleanly when it is absent."""
     if not (CORPUS_DIR / "MANIFEST.tsv").is_file():
-        pytest.skip(f"corpus-v1 not found at {CORPUS_DIR} (set SPOOF_CORPUS_DIR); a fresh clone has no ../shared")
+        pytest.skip(
+            f"corpus-v1 not found at {CORPUS_DIR} (set SPOOF_CORPUS_DIR); a fresh clone has no ../shared"
+        )
     return CORPUS_DIR
