@@ -38,6 +38,12 @@ def test_asvspoof2019_la(tmp_path: Path) -> None:
         ("LA_T_1022412", "spoof", "A06", "LA_0081", "train"),
     ]
     assert rows[0].path == str(tmp_path / "LA_T_1138215.flac")
+    odd = tmp_path / "protocol.txt"  # no split in the file name, odd ids: split from the prefix or "-"
+    odd.write_text("LA_0079 LA_E_1 - - bonafide\nLA_0079 weird-id - A01 spoof\n")
+    assert [r.split for r in parse_asvspoof2019_la(odd, tmp_path)] == ["eval", "-"]
+    odd.write_text("LA_0079 LA_E_1 - bonafide\n")
+    with pytest.raises(DataError, match=r"protocol.txt:1: expected 5 columns .* got 4"):
+        parse_asvspoof2019_la(odd, tmp_path)
     dev = parse_asvspoof2019_la(DATA / "ASVspoof2019.LA.cm.dev.trl.txt", tmp_path)
     assert {r.split for r in dev} == {"dev"}
     # the archive layout ASVspoof2019_LA_train/flac/ is found from its parent

@@ -66,7 +66,7 @@ _PHASE_ALIASES = {"hidden_track": "hidden"}
 
 def _lines(path: Path) -> list[tuple[int, list[str]]]:
     try:
-        text = path.read_text(encoding="utf-8")
+        text = path.read_text(encoding="utf-8-sig")
     except FileNotFoundError as exc:
         raise DataError(f"protocol file not found: {path}") from exc
     except (OSError, UnicodeDecodeError) as exc:
@@ -117,7 +117,8 @@ def parse_asvspoof2019_la(
             )
         speaker, utt, _, attack, key = f
         label = _key(key, path, lineno, "5 (KEY)")
-        row_split = file_split or {"T": "train", "D": "dev", "E": "eval"}.get(utt.split("_")[1][:1], "-")
+        m = re.match(r"^[A-Za-z]+_([TDE])_", utt)
+        row_split = file_split or ({"T": "train", "D": "dev", "E": "eval"}[m.group(1)] if m else "-")
         rows.append(
             Utterance(
                 path=str(adir / f"{utt}{ext}"),
@@ -269,7 +270,7 @@ def parse_in_the_wild(
     path = Path(meta_csv)
     root = Path(audio_root) if audio_root is not None else path.parent
     try:
-        text = path.read_text(encoding="utf-8")
+        text = path.read_text(encoding="utf-8-sig")
     except FileNotFoundError as exc:
         raise DataError(f"meta.csv not found: {path}") from exc
     except (OSError, UnicodeDecodeError) as exc:
