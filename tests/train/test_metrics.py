@@ -272,6 +272,14 @@ def test_calibration_far_threshold_and_separable_data() -> None:
     cal = calibrate(bona, spoof, threshold="far", target_far=0.01)
     assert cal.far <= 0.01
     assert np.mean(cal.spoof_probability(spoof) < cal.threshold) == pytest.approx(cal.far)
+    const = calibrate([0.3] * 5, [0.3] * 7)
+    assert const.scale == 0.0
+    assert const.bias == pytest.approx(0.0, abs=1e-12)  # prior 0.5: log-odds 0
+    assert calibrate([0.3] * 5, [0.3] * 7, prior_spoof=None).bias == pytest.approx(math.log(7 / 5))
+    rev = calibrate([1.0, 2.0], [3.0, 4.0])  # reversed ranking: negative but finite slope
+    assert -100 < rev.scale < 0
+    shifted = calibrate(100 * bona + 5000, 100 * spoof + 5000)  # any score scale converges
+    assert shifted.scale * 100 == pytest.approx(calibrate(bona, spoof).scale, rel=1e-6)
     sep = calibrate([5.0, 6.0, 7.0], [-7.0, -6.0])
     assert math.isfinite(sep.scale)
     assert sep.scale > 0

@@ -574,24 +574,47 @@ def _sigmoid(z: NDArray[np.float64]) -> NDArray[np.float64]:
 def _fit_logistic(
     x: NDArray[np.float64], y: NDArray[np.float64], w: NDArray[np.float64], l2: float
 ) -> tuple[float, float]:
-    """Weighted 1-D logistic regression by Newton's method; L2 on the slope keeps separable data finite."""
-    a, b = 1.0 / max(float(np.std(x)), 1e-6), 0.0
-    for _ in range(100):
-        p = _sigmoid(a * x + b)
+    """Weighted 1-D logistic regression ``P(y=1) = sigmoid(a x + b)``: Newton's method with backtracking on
+    the standardised input (so any score scale converges), L2 ``l2 * a'^2 / 2`` on the standardised slope
+    (keeps separable data finite); constant inputs give ``a = 0`` and the weighted log-odds as ``b``."""
+    mu, sd = float(np.mean(x)), float(np.std(x))
+    p_mean = float(np.clip(np.sum(w * y) / np.sum(w), 1e-12, 1 - 1e-12))
+    if not sd > 1e-12 * max(1.0, abs(mu)):  # constant scores (up to rounding): no slope to fit
+        return 0.0, math.log(p_mean / (1 - p_mean))
+    z = (x - mu) / sd
+
+    def loss(a: float, b: float) -> float:
+        s = a * z + b
+        return float(np.sum(w * (np.logaddexp(0.0, s) - y * s)) + 0.5 * l2 * a * a)
+
+    a, b = 0.0, math.log(p_mean / (1 - p_mean))
+    cur = loss(a, b)
+    for _ in range(200):
+        p = _sigmoid(a * z + b)
         r = w * (p - y)
-        g = np.array([np.sum(r * x) + l2 * a, np.sum(r)])
-        h_w = w * p * (1 - p)
+        g = np.array([np.sum(r * z) + l2 * a, np.sum(r)])
+        hw = w * p * (1 - p)
         hess = np.array(
-            [[np.sum(h_w * x * x) + l2, np.sum(h_w * x)], [np.sum(h_w * x), np.sum(h_w) + 1e-12]],
+            [[np.sum(hw * z * z) + l2 + 1e-12, np.sum(hw * z)], [np.sum(hw * z), np.sum(hw) + 1e-12]]
         )
         try:
             step = np.linalg.solve(hess, g)
         except np.linalg.LinAlgError:
             step = g / np.maximum(np.diag(hess), 1e-12)
-        a, b = a - float(step[0]), b - float(step[1])
-        if float(np.max(np.abs(step))) < 1e-10:
+        t = 1.0
+        while t > 1e-10:
+            na, nb = a - t * float(step[0]), b - t * float(step[1])
+            new = loss(na, nb)
+            if new <= cur:
+                break
+            t /= 2
+        else:
             break
-    return a, b
+        done = abs(cur - new) <= 1e-12 * max(1.0, abs(cur))
+        a, b, cur = na, nb, new
+        if done:
+            break
+    return a / sd, b - a * mu / sd
 
 
 def calibrate(
@@ -634,7 +657,9 @@ def calibrate(
         w *= x.size  # keep the Hessian on the scale of the data so l2 means the same thing for any set size
         eff_prior = prior_spoof
     scale, bias = _fit_logistic(x, y, w, l2)
-    if scale <= 0:
+    if scale == 0.0:
+        logger.warning("calibrate: constant scores carry no information; the calibration is the prior alone")
+    elif scale < 0:
         logger.warning(
             "calibrate: fitted scale %.4g <= 0: the scores rank spoofs above bona fide trials",
             scale,
