@@ -208,9 +208,25 @@ def test_bad_detector_arguments(tiny_model: Path, kwargs: dict[str, object], mat
         Detector(tiny_model, **kwargs)  # type: ignore[arg-type]
 
 
+def _bundled() -> Path:
+    from importlib import resources
+
+    return Path(str(resources.files("spoofsdk").joinpath("models/default.onnx")))
+
+
+def test_default_detector() -> None:
+    if _bundled().is_file():
+        det = Detector(backend="cpu", num_threads=1)  # the bundled detector loads and scores
+        assert det.path == _bundled()
+        assert det.score(np.zeros(det.window_samples, np.float32), det.sample_rate).windows
+    else:
+        with pytest.raises(
+            ModelLoadError, match=r"no default detector is bundled .* Detector\('model.onnx'\)"
+        ):
+            Detector()
+
+
 def test_model_load_errors(tmp_path: Path) -> None:
-    with pytest.raises(ModelLoadError, match=r"no default detector is bundled .* Detector\('model.onnx'\)"):
-        Detector()
     with pytest.raises(ModelLoadError, match="model file not found"):
         Detector(tmp_path / "missing.onnx")
     with pytest.raises(InvalidArgumentError, match="path: expected a file path or None, given int"):
