@@ -60,6 +60,13 @@ _TOP_MAP = {
     "encoder.layer_norm.bias": "encoder.layer_norm.bias",
 }
 _TOP_INV = {v: k for k, v in _TOP_MAP.items()}
+# fairseq builds with torch's newer weight-norm parametrization save the positional conv like this.
+_TOP_MAP.update(
+    {
+        "encoder.pos_conv.0.parametrizations.weight.original0": _TOP_MAP["encoder.pos_conv.0.weight_g"],
+        "encoder.pos_conv.0.parametrizations.weight.original1": _TOP_MAP["encoder.pos_conv.0.weight_v"],
+    }
+)
 _LAYER_INV = {v: k for k, v in _LAYER_MAP.items()}
 _FS_CONV = re.compile(r"^feature_extractor\.conv_layers\.(\d+)\.(0|2|2\.1)\.(weight|bias)$")
 _FS_LAYER = re.compile(r"^encoder\.layers\.(\d+)\.(.+)\.(weight|bias)$")
