@@ -332,3 +332,35 @@ def test_layerdrop_is_refused_and_spec_augment_is_off_by_default() -> None:
     hf = SSLBackbone(family, cfg).hf_config
     assert hf.apply_spec_augment is False
     assert hf.layerdrop == 0.0
+
+
+def test_pruning_reads_only_the_kept_layers_and_sharded_safetensors(tmp_path: Path) -> None:
+    from spoof_train.models.ssl import prune_state_dict
+
+    family, cfg, _ = FAMILIES["xlsr-like"]
+    full = _full_model(family, cfg, seed=4)
+
+    class Recording(dict):  # type: ignore[type-arg]
+        read: set[str]
+
+        def __getitem__(self, key: str) -> torch.Tensor:
+            self.read.add(key)
+            return super().__getitem__(key)
+
+    state = Recording(full.state_dict())
+    state.read = set()
+    kept, _ = prune_state_dict(state, layers=1, keep_final_norm=False)
+    assert not any(
+        k.startswith(("encoder.layers.1.", "encoder.layers.2.", "encoder.layers.3.")) for k in state.read
+    )
+    assert set(kept) == state.read
+    # Sharded safetensors directory (model.safetensors.index.json) loads the same way.
+    src = tmp_path / "sharded"
+    full.save_pretrained(src, max_shard_size="20KB")
+    assert (src / "model.safetensors.index.json").is_file()
+    model = build_detector(detector_config_from_pretrained(src, layers=2), pretrained=src).eval()
+    wave = _wave()
+    with torch.no_grad():
+        ref = full(wave, output_hidden_states=True).hidden_states
+        hidden, _ = model.backbone(wave)
+    assert (hidden[:, 2] - ref[2]).abs().max().item() <= TOL
