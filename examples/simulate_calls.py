@@ -327,6 +327,9 @@ class _Collector:
             self.errors.append(event)
         if res is None:
             return
+        if kind == "call_rejected":
+            res.error = f"rejected: {event.get('message')}"
+            self.done[res.call_id].set()
         if kind == "window" and event.get("latency_ms") is not None:
             res.windows.append(float(event["latency_ms"]))
             if res.realtime and res.started:
@@ -426,7 +429,7 @@ async def simulate(
                     )
                 await asyncio.wait_for(collector.done[call_id].wait(), 30.0)
             except (OSError, asyncio.TimeoutError, RuntimeError) as exc:
-                res.error = f"{type(exc).__name__}: {exc}"
+                res.error = res.error or f"{type(exc).__name__}: {exc}"
 
     tasks = [asyncio.create_task(one(i)) for i in range(calls)]
     try:
@@ -459,7 +462,8 @@ async def simulate(
         "concurrency": concurrency,
         "seconds_per_call": seconds,
         "completed": len(done),
-        "failed": [r.error for r in rs if r.error][:10],
+        "rejected": sum(1 for r in rs if r.error and r.error.startswith("rejected")),
+        "failed": [r.error for r in rs if r.error and not r.error.startswith("rejected")][:10],
         "call_errors": collector.errors[:10],
         "wall_s": round(wall, 3),
         "audio_s": round(audio_s, 3),
@@ -505,6 +509,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-batch", type=int, default=None)
     p.add_argument("--max-wait-ms", type=float, default=2.0)
     p.add_argument("--push-interval-ms", type=float, default=0.0, help="see EngineConfig.push_interval_ms")
+    p.add_argument("--max-loop-lag-ms", type=float, default=0.0, help="see EngineConfig.max_loop_lag_ms")
     p.add_argument("--max-wall-s", type=float, default=300.0, help="hard bound on the whole run")
     p.add_argument("--log-level", default="WARNING", choices=("DEBUG", "INFO", "WARNING", "ERROR"))
     return p
@@ -520,7 +525,7 @@ def main(argv: list[str] | None = None) -> int:
     opts: dict[str, Any] = {
         "threads": args.threads,
         "max_wait_ms": args.max_wait_ms,
-        "config": {"push_interval_ms": args.push_interval_ms},
+        "config": {"push_interval_ms": args.push_interval_ms, "max_loop_lag_ms": args.max_loop_lag_ms},
     }
     if args.max_batch is not None:
         opts["max_batch"] = args.max_batch

@@ -88,6 +88,9 @@ class EngineConfig:
     ``push_interval_ms``: push a call's audio to its session at most this often (frames received in
     between are pushed together). 0 pushes every frame as it arrives (lowest latency); 40-100 ms cuts
     the thread-pool hand-offs per call by 2-5x at 20 ms frames and adds at most that much latency.
+    ``max_loop_lag_ms``: admission by load (0 = off): new calls are rejected while the event loop runs
+    later than this (a 100 ms timer's drift, fast attack and slow release), i.e. while the process
+    lacks the CPU to read its sockets on time; existing calls go on.
     """
 
     max_calls: int = 200
@@ -96,11 +99,18 @@ class EngineConfig:
     finish_timeout_s: float = 30.0
     emit_windows: bool = True
     push_interval_ms: float = 0.0
+    max_loop_lag_ms: float = 0.0
 
     def __post_init__(self) -> None:
         if not (isinstance(self.max_calls, int) and 1 <= self.max_calls <= 100_000):
             raise InvalidArgumentError(
                 f"max_calls: expected an integer in [1, 100000], given {self.max_calls!r}"
+            )
+        if isinstance(self.max_loop_lag_ms, bool) or not (
+            isinstance(self.max_loop_lag_ms, (int, float)) and 0 <= self.max_loop_lag_ms <= 60_000
+        ):
+            raise InvalidArgumentError(
+                f"max_loop_lag_ms: expected 0..60000 ms, given {self.max_loop_lag_ms!r}"
             )
         if isinstance(self.push_interval_ms, bool) or not (
             isinstance(self.push_interval_ms, (int, float)) and 0 <= self.push_interval_ms <= 1000
@@ -495,6 +505,8 @@ class ScoringEngine:
         self._closed = False
         self.counters = {"calls": 0, "finished": 0, "errors": 0, "rejected": 0, "events": 0}
         self._latency: deque[float] = deque(maxlen=100_000)
+        self.loop_lag_ms = 0.0
+        self._monitor: asyncio.Task[None] | None = None
 
     # ------------------------------------------------------------------ events
     def emit(self, event: Event) -> None:
@@ -548,15 +560,31 @@ class ScoringEngine:
             problem = f"at capacity ({self.config.max_calls} concurrent calls)"
         elif key in self._calls:
             problem = f"call {call_id} track {track} is already active"
+        elif self.config.max_loop_lag_ms and self.loop_lag_ms > self.config.max_loop_lag_ms:
+            problem = (
+                f"overloaded: the event loop runs {self.loop_lag_ms:.0f} ms late "
+                f"(max_loop_lag_ms={self.config.max_loop_lag_ms:g})"
+            )
         if problem is not None:
             self.counters["rejected"] += 1
             self.emit({"event": "call_rejected", "call_id": call_id, "track": track, "source": source,
                        "message": problem})  # fmt: skip
             raise CallRejectedError(f"call {call_id} rejected: {problem}")
+        if self.config.max_loop_lag_ms and self._monitor is None:
+            self._monitor = asyncio.get_running_loop().create_task(self._watch_loop(), name="spoof-loop-lag")
         scorer = CallScorer(self, call_id, track=track, source=source, meta=dict(meta or {}))
         self._calls[key] = scorer
         self.counters["calls"] += 1
         return scorer
+
+    async def _watch_loop(self, period_s: float = 0.1) -> None:
+        """How late the event loop runs: drift of a ``period_s`` timer (fast attack, slow release)."""
+        loop = asyncio.get_running_loop()
+        while not self._closed:
+            t0 = loop.time()
+            await asyncio.sleep(period_s)
+            lag = max(0.0, (loop.time() - t0 - period_s) * 1000.0)
+            self.loop_lag_ms = lag if lag > self.loop_lag_ms else 0.7 * self.loop_lag_ms + 0.3 * lag
 
     def release(self, scorer: CallScorer) -> None:
         if self._calls.get((scorer.call_id, scorer.track)) is scorer:
@@ -578,6 +606,10 @@ class ScoringEngine:
     async def shutdown(self, reason: str = "shutdown") -> None:
         """Finish every active call (verdicts are emitted), then stop the scheduler and the thread pool."""
         self._closed = True
+        if self._monitor is not None:
+            self._monitor.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._monitor
         calls = list(self._calls.values())
         if calls:
             await asyncio.gather(*(c.finish(reason) for c in calls), return_exceptions=True)

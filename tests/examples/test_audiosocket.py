@@ -389,6 +389,8 @@ def test_engine_config_validation() -> None:
         EngineConfig(max_calls=0)
     with pytest.raises(InvalidArgumentError, match=r"max_pending_s: expected a positive number of seconds"):
         EngineConfig(max_pending_s=0)
+    with pytest.raises(InvalidArgumentError, match=r"max_loop_lag_ms: expected 0..60000 ms, given True"):
+        EngineConfig(max_loop_lag_ms=True)
 
 
 def test_engine_checks_the_scheduler_queue_against_the_pending_bound(detector: Any) -> None:
@@ -476,3 +478,36 @@ def test_event_hook_sync_async_and_failing(detector: Any, caplog: pytest.LogCapt
     arun(go(slow_hook))
     assert async_seen[0] == "call_start"
     assert async_seen.count("verdict") == 1
+
+
+def test_admission_by_event_loop_lag(detector: Any) -> None:
+    """With max_loop_lag_ms, new calls are refused while the loop runs late, and accepted again after."""
+    from examples.callcentre.engine import CallRejectedError, ScoringEngine
+
+    async def go() -> tuple[float, str, float]:
+        events: list[dict[str, Any]] = []
+        engine = ScoringEngine(detector, config=EngineConfig(max_loop_lag_ms=100), on_event=events.append)
+        try:
+            first = engine.open_call("c1", source="test")  # starts the monitor
+            for _ in range(2):
+                await asyncio.sleep(0.12)
+                time.sleep(0.35)  # a starved process: the loop cannot run its timers
+            await asyncio.sleep(0.01)  # the monitor's overdue timer runs
+            peak = engine.loop_lag_ms
+            with pytest.raises(CallRejectedError, match=r"overloaded: the event loop runs \d+ ms late"):
+                engine.open_call("c2", source="test")
+            (rej,) = by_kind(events, "call_rejected")
+            deadline = time.monotonic() + 10
+            while engine.loop_lag_ms > 100 and time.monotonic() < deadline:
+                await asyncio.sleep(0.1)
+            second = engine.open_call("c3", source="test")  # recovered: accepted
+            await first.finish("hangup")
+            await second.finish("hangup")
+            return peak, rej["message"], engine.loop_lag_ms
+        finally:
+            await engine.shutdown()
+
+    peak, message, after = arun(go())
+    assert peak > 100  # measured when the call was refused
+    assert "max_loop_lag_ms=100" in message
+    assert after <= 100
