@@ -509,8 +509,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-batch", type=int, default=None)
     p.add_argument("--max-wait-ms", type=float, default=2.0)
     p.add_argument("--push-interval-ms", type=float, default=0.0, help="see EngineConfig.push_interval_ms")
-    p.add_argument("--max-loop-lag-ms", type=float, default=0.0, help="see EngineConfig.max_loop_lag_ms")
+    p.add_argument("--max-lag-ms", type=float, default=0.0, help="see EngineConfig.max_lag_ms")
     p.add_argument("--max-wall-s", type=float, default=300.0, help="hard bound on the whole run")
+    p.add_argument("--ramp-s", type=float, default=1.0, help="calls start spread over this many seconds")
     p.add_argument("--log-level", default="WARNING", choices=("DEBUG", "INFO", "WARNING", "ERROR"))
     return p
 
@@ -525,7 +526,7 @@ def main(argv: list[str] | None = None) -> int:
     opts: dict[str, Any] = {
         "threads": args.threads,
         "max_wait_ms": args.max_wait_ms,
-        "config": {"push_interval_ms": args.push_interval_ms, "max_loop_lag_ms": args.max_loop_lag_ms},
+        "config": {"push_interval_ms": args.push_interval_ms, "max_lag_ms": args.max_lag_ms},
     }
     if args.max_batch is not None:
         opts["max_batch"] = args.max_batch
@@ -542,6 +543,7 @@ def main(argv: list[str] | None = None) -> int:
                 connect=connect,
                 results_file=args.results,
                 max_wall_s=args.max_wall_s,
+                ramp_s=args.ramp_s,
                 engine_options=opts,
             )
         )

@@ -41,8 +41,8 @@ def add_engine_arguments(parser: argparse.ArgumentParser) -> None:
     c.add_argument("--max-pending-s", type=float, default=5.0,
                    help="per-call audio waiting for scoring before the oldest is dropped")  # fmt: skip
     c.add_argument("--max-call-s", type=float, default=4 * 3600.0, help="longest call scored")
-    c.add_argument("--max-loop-lag-ms", type=float, default=0.0,
-                   help="reject new calls while the event loop runs this late (0 = off)")  # fmt: skip
+    c.add_argument("--max-lag-ms", type=float, default=0.0,
+                   help="reject new calls while scores run this late (0 = off)")  # fmt: skip
     c.add_argument("--push-interval-ms", type=float, default=0.0,
                    help="push each call's audio at most this often (0 = every frame)")  # fmt: skip
     c.add_argument("--out", default="-", help="JSON-lines event file (appended; '-' = stdout)")
@@ -68,7 +68,7 @@ def build_engine(args: argparse.Namespace, on_event: Any = None) -> tuple[Scorin
         max_pending_s=args.max_pending_s,
         max_call_s=args.max_call_s,
         push_interval_ms=args.push_interval_ms,
-        max_loop_lag_ms=args.max_loop_lag_ms,
+        max_lag_ms=args.max_lag_ms,
         emit_windows=not args.no_windows,
     )
     options: dict[str, Any] = {

@@ -88,9 +88,10 @@ class EngineConfig:
     ``push_interval_ms``: push a call's audio to its session at most this often (frames received in
     between are pushed together). 0 pushes every frame as it arrives (lowest latency); 40-100 ms cuts
     the thread-pool hand-offs per call by 2-5x at 20 ms frames and adds at most that much latency.
-    ``max_loop_lag_ms``: admission by load (0 = off): new calls are rejected while the event loop runs
-    later than this (a 100 ms timer's drift, fast attack and slow release), i.e. while the process
-    lacks the CPU to read its sockets on time; existing calls go on.
+    ``max_lag_ms``: admission by load (0 = off): new calls are rejected while the process is behind,
+    i.e. while the median latency of the window scores of the last 2 s (arrival of a window's last
+    frame to its score: queueing + inference) or the event loop's own lag (drift of a 100 ms timer:
+    the process lacks CPU to read its sockets) exceeds it; calls already admitted go on.
     """
 
     max_calls: int = 200
@@ -99,19 +100,17 @@ class EngineConfig:
     finish_timeout_s: float = 30.0
     emit_windows: bool = True
     push_interval_ms: float = 0.0
-    max_loop_lag_ms: float = 0.0
+    max_lag_ms: float = 0.0
 
     def __post_init__(self) -> None:
         if not (isinstance(self.max_calls, int) and 1 <= self.max_calls <= 100_000):
             raise InvalidArgumentError(
                 f"max_calls: expected an integer in [1, 100000], given {self.max_calls!r}"
             )
-        if isinstance(self.max_loop_lag_ms, bool) or not (
-            isinstance(self.max_loop_lag_ms, (int, float)) and 0 <= self.max_loop_lag_ms <= 60_000
+        if isinstance(self.max_lag_ms, bool) or not (
+            isinstance(self.max_lag_ms, (int, float)) and 0 <= self.max_lag_ms <= 60_000
         ):
-            raise InvalidArgumentError(
-                f"max_loop_lag_ms: expected 0..60000 ms, given {self.max_loop_lag_ms!r}"
-            )
+            raise InvalidArgumentError(f"max_lag_ms: expected 0..60000 ms, given {self.max_lag_ms!r}")
         if isinstance(self.push_interval_ms, bool) or not (
             isinstance(self.push_interval_ms, (int, float)) and 0 <= self.push_interval_ms <= 1000
         ):
@@ -506,6 +505,8 @@ class ScoringEngine:
         self.counters = {"calls": 0, "finished": 0, "errors": 0, "rejected": 0, "events": 0}
         self._latency: deque[float] = deque(maxlen=100_000)
         self.loop_lag_ms = 0.0
+        self.lag_horizon_s = 2.0
+        self._recent: deque[tuple[float, float]] = deque(maxlen=100_000)
         self._monitor: asyncio.Task[None] | None = None
 
     # ------------------------------------------------------------------ events
@@ -538,6 +539,15 @@ class ScoringEngine:
     def record_window_latency(self, ms: float | None) -> None:
         if ms is not None:
             self._latency.append(ms)
+            self._recent.append((time.monotonic(), ms))
+
+    def current_lag_ms(self) -> float:
+        """How far behind the process is: max(event-loop lag, median window latency of the last 2 s)."""
+        horizon = time.monotonic() - self.lag_horizon_s
+        while self._recent and self._recent[0][0] < horizon:
+            self._recent.popleft()
+        recent = sorted(ms for _, ms in self._recent)
+        return max(self.loop_lag_ms, recent[len(recent) // 2] if recent else 0.0)
 
     # ------------------------------------------------------------------ calls
     @property
@@ -560,17 +570,16 @@ class ScoringEngine:
             problem = f"at capacity ({self.config.max_calls} concurrent calls)"
         elif key in self._calls:
             problem = f"call {call_id} track {track} is already active"
-        elif self.config.max_loop_lag_ms and self.loop_lag_ms > self.config.max_loop_lag_ms:
+        elif self.config.max_lag_ms and (lag := self.current_lag_ms()) > self.config.max_lag_ms:
             problem = (
-                f"overloaded: the event loop runs {self.loop_lag_ms:.0f} ms late "
-                f"(max_loop_lag_ms={self.config.max_loop_lag_ms:g})"
+                f"overloaded: the process runs {lag:.0f} ms behind (max_lag_ms={self.config.max_lag_ms:g})"
             )
         if problem is not None:
             self.counters["rejected"] += 1
             self.emit({"event": "call_rejected", "call_id": call_id, "track": track, "source": source,
                        "message": problem})  # fmt: skip
             raise CallRejectedError(f"call {call_id} rejected: {problem}")
-        if self.config.max_loop_lag_ms and self._monitor is None:
+        if self.config.max_lag_ms and self._monitor is None:
             self._monitor = asyncio.get_running_loop().create_task(self._watch_loop(), name="spoof-loop-lag")
         scorer = CallScorer(self, call_id, track=track, source=source, meta=dict(meta or {}))
         self._calls[key] = scorer

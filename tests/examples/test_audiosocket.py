@@ -389,8 +389,8 @@ def test_engine_config_validation() -> None:
         EngineConfig(max_calls=0)
     with pytest.raises(InvalidArgumentError, match=r"max_pending_s: expected a positive number of seconds"):
         EngineConfig(max_pending_s=0)
-    with pytest.raises(InvalidArgumentError, match=r"max_loop_lag_ms: expected 0..60000 ms, given True"):
-        EngineConfig(max_loop_lag_ms=True)
+    with pytest.raises(InvalidArgumentError, match=r"max_lag_ms: expected 0..60000 ms, given True"):
+        EngineConfig(max_lag_ms=True)
 
 
 def test_engine_checks_the_scheduler_queue_against_the_pending_bound(detector: Any) -> None:
@@ -481,12 +481,12 @@ def test_event_hook_sync_async_and_failing(detector: Any, caplog: pytest.LogCapt
 
 
 def test_admission_by_event_loop_lag(detector: Any) -> None:
-    """With max_loop_lag_ms, new calls are refused while the loop runs late, and accepted again after."""
+    """With max_lag_ms, new calls are refused while the loop runs late, and accepted again after."""
     from examples.callcentre.engine import CallRejectedError, ScoringEngine
 
     async def go() -> tuple[float, str, float]:
         events: list[dict[str, Any]] = []
-        engine = ScoringEngine(detector, config=EngineConfig(max_loop_lag_ms=100), on_event=events.append)
+        engine = ScoringEngine(detector, config=EngineConfig(max_lag_ms=100), on_event=events.append)
         try:
             first = engine.open_call("c1", source="test")  # starts the monitor
             for _ in range(2):
@@ -494,20 +494,43 @@ def test_admission_by_event_loop_lag(detector: Any) -> None:
                 time.sleep(0.35)  # a starved process: the loop cannot run its timers
             await asyncio.sleep(0.01)  # the monitor's overdue timer runs
             peak = engine.loop_lag_ms
-            with pytest.raises(CallRejectedError, match=r"overloaded: the event loop runs \d+ ms late"):
+            with pytest.raises(CallRejectedError, match=r"overloaded: the process runs \d+ ms behind"):
                 engine.open_call("c2", source="test")
             (rej,) = by_kind(events, "call_rejected")
             deadline = time.monotonic() + 10
-            while engine.loop_lag_ms > 100 and time.monotonic() < deadline:
+            while engine.current_lag_ms() > 100 and time.monotonic() < deadline:
                 await asyncio.sleep(0.1)
             second = engine.open_call("c3", source="test")  # recovered: accepted
             await first.finish("hangup")
             await second.finish("hangup")
-            return peak, rej["message"], engine.loop_lag_ms
+            return peak, rej["message"], engine.current_lag_ms()
         finally:
             await engine.shutdown()
 
     peak, message, after = arun(go())
     assert peak > 100  # measured when the call was refused
-    assert "max_loop_lag_ms=100" in message
+    assert "max_lag_ms=100" in message
     assert after <= 100
+
+
+def test_admission_by_late_scores(detector: Any) -> None:
+    """Late window scores (inference backlog) also refuse new calls, until they are older than 2 s."""
+    from examples.callcentre.engine import CallRejectedError, ScoringEngine
+
+    async def go() -> str:
+        engine = ScoringEngine(detector, config=EngineConfig(max_lag_ms=500))
+        engine.lag_horizon_s = 0.3
+        try:
+            for ms in (900.0, 1200.0, 100.0):
+                engine.record_window_latency(ms)
+            assert engine.current_lag_ms() == 900.0  # the median of the recent scores
+            with pytest.raises(CallRejectedError, match=r"runs 900 ms behind \(max_lag_ms=500\)") as info:
+                engine.open_call("c1", source="test")
+            await asyncio.sleep(0.35)  # those scores are now older than the horizon
+            call = engine.open_call("c1", source="test")
+            await call.finish("hangup")
+            return str(info.value)
+        finally:
+            await engine.shutdown()
+
+    assert "rejected" in arun(go())
