@@ -215,8 +215,8 @@ struct FrontendStats {
 };
 
 struct RawWindow {
-  spoof_window_info info;
-  std::vector<float> samples;
+  spoof_window_info info{};
+  std::unique_ptr<FloatBuffer> samples;
 };
 
 // One producer (push, push_float, flush) and one consumer (next_window, windows) may run
@@ -247,7 +247,7 @@ class Frontend {
       const int64_t want = 4 * w < SPOOF_MAX_CAPACITY_SAMPLES ? 4 * w : SPOOF_MAX_CAPACITY_SAMPLES;
       opts_.capacity_samples = want > w + h ? want : w + h;
     }
-    buf_.resize(static_cast<size_t>(opts_.window_samples));
+    window_size_ = static_cast<size_t>(opts_.window_samples);
   }
 
   int64_t Push(const py::object& data, const py::object& encoding) {
@@ -366,27 +366,30 @@ class Frontend {
   }
 
   spoof_status NextLocked(RawWindow* raw, bool* has) {
-    // Copy the window straight into the vector that becomes the numpy array's memory.
+    // Windows are copied straight into an uninitialised buffer that becomes the numpy
+    // array's memory; a new one is allocated only after a window was handed out.
+    if (!spare_) spare_ = std::make_unique<FloatBuffer>(window_size_);
     spoof_window_info info{};
     int32_t has_window = 0;
-    raw->samples.resize(buf_.size());
     const spoof_status st =
-        spoof_frontend_next_window(fe_.get(), raw->samples.data(), raw->samples.size(), &info, &has_window);
+        spoof_frontend_next_window(fe_.get(), spare_->data.get(), window_size_, &info, &has_window);
     if (st == SPOOF_OK && has_window) {
       raw->info = info;
-      raw->samples.resize(static_cast<size_t>(info.n_samples));
+      spare_->size = static_cast<size_t>(info.n_samples);
+      raw->samples = std::move(spare_);
       *has = true;
     }
     return st;
   }
 
   static Window MakeWindow(RawWindow&& raw) {
-    return Window{raw.info.start_index, ToNumpy(std::move(raw.samples)), raw.info.is_final != 0};
+    return Window{raw.info.start_index, ToNumpy(std::move(*raw.samples)), raw.info.is_final != 0};
   }
 
   spoof_frontend_options opts_{};
   std::unique_ptr<spoof_frontend, Deleter> fe_;
-  std::vector<float> buf_;
+  size_t window_size_ = 0;
+  std::unique_ptr<FloatBuffer> spare_;  // consumer side (consumer_mu_)
   std::mutex producer_mu_;
   std::mutex consumer_mu_;
   std::atomic<bool> flushed_{false};
