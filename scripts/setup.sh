@@ -35,8 +35,8 @@ VPY="$ROOT/.venv/bin/python"
 # (faster, and no second torch resolution inside a build environment).
 "$VPY" -m pip install -q -c constraints/ci.txt "scikit-build-core>=0.11" "pybind11>=3.0"
 if ((EDITABLE)); then
-  "$VPY" -m pip install -q -c constraints/ci.txt --no-build-isolation -e ".[dev,train,export]"
+  "$VPY" -m pip install -q -c constraints/ci.txt --no-build-isolation -e ".[dev,train,export,examples]"
 else
-  "$VPY" -m pip install -q -c constraints/ci.txt --no-build-isolation ".[dev,train,export]"
+  "$VPY" -m pip install -q -c constraints/ci.txt --no-build-isolation ".[dev,train,export,examples]"
 fi
 echo "setup: ok ($("$VPY" -c 'import spoofsdk; print("spoofsdk", spoofsdk.__version__)'))"
