@@ -132,3 +132,17 @@ def test_ffn_mean_std_pooling_and_layer_choice() -> None:
         x2 = x.clone()
         x2[:, 1:] = 0.0  # only layer 0 is read
         assert torch.allclose(out, backend(x2, mask))
+
+
+@pytest.mark.parametrize("name", BACKEND_NAMES)
+def test_a_row_without_valid_frames_gives_finite_logits(name: str) -> None:
+    """A clip shorter than the receptive field inside a longer batch must not poison the batch with NaN."""
+    backend = _make(name, seed=7).eval()
+    x = _stack(2, 40, seed=8)
+    mask = torch.ones(2, 40, dtype=torch.bool)
+    mask[1] = False
+    with torch.no_grad():
+        out = backend(x, mask)
+        alone = backend(x[:1], mask[:1])
+    assert torch.isfinite(out).all()
+    assert (out[0] - alone[0]).abs().max().item() <= 1e-5

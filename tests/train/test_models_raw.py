@@ -101,3 +101,12 @@ def test_raw_config_errors() -> None:
         build_detector(
             DetectorConfig(kind="aasist", backend={"name": "aasist", "config": {"filts": [70, [1, 32]]}})
         )
+
+
+@pytest.mark.parametrize("preset", SMALL)
+def test_a_row_with_no_valid_samples_gives_finite_logits(preset: str) -> None:
+    model = build_detector(get_preset(preset), seed=0).eval()
+    wave = 0.1 * torch.randn(2, 6000)
+    with torch.no_grad():
+        out = model(wave, torch.tensor([6000, 0]))
+    assert torch.isfinite(out).all()
