@@ -60,7 +60,7 @@ lane_aarch64() {
   configure build/native-aarch64 -DCMAKE_BUILD_TYPE=Release \
     -DCMAKE_TOOLCHAIN_FILE="$ROOT/native/cmake/aarch64-linux-gnu.cmake"
   cmake --build build/native-aarch64 -j "$JOBS"
-  file build/native-aarch64/native/libspoof.so | grep -q "ARM aarch64" ||
+  readelf -h build/native-aarch64/native/libspoof.so | grep -q "AArch64" ||
     { echo "libspoof.so is not an aarch64 binary"; return 1; }
   ctest --test-dir build/native-aarch64 --output-on-failure -j "$JOBS"
 }
