@@ -34,10 +34,10 @@
  * exits or throws across this boundary, whatever the input.
  *
  * Threading: distinct objects may be used from distinct threads freely. One frontend may
- * be used by one producer thread (push) and one consumer thread (next_window) at the
- * same time (single-producer / single-consumer); all other calls on one frontend
- * (flush, reset, destroy) need external synchronisation. A ring buffer likewise admits
- * one writer and one reader concurrently.
+ * be used by one producer thread (push, push_float, flush) and one consumer thread
+ * (next_window) at the same time (single-producer / single-consumer, lock-free);
+ * get_stats may be called from either; reset and destroy need external synchronisation.
+ * A ring buffer likewise admits one writer and one reader concurrently.
  *
  * Versioning: SPOOF_ABI_VERSION is bumped on any incompatible change; functions and
  * enum values are only ever added. Options structs start with struct_size so that new
