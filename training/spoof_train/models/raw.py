@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from spoof_train.errors import DataError
+from spoof_train.errors import ConfigError, DataError
 from spoof_train.models.graph import AASISTGraphHead, ResidualBlock2d, SincFilterbank
 from spoof_train.models.masking import lengths_to_mask, masked_mean, pool_lengths
 
@@ -49,8 +49,6 @@ class AASIST(nn.Module):
         n_sinc = int(filts[0])  # type: ignore[call-overload]
         blocks = [tuple(int(c) for c in f) for f in filts[1:]]  # type: ignore[attr-defined]
         if len(blocks) != 4:
-            from spoof_train.errors import ConfigError
-
             raise ConfigError(f"AASIST filts needs 1 + 4 entries, got {list(filts)}")
         self.conv_time = SincFilterbank(n_sinc, first_conv, sample_rate)
         self.first_bn = nn.BatchNorm2d(1)
