@@ -109,6 +109,8 @@ def _check_args(**kw: Any) -> None:
         raise ExportArgumentError(
             "calib: given without int8 (--int8); calibration audio is only used for int8"
         )
+    if kw["int8_ops"] not in ("matmul-conv", "matmul"):
+        raise ExportArgumentError(f"int8_ops: expected 'matmul-conv' or 'matmul', given {kw['int8_ops']!r}")
     if kw["int8_target"] not in ("cpu", "tensorrt", "both"):
         raise ExportArgumentError(
             f"int8_target: expected 'cpu', 'tensorrt' or 'both', given {kw['int8_target']!r}"
@@ -185,6 +187,7 @@ def export(
     calib_min_files: int = 16,
     calib_method: Literal["minmax", "percentile", "entropy"] = "minmax",
     keep_first_conv_fp32: bool = True,
+    int8_ops: Literal["matmul-conv", "matmul"] = "matmul-conv",
     fp16: bool = False,
     engine: bool = False,
     min_seconds: float = 1.0,
@@ -340,6 +343,7 @@ def export(
             "calib_max_files": calib_max_files,
             "calib_method": calib_method,
             "keep_first_conv_fp32": keep_first_conv_fp32,
+            "int8_ops": int8_ops,
             "fp16": fp16,
             "engine": engine,
             "opset": opset,
@@ -434,6 +438,7 @@ def export(
                     target=target,  # type: ignore[arg-type]
                     method=calib_method,
                     keep_first_conv_fp32=keep_first_conv_fp32,
+                    op_types=("MatMul", "Gemm", "Conv") if int8_ops == "matmul-conv" else ("MatMul", "Gemm"),
                 )
                 info["seconds"] = round(time.perf_counter() - t0, 2)
                 write_onnx_manifest(partial[key], manifest("int8"))

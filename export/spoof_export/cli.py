@@ -60,6 +60,12 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--calib-min-files", type=int, default=16, help="fewer usable clips is an error (exit 6)")
     q.add_argument("--calib-method", choices=("minmax", "percentile", "entropy"), default="minmax")
     q.add_argument(
+        "--int8-ops",
+        choices=("matmul-conv", "matmul"),
+        default="matmul-conv",
+        help="quantise MatMul/Gemm and the convolutions (fastest) or MatMul/Gemm only (conv encoder FP32)",
+    )
+    q.add_argument(
         "--quantize-first-conv",
         dest="keep_first_conv_fp32",
         action="store_false",

@@ -220,6 +220,10 @@ def test_int8_without_calibration_is_an_argument_error(tiny_checkpoint, tmp_path
         export(tiny_checkpoint, output=tmp_path / "x", int8=True)
     with pytest.raises(ExportArgumentError, match="calib: given without int8"):
         export(tiny_checkpoint, output=tmp_path / "x", calib=tmp_path)
+    with pytest.raises(
+        ExportArgumentError, match="int8_ops: expected 'matmul-conv' or 'matmul', given 'all'"
+    ):
+        export(tiny_checkpoint, output=tmp_path / "x", int8_ops="all")  # type: ignore[arg-type]
     with pytest.raises(ExportArgumentError, match=r"engine profile: expected min_seconds <= opt_seconds"):
         export(tiny_checkpoint, output=tmp_path / "x", min_seconds=5.0, max_seconds=2.0)
 

@@ -166,3 +166,12 @@ def test_unreadable_clips_are_skipped_and_counted(tmp_path, write_clips):
         load_audio_set(
             tmp_path, sample_rate=16000, window_samples=8000, max_files=None, min_files=4, split=None
         )
+
+
+def test_matmul_only_keeps_the_conv_encoder_fp32(tiny_onnx, calib_windows, tmp_path):
+    info = quantize_int8(tiny_onnx, tmp_path / "mm.onnx", calib_windows, op_types=("MatMul", "Gemm"))
+    assert "Conv" not in info["int8_nodes"]
+    assert info["fp32_nodes_of_quantisable_types"]["Conv"] == 8
+    assert info["int8_nodes"]["MatMul"] > 0
+    with pytest.raises(ExportArgumentError, match="op_types: expected a subset of"):
+        quantize_int8(tiny_onnx, tmp_path / "x.onnx", calib_windows, op_types=("Add",))
