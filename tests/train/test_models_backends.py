@@ -146,3 +146,22 @@ def test_a_row_without_valid_frames_gives_finite_logits(name: str) -> None:
         alone = backend(x[:1], mask[:1])
     assert torch.isfinite(out).all()
     assert (out[0] - alone[0]).abs().max().item() <= 1e-5
+
+
+@pytest.mark.parametrize("name", BACKEND_NAMES)
+def test_half_precision_masks_stay_finite(name: str) -> None:
+    """-1e9 overflows float16: masked logits use the dtype's lowest finite value (AMP-safe)."""
+    from spoof_train.models.masking import masked_softmax
+
+    logits = torch.randn(2, 5, dtype=torch.float16)
+    mask = torch.tensor([[True, True, False, False, False], [False] * 5])
+    w = masked_softmax(logits, mask, dim=1)
+    assert torch.isfinite(w).all()
+    assert torch.allclose(w[0].float().sum(), torch.tensor(1.0), atol=1e-3)
+    assert w[1].abs().max() == 0
+    backend = _make(name, seed=9).eval().to(torch.bfloat16)
+    x = _stack(2, 40, seed=10).to(torch.bfloat16)
+    m = torch.ones(2, 40, dtype=torch.bool)
+    m[1, 25:] = False
+    with torch.no_grad():
+        assert torch.isfinite(backend(x, m).float()).all()

@@ -140,7 +140,8 @@ class SLSBackend(nn.Module):
         x = (hidden * w[:, :, None, None]).sum(dim=1)  # [B, T, D]
         m = mask[:, None, :, None]
         x = F.selu(self.first_bn((x * m.to(x.dtype).squeeze(1)).unsqueeze(1)))  # [B, 1, T, D]
-        x = F.max_pool2d(x.masked_fill(~m, NEG_LARGE), (3, 3)).squeeze(1)  # [B, T/3, D/3]
+        low = max(NEG_LARGE, float(torch.finfo(x.dtype).min))  # finite in fp16 too
+        x = F.max_pool2d(x.masked_fill(~m, low), (3, 3)).squeeze(1)  # [B, T/3, D/3]
         pooled_mask = lengths_to_mask(pool_lengths(mask.sum(dim=1), 3), x.shape[1])
         x = F.selu(self.fc1(masked_mean(x, pooled_mask, dim=1)))
         return self.fc3(self.drop(x))

@@ -19,8 +19,14 @@ __all__ = [
 ]
 
 # A finite "minus infinity" for masked logits: -inf turns a fully masked softmax into NaN and some ONNX
-# runtimes fold it badly; -1e9 in float32 underflows exp() to exactly 0 next to any valid entry.
+# runtimes fold it badly; -1e9 in float32 underflows exp() to exactly 0 next to any valid entry. Half
+# precision (AMP) uses its lowest finite value instead, since -1e9 would overflow to -inf there.
 NEG_LARGE = -1.0e9
+
+
+def _neg_large(dtype: torch.dtype) -> float:
+    """``NEG_LARGE``, or the dtype's lowest finite value when -1e9 would overflow (fp16 under AMP)."""
+    return max(NEG_LARGE, float(torch.finfo(dtype).min)) if dtype.is_floating_point else NEG_LARGE
 
 
 def lengths_to_mask(lengths: Tensor, max_len: int | Tensor) -> Tensor:
@@ -58,7 +64,7 @@ def masked_max(x: Tensor, mask: Tensor, dim: int) -> Tensor:
     m = mask
     while m.dim() < x.dim():
         m = m.unsqueeze(-1)
-    return x.masked_fill(~m, NEG_LARGE).amax(dim=dim)
+    return x.masked_fill(~m, _neg_large(x.dtype)).amax(dim=dim)
 
 
 def masked_softmax(logits: Tensor, mask: Tensor, dim: int) -> Tensor:
@@ -66,5 +72,5 @@ def masked_softmax(logits: Tensor, mask: Tensor, dim: int) -> Tensor:
     m = mask
     while m.dim() < logits.dim():
         m = m.unsqueeze(-1)
-    weights = torch.softmax(logits.masked_fill(~m, NEG_LARGE), dim=dim)
+    weights = torch.softmax(logits.masked_fill(~m, _neg_large(logits.dtype)), dim=dim)
     return weights * m.to(weights.dtype)
