@@ -201,7 +201,7 @@ def cmd_explain(args: argparse.Namespace) -> int:
     )
     t = res["time"]
     print(
-        f"time view: sum of attributions {t['sum_attributions']:.4f} vs f(x) - f(0) "
+        f"time view: sum of attributions {t['sum_attributions']:.4f} vs f(x) - f(baseline) "
         f"{t['f_input'] - t['f_baseline']:.4f} (gap {100 * t['relative_delta']:.2f} %)"
     )
     if "time_frequency" in res:
