@@ -28,7 +28,7 @@ from typing import Any, TextIO
 import numpy as np
 
 from spoofsdk.backends.base import BACKENDS
-from spoofsdk.errors import BackendUnavailableError, ModelLoadError, SpoofError
+from spoofsdk.errors import BackendUnavailableError, InvalidArgumentError, ModelLoadError, SpoofError
 from spoofsdk.results import AGGREGATES, Score
 from spoofsdk.session import BYTES_PER_SAMPLE, ENCODINGS
 
@@ -104,7 +104,9 @@ def _read(path: Path, encoding: str | None, sample_rate: int | None) -> tuple[An
         raise SpoofError(f"{path}: expected a file under {MAX_FILE_BYTES >> 20} MiB, given {size >> 20} MiB")
     if raw_enc is not None:
         if sample_rate is None:
-            raise UsageError(f"{path}: headerless {raw_enc} audio needs --sample-rate")
+            raise InvalidArgumentError(
+                f"{path}: headerless {raw_enc} audio needs --sample-rate (expected Hz, given none)"
+            )
         data = path.read_bytes()
         usable = len(data) - len(data) % BYTES_PER_SAMPLE[raw_enc]
         return data[:usable], sample_rate, raw_enc

@@ -181,3 +181,16 @@ def test_console_script_entry_point(audio_dir: Path, tiny_model: Path) -> None:
     )  # fmt: skip
     assert out.returncode == EXIT_OK, out.stderr
     assert out.stdout.startswith("path,label,spoof_prob")
+
+
+def test_headerless_file_without_rate_is_a_per_file_error(
+    audio_dir: Path, tiny_model: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "call.ul").write_bytes(b"\xff" * 8000)
+    files = [str(tmp_path / "call.ul"), str(audio_dir / "a.wav")]
+    code, out, _ = _run(capsys, *files, "--model", str(tiny_model), "--format", "json")
+    assert code == EXIT_FAILED
+    r = {Path(x["path"]).name: x for x in json.loads(out)["results"]}
+    assert r["a.wav"]["ok"]
+    assert r["call.ul"]["error_type"] == "InvalidArgumentError"
+    assert "headerless mulaw audio needs --sample-rate" in r["call.ul"]["error"]
