@@ -57,6 +57,14 @@ EXIT_CODES = {
 
 log = logging.getLogger("spoof_train")
 
+_ERROR_EXITS: tuple[tuple[type[BaseException], int, str], ...] = (
+    (ConfigError, EXIT_CONFIG, "config error: "),
+    (DataError, EXIT_DATA, "data error: "),
+    (CheckpointError, EXIT_CHECKPOINT, "checkpoint error: "),
+    (MetricError, EXIT_METRIC, "metric error: "),
+    (OSError, EXIT_OS, ""),
+)
+
 
 def _set_threads(args: argparse.Namespace) -> None:
     n = getattr(args, "threads", None)
@@ -398,21 +406,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("spoof-train: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
-    except ConfigError as exc:
-        print(f"spoof-train: config error: {exc}", file=sys.stderr)
-        return EXIT_CONFIG
-    except DataError as exc:
-        print(f"spoof-train: data error: {exc}", file=sys.stderr)
-        return EXIT_DATA
-    except CheckpointError as exc:
-        print(f"spoof-train: checkpoint error: {exc}", file=sys.stderr)
-        return EXIT_CHECKPOINT
-    except MetricError as exc:
-        print(f"spoof-train: metric error: {exc}", file=sys.stderr)
-        return EXIT_METRIC
-    except OSError as exc:
-        print(f"spoof-train: {exc}", file=sys.stderr)
-        return EXIT_OS
+    except (ConfigError, DataError, CheckpointError, MetricError, OSError) as exc:
+        # most specific first: a CheckpointError is also an OSError
+        for kind, code, label in _ERROR_EXITS:
+            if isinstance(exc, kind):
+                print(f"spoof-train: {label}{exc}", file=sys.stderr)
+                return code
+        raise  # pragma: no cover - every caught type is in the table
     except Exception:
         traceback.print_exc()
         print("spoof-train: internal error (please report it with the traceback above)", file=sys.stderr)
