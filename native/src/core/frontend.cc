@@ -231,7 +231,9 @@ bool Frontend::NextWindow(float* out, int64_t out_capacity, spoof_window_info* i
     const int64_t t = ring_.tail();
     if (next_start_ + w <= t) {
       const spoof_status st = ring_.Read(next_start_, out, w);
-      if (st == SPOOF_ERR_OVERFLOW) continue;  // overwritten while copying: skip ahead
+      // Under drop_oldest the producer may drop past next_start_ after we looked at head
+      // (INVALID_ARGUMENT: start < head) or while we copy (OVERFLOW): skip ahead and retry.
+      if (st != SPOOF_OK && ring_.policy() == SPOOF_OVERFLOW_DROP_OLDEST) continue;
       if (st != SPOOF_OK) Throw(SPOOF_ERR_INTERNAL, "window read outside the ring buffer");
       *info = spoof_window_info{next_start_, w, 0, 0};
       last_start_ = next_start_;
