@@ -188,6 +188,59 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _fmt(v: float | None) -> str:
+    return "-" if v is None else f"{v:.2f}"
+
+
+def cmd_tables(args: argparse.Namespace) -> int:
+    """Markdown tables of an ``evaluate`` report (for docs/model-card.md)."""
+    rep = json.loads(Path(args.report).read_text())
+    lines = [
+        "| split | rows | bona fide | spoof | EER % | EER seen % | EER unseen % | bona fide flagged % "
+        "| spoof missed % |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for split in ("dev", "test"):
+        if split not in rep:
+            continue
+        for rows in ("all", "licensed"):
+            r = rep[split][rows]
+            t = r["at_threshold"]
+            lines.append(
+                f"| {split} | {rows} | {r['n_bonafide']} | {r['n_spoof']} | {_fmt(r['eer'])} | "
+                f"{_fmt(r['eer_seen'])} ({r['n_spoof_seen']}) | {_fmt(r['eer_unseen'])} "
+                f"({r['n_spoof_unseen']}) | {t['bonafide_flagged_pct']:.2f} | {t['spoof_missed_pct']:.2f} |"
+            )
+    lines += [
+        "",
+        "| split | attack | seen in training | spoofs | EER % (vs all bona fide of the split) |",
+        "|---|---|---|---|---|",
+    ]
+    for split in ("dev", "test"):
+        if split not in rep:
+            continue
+        per = rep[split]["all"]["per_attack"]
+        for a, v in sorted(per.items(), key=lambda kv: (not kv[1]["seen"], kv[0])):
+            lines.append(
+                f"| {split} | {a} | {'seen' if v['seen'] else 'UNSEEN'} | {v['n']} | {_fmt(v['eer'])} |"
+            )
+    lines += [
+        "",
+        "| split | channel | bona fide | spoof | EER % (all attacks) | EER % (seen attacks) |",
+        "|---|---|---|---|---|---|",
+    ]
+    for split in ("dev", "test"):
+        if split not in rep:
+            continue
+        for ch, v in rep[split]["all"]["per_channel"].items():
+            lines.append(
+                f"| {split} | {ch} | {v['n_bonafide']} | {v['n_spoof']} | {_fmt(v['eer'])} | "
+                f"{_fmt(v['eer_seen'])} |"
+            )
+    print("\n".join(lines))
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     sub = p.add_subparsers(dest="cmd", required=True)
@@ -209,6 +262,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     e.add_argument("--scores-dir", default=None)
     e.add_argument("--threads", type=int, default=2)
     e.set_defaults(fn=cmd_evaluate)
+    t = sub.add_parser("tables", help="markdown tables of an evaluate report")
+    t.add_argument("report")
+    t.set_defaults(fn=cmd_tables)
     args = p.parse_args(argv)
     return int(args.fn(args))
 
