@@ -25,7 +25,6 @@ import json
 import multiprocessing
 import os
 import platform
-import resource
 import statistics
 import sys
 import tempfile
@@ -40,9 +39,18 @@ WINDOW = 64600
 SR = 16000
 
 
+def _vm(key: str) -> float:
+    """``VmHWM`` / ``VmRSS`` of this process in MiB (``ru_maxrss`` survives ``exec`` on Linux, so a spawned
+    child would report its parent's peak; the kernel's per-address-space high-water mark does not)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(key + ":"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
 def _rss_child(kind: str, path: str, threads: int) -> dict[str, float]:
-    """Spawned: load one variant, score two windows, return peak RSS (MiB) before/after loading."""
-    base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    """Spawned: load one variant, score two windows, return RSS (MiB) at start, after load, and peak."""
+    base = _vm("VmRSS")
     x = np.random.default_rng(0).normal(0, 0.1, (1, WINDOW)).astype(np.float32)
     if kind == "torch":
         import torch
@@ -51,7 +59,7 @@ def _rss_child(kind: str, path: str, threads: int) -> dict[str, float]:
 
         torch.set_num_threads(threads)
         model, _, _ = load_checkpoint(path)
-        loaded = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        loaded = _vm("VmRSS")
         with torch.no_grad():
             for _ in range(2):
                 model(torch.from_numpy(x))
@@ -61,14 +69,10 @@ def _rss_child(kind: str, path: str, threads: int) -> dict[str, float]:
         opts = ort.SessionOptions()
         opts.intra_op_num_threads = threads
         sess = ort.InferenceSession(path, opts, providers=["CPUExecutionProvider"])
-        loaded = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        loaded = _vm("VmRSS")
         for _ in range(2):
             sess.run(None, {"audio": x})
-    return {
-        "base_mib": base,
-        "after_load_mib": loaded,
-        "peak_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-    }
+    return {"base_mib": base, "after_load_mib": loaded, "peak_mib": _vm("VmHWM")}
 
 
 def peak_rss(kind: str, path: str, threads: int) -> dict[str, float]:
