@@ -132,7 +132,7 @@ def main(argv: list[str] | None = None) -> int:
                     results.setdefault((name, threads), []).append(r)
     rows = []
     for (name, threads), rs in results.items():
-        med = {k: statistics.median(r[k]) for k in ("load_s", "window_ms", "rtf", "peak_rss_mb")}
+        med = {k: statistics.median(x[k] for x in rs) for k in ("load_s", "window_ms", "rtf", "peak_rss_mb")}
         keep = {k: rs[0][k] for k in ("window_s", "hop_s", "size_mb", "precision")}
         rows.append({"model": name, "threads": threads, **med, **keep})
     base = {r["threads"]: r for r in rows if r["model"] == "default"}
