@@ -261,6 +261,23 @@ def test_missing_and_corrupt_audio(
     assert res["n_bonafide"] + res["n_spoof"] == 8
 
 
+def test_training_with_a_missing_file_fails_or_skips_by_flag(
+    tmp_path: Path, corpus: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from spoof_train.data import read_manifest
+
+    rows = read_manifest(corpus / "manifest.tsv")
+    rows.append(Utterance(str(tmp_path / "gone.wav"), "spoof", "A1", "x", "train"))
+    write_manifest(tmp_path / "m.tsv", rows)
+    recipe = str(_recipe(tmp_path, corpus, epochs=1))
+    manifest = f"data.manifest={tmp_path / 'm.tsv'}"
+    assert main(["train", recipe, "--set", manifest]) == EXIT_DATA
+    assert "gone.wav" in capsys.readouterr().err
+    assert main(["train", recipe, "--set", manifest, "--set", "data.on_error=skip"]) == 0
+    info = json.loads((tmp_path / "run" / "checkpoints" / "best" / "training.json").read_text())
+    assert info["train_items"] == 24  # the missing file was left out (and logged)
+
+
 def test_empty_split_unknown_label_and_missing_manifest(
     tmp_path: Path, corpus: Path, trained: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
