@@ -153,3 +153,67 @@ def test_corpus_v1_test_eer_on_seen_attacks(corpus_dir: Path, detector: Detector
     assert len(seen) > 250
     eer, _ = compute_eer(np.array(bona), np.array(seen))
     assert eer <= 0.05, f"corpus-v1 test EER on seen attacks {100 * eer:.2f} % > 5 %"
+
+
+# ---- the pieces of the recipe: licence filter and the spectral model kind -------------------------------
+
+
+def _utt(path: str, licence: str | None, split: str = "train") -> object:
+    from spoof_train.data import Utterance
+
+    extra = {} if licence is None else {"licence": licence}
+    return Utterance(path=path, label="bonafide", attack="-", speaker="s", split=split, extra=extra)
+
+
+def test_licence_filter_drops_unlicensed_and_derivative_rows() -> None:
+    from spoof_train.licence import filter_by_licence, licence_report
+
+    rows = [
+        _utt("a.flac", "CC BY 4.0"),
+        _utt("b.flac", "no licence stated"),
+        _utt("c.flac", " Derivative of no licence  stated"),
+        _utt("d.flac", "derivative of CC BY-SA 3.0", split="dev"),
+    ]
+    kept, dropped = filter_by_licence(rows)
+    assert [r.path for r in kept] == ["a.flac", "d.flac"]  # type: ignore[attr-defined]
+    assert [r.path for r in dropped] == ["b.flac", "c.flac"]  # type: ignore[attr-defined]
+    report = licence_report(kept, dropped)
+    assert report["kept_per_split"] == {"dev/bonafide": 1, "train/bonafide": 1}
+
+
+def test_licence_filter_refuses_rows_without_a_licence() -> None:
+    from spoof_train.errors import DataError
+    from spoof_train.licence import filter_by_licence
+
+    with pytest.raises(DataError, match="has no 'licence' value"):
+        filter_by_licence([_utt("a.flac", "CC BY 4.0"), _utt("x.flac", None)])
+    with pytest.raises(DataError, match="has no 'licence' value"):
+        filter_by_licence([_utt("y.flac", "-")])
+
+
+def test_spectral_model_pads_exactly_is_gain_invariant_and_scores_short_input() -> None:
+    torch = pytest.importorskip("torch")
+    from spoof_train.errors import DataError
+    from spoof_train.models import DetectorConfig, build_detector
+
+    cfg = DetectorConfig(
+        kind="spectral",
+        backend={"name": "spectral", "config": {"channels": [8, 8], "stem_channels": 4, "embed_dim": 8}},
+    )
+    model = build_detector(cfg, seed=0).eval()
+    gen = torch.Generator().manual_seed(0)
+    short = 0.05 * torch.randn(1, model.min_samples, generator=gen)
+    long = 0.05 * torch.randn(1, 20000, generator=gen)
+    batch = torch.zeros(2, 20000)
+    batch[0, : short.shape[1]] = short[0]
+    batch[1] = long[0]
+    with torch.no_grad():
+        alone = model(short)
+        padded = model(batch, torch.tensor([short.shape[1], 20000]))
+        louder = model(10.0 * long)
+        quiet = model(long)
+    torch.testing.assert_close(padded[0], alone[0], atol=1e-5, rtol=0)
+    torch.testing.assert_close(padded[1], quiet[0], atol=1e-5, rtol=0)
+    torch.testing.assert_close(louder, quiet, atol=1e-4, rtol=0)  # level does not change the logits
+    with pytest.raises(DataError, match="at least"):
+        model(torch.zeros(1, model.min_samples - 1))
