@@ -242,15 +242,17 @@ def _format(results: list[FileResult], fmt: str, *, windows: bool, meta: dict[st
             ],
         }
         return json.dumps(doc, indent=2) + "\n"
-    cols = ["path", "label", "spoof_prob", "logit", "duration_s", "windows", "error"]
+    # "flagged" = windows whose own spoof probability reaches the decision threshold, out of all windows.
+    cols = ["path", "duration_s", "spoof_prob", "label", "flagged", "logit", "error"]
     rows = []
     for r in results:
         if r.score is not None:
             s = r.score
-            rows.append([r.path, s.label, f"{s.spoof_prob:.4f}", f"{s.logit:.4f}", f"{s.duration_s:.2f}",
-                         str(len(s.windows)), ""])  # fmt: skip
+            flagged = sum(w.spoof_prob >= s.threshold for w in s.windows)
+            rows.append([r.path, f"{s.duration_s:.2f}", f"{s.spoof_prob:.4f}", s.label,
+                         f"{flagged}/{len(s.windows)}", f"{s.logit:.4f}", ""])  # fmt: skip
         else:
-            rows.append([r.path, "ERROR", "", "", "", "", f"{r.error_type}: {r.error}"])
+            rows.append([r.path, "", "", "ERROR", "", "", f"{r.error_type}: {r.error}"])
     if fmt == "csv":
         buf = io.StringIO()
         w = csv.writer(buf, lineterminator="\n")

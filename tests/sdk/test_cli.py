@@ -69,15 +69,10 @@ def test_table_csv_glob_and_output_file(
     assert float(rows[0]["duration_s"]) == pytest.approx(1.25)
     code, out, _ = _run(capsys, str(audio_dir / "a.wav"), "--model", str(tiny_model))
     assert code == EXIT_OK
-    assert out.splitlines()[0].split() == [
-        "path",
-        "label",
-        "spoof_prob",
-        "logit",
-        "duration_s",
-        "windows",
-        "error",
-    ]
+    lines = out.splitlines()
+    assert lines[0].split() == ["path", "duration_s", "spoof_prob", "label", "flagged", "logit", "error"]
+    flagged, n_windows = lines[1].split()[4].split("/")
+    assert 0 <= int(flagged) <= int(n_windows) >= 1
     target = tmp_path / "r.json"
     code, out, _ = _run(capsys, str(audio_dir / "a.wav"), "--model", str(tiny_model), "--format", "json",
                         "-o", str(target))  # fmt: skip
@@ -180,7 +175,7 @@ def test_console_script_entry_point(audio_dir: Path, tiny_model: Path) -> None:
         capture_output=True, text=True, timeout=120, check=False,
     )  # fmt: skip
     assert out.returncode == EXIT_OK, out.stderr
-    assert out.stdout.startswith("path,label,spoof_prob")
+    assert out.stdout.startswith("path,duration_s,spoof_prob,label,flagged")
 
 
 def test_headerless_file_without_rate_is_a_per_file_error(
