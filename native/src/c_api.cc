@@ -75,17 +75,6 @@ spoof_status Null(const char* function, const char* argument) noexcept {
 
 constexpr int64_t kMaxResampleInput = int64_t{1} << 40;
 
-bool AllFinite(const float* x, int64_t n, int64_t* bad) {
-  for (int64_t i = 0; i < n; ++i) {
-    uint32_t bits;
-    std::memcpy(&bits, x + i, 4);
-    if ((bits & 0x7F800000u) == 0x7F800000u) {
-      *bad = i;
-      return false;
-    }
-  }
-  return true;
-}
 
 }  // namespace
 
@@ -177,7 +166,7 @@ spoof_status spoof_resample(const float* in, int64_t n_in, int32_t in_sr, int32_
     }
     if (out == nullptr && total > 0) return Null("spoof_resample", "out");
     int64_t bad = 0;
-    if (!AllFinite(in, n_in, &bad)) {
+    if (!spoof::AllFinite(in, n_in, &bad)) {
       return Failf(SPOOF_ERR_INVALID_AUDIO, "spoof_resample: input must be finite; sample %lld is not",
                    static_cast<long long>(bad));
     }
@@ -325,7 +314,7 @@ spoof_status spoof_ring_push(spoof_ring* ring, const float* samples, int64_t n) 
                    static_cast<long long>(n));
     }
     int64_t bad = 0;
-    if (!AllFinite(samples, n, &bad)) {
+    if (!spoof::AllFinite(samples, n, &bad)) {
       return Failf(SPOOF_ERR_INVALID_AUDIO, "spoof_ring_push: samples must be finite; sample %lld is not",
                    static_cast<long long>(bad));
     }

@@ -56,6 +56,18 @@ inline uint32_t LoadLE32(const uint8_t* p) {
 int16_t MulawToLinear(uint8_t code) { return MulawExpand(code); }
 int16_t AlawToLinear(uint8_t code) { return AlawExpand(code); }
 
+bool AllFinite(const float* x, int64_t n, int64_t* bad_index) {
+  for (int64_t i = 0; i < n; ++i) {
+    uint32_t bits;
+    std::memcpy(&bits, x + i, 4);
+    if ((bits & 0x7F800000u) == 0x7F800000u) {
+      *bad_index = i;
+      return false;
+    }
+  }
+  return true;
+}
+
 int BytesPerSample(int32_t encoding) {
   switch (encoding) {
     case SPOOF_ENCODING_PCM16:

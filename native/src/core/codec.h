@@ -21,4 +21,7 @@ void DecodeSamples(const uint8_t* data, size_t n_samples, int32_t encoding, floa
 int16_t MulawToLinear(uint8_t code);
 int16_t AlawToLinear(uint8_t code);
 
+// True if all n floats are finite; otherwise false with *bad_index set to the first NaN/Inf.
+bool AllFinite(const float* x, int64_t n, int64_t* bad_index);
+
 }  // namespace spoof

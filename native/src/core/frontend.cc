@@ -11,17 +11,6 @@ namespace {
 
 constexpr int64_t kFeedChunk = 4096;  // input samples decoded + resampled per step
 
-bool AllFinite(const float* x, int64_t n, int64_t* bad_index) {
-  for (int64_t i = 0; i < n; ++i) {
-    uint32_t bits;
-    std::memcpy(&bits, x + i, 4);
-    if ((bits & 0x7F800000u) == 0x7F800000u) {
-      *bad_index = i;
-      return false;
-    }
-  }
-  return true;
-}
 
 }  // namespace
 
