@@ -30,13 +30,18 @@ if [[ ! -x .venv/bin/python ]]; then
   $PY -m venv .venv
 fi
 VPY="$ROOT/.venv/bin/python"
-"$VPY" -m pip install -q --upgrade pip
+# pip, quiet, without the machine-level warnings about index locations that do not exist here.
+pip_install() {
+  "$VPY" -m pip install -q "$@" 2>&1 | { grep -v "is ignored: it is neither a file nor a directory" || true; }
+  return "${PIPESTATUS[0]}"
+}
+pip_install --upgrade pip
 # Build requirements live in the venv so that the package builds without isolation
 # (faster, and no second torch resolution inside a build environment).
-"$VPY" -m pip install -q -c constraints/ci.txt "scikit-build-core>=0.11" "pybind11>=3.0"
+pip_install -c constraints/ci.txt "scikit-build-core>=0.11" "pybind11>=3.0"
 if ((EDITABLE)); then
-  "$VPY" -m pip install -q -c constraints/ci.txt --no-build-isolation -e ".[dev,train,export,examples]"
+  pip_install -c constraints/ci.txt --no-build-isolation -e ".[dev,train,export,examples]"
 else
-  "$VPY" -m pip install -q -c constraints/ci.txt --no-build-isolation ".[dev,train,export,examples]"
+  pip_install -c constraints/ci.txt --no-build-isolation ".[dev,train,export,examples]"
 fi
 echo "setup: ok ($("$VPY" -c 'import spoofsdk; print("spoofsdk", spoofsdk.__version__)'))"
