@@ -589,7 +589,8 @@ def export(
                 "latency_ms_per_window": None if r.latency_ms is None else round(r.latency_ms, 2),
                 "rtf": None
                 if r.latency_ms is None
-                else round(r.latency_ms / 1000 / (window / sample_rate), 4),
+                # 4 significant digits: a fast model's RTF is far below 1e-4 of a decimal place.
+                else float(f"{r.latency_ms / 1000 / (window / sample_rate):.4g}"),
                 "latency_runs_ms": [round(x, 2) for x in r.latency_all_ms],
                 "threads": num_threads,
                 "providers": r.providers,
