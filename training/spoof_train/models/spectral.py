@@ -17,6 +17,13 @@ high band where vocoders leave artefacts; ``"mel"``: log-mel), divided by the ut
 over its valid frames and floored ``floor_db`` below it, ``log`` (a gain normalisation: the level of the
 input does not change the output, the spectral shape and its time course do; empty bands of 8 kHz audio sit
 at the floor), then a per-band batch norm. Training mode adds SpecAugment-style time and band masks.
+
+Optional maps stacked with the log energies as input channels of the CNN (``[B, maps, bands, frames]``),
+for artefacts a magnitude front end cannot see: ``phase=True`` adds 4 band-pooled phase-coherence maps
+(cosine / sine of the instantaneous-frequency deviation across frames and of the group delay across bins);
+``excitation=True`` adds the per-frame peakiness of the spectrally whitened frame (glottal pulses of natural
+speech vs the smeared phase of Griffin-Lim / vocoder re-synthesis). Both are atan2-free, gain-invariant and
+keep the exact-padding property.
 """
 
 from __future__ import annotations
@@ -87,8 +94,12 @@ class SpectralFrontEnd(nn.Module):
         f_min: float = 0.0,
         pre_emphasis: float = 0.97,
         floor_db: float = 50.0,
+        phase: bool = False,
+        excitation: bool = False,
     ) -> None:
         super().__init__()
+        self.phase = bool(phase)
+        self.excitation = bool(excitation)
         if not 0 < win_length <= n_fft or hop_length < 1:
             raise ConfigError(
                 f"spectral front end: expected 0 < win_length <= n_fft and hop_length >= 1, got "
@@ -116,6 +127,81 @@ class SpectralFrontEnd(nn.Module):
         bank = filterbank_matrix(n_filters, n_fft, sample_rate, scale=filterbank, f_min=f_min)
         self.register_buffer("bank", torch.tensor(bank, dtype=torch.float32), persistent=False)
         self.n_bins = n_bins
+        # Expected phase advance of bin k over one hop (a stationary sinusoid at the bin centre): the
+        # instantaneous-frequency deviation is the cross-frame phasor rotated back by it.
+        adv = 2 * math.pi * np.arange(n_bins) * hop_length / n_fft
+        advance = torch.tensor(np.stack([np.cos(adv), np.sin(adv)]), dtype=torch.float32)
+        self.register_buffer("advance", advance, persistent=False)
+
+        # Excitation peakiness: spectral envelope = magnitude smoothed over +-4 bins (removes the harmonic
+        # structure of voiced speech); whitened frame = inverse DFT of X / envelope.
+        half = 4
+        idx = np.arange(n_bins)
+        smooth = (np.abs(idx[:, None] - idx[None, :]) <= half).astype(np.float64)
+        smooth /= smooth.sum(axis=1, keepdims=True)
+        self.register_buffer("smooth", torch.tensor(smooth, dtype=torch.float32), persistent=False)
+        weight = np.full(n_bins, 2.0)
+        weight[0] = 1.0
+        if n_fft % 2 == 0:
+            weight[-1] = 1.0
+        ang = 2 * math.pi * np.arange(n_fft)[:, None] * np.arange(n_bins)[None, :] / n_fft
+        inv = np.concatenate([np.cos(ang) * weight, -np.sin(ang) * weight], axis=1) / n_fft  # [n_fft, 2 bins]
+        self.register_buffer("idft", torch.tensor(inv, dtype=torch.float32), persistent=False)
+
+    @property
+    def channels(self) -> int:
+        """Feature maps per band: log energy, 4 phase maps with ``phase``, 1 excitation map with
+        ``excitation``."""
+        return 1 + (4 if self.phase else 0) + (1 if self.excitation else 0)
+
+    def _excitation_map(self, re: Tensor, im: Tensor) -> Tensor:
+        """Per-frame log peakiness of the whitened frame (an LPC-residual-like signal), ``[B, frames]``.
+
+        Natural voiced speech is excited by glottal pulses, so its spectrally flattened frame is peaky
+        (max / mean power high); Griffin-Lim, WORLD and other vocoders rebuild a plausible magnitude with
+        smeared or synthetic phase, and their flattened frames are flat (on corpus-v1 train pairs the LPC
+        residual kurtosis is lower for 100 % of Griffin-Lim and 95 % of WORLD clips than for their bona fide
+        source). The envelope is floored at a tenth of the frame's mean envelope, so empty bands (8 kHz
+        telephone audio) stay empty instead of being whitened into noise. Gain-invariant.
+        """
+        mag = torch.sqrt(re * re + im * im + 1e-20)
+        env = torch.matmul(self.smooth, mag)  # [B, bins, frames]
+        env = env + 0.1 * env.mean(dim=1, keepdim=True) + 1e-10
+        white = torch.cat([re / env, im / env], dim=1)  # [B, 2 bins, frames]
+        frame = torch.matmul(self.idft, white)  # [B, n_fft, frames]
+        power = frame * frame
+        return torch.log(power.amax(dim=1) / (power.mean(dim=1) + 1e-12) + 1e-6)
+
+    def _phase_maps(self, re: Tensor, im: Tensor, ref: Tensor) -> Tensor:
+        """Band-pooled phase coherence ``[B, 4, n_filters, frames]``, each in [-1, 1].
+
+        Instantaneous-frequency deviation: ``X_t conj(X_{t-1})`` rotated back by each bin's expected phase
+        advance; group delay: ``X_k conj(X_{k-1})``. Both are summed over each filter's bins (a power-weighted
+        mean phasor) and divided by the summed magnitudes, so the cosine and sine of the mean phase deviation
+        come out gain-invariant and without ``atan2`` (plain matmul / elementwise ONNX ops). Griffin-Lim and
+        vocoders leave phase that does not follow the magnitude: these maps see it, a magnitude front end
+        does not. The first frame (no predecessor) gets zeros.
+        """
+        eps = (ref * self.floor).clamp(min=1e-12)
+        mag = torch.sqrt(re * re + im * im + 1e-20)
+        # Across time.
+        re0, im0 = re[:, :, 1:], im[:, :, 1:]
+        re1, im1 = re[:, :, :-1], im[:, :, :-1]
+        cr = re0 * re1 + im0 * im1
+        ci = im0 * re1 - re0 * im1
+        ca, sa = self.advance[0][None, :, None], self.advance[1][None, :, None]
+        ifr, ifi = cr * ca + ci * sa, ci * ca - cr * sa
+        den_t = torch.matmul(self.bank, mag[:, :, 1:] * mag[:, :, :-1]) + eps
+        if_re = F.pad(torch.matmul(self.bank, ifr) / den_t, (1, 0))
+        if_im = F.pad(torch.matmul(self.bank, ifi) / den_t, (1, 0))
+        # Across frequency (bin 0 has no lower neighbour: zero).
+        gr = F.pad(re[:, 1:] * re[:, :-1] + im[:, 1:] * im[:, :-1], (0, 0, 1, 0))
+        gi = F.pad(im[:, 1:] * re[:, :-1] - re[:, 1:] * im[:, :-1], (0, 0, 1, 0))
+        gm = F.pad(mag[:, 1:] * mag[:, :-1], (0, 0, 1, 0))
+        den_f = torch.matmul(self.bank, gm) + eps
+        gd_re = torch.matmul(self.bank, gr) / den_f
+        gd_im = torch.matmul(self.bank, gi) / den_f
+        return torch.stack([if_re, if_im, gd_re, gd_im], dim=1)
 
     def frame_lengths(self, lengths: Tensor) -> Tensor:
         return pool_lengths(lengths, self.n_fft, self.hop_length)
@@ -140,8 +226,19 @@ class SpectralFrontEnd(nn.Module):
             ref = energies.mean(dim=(1, 2))
         ref = ref.clamp(min=1e-12)[:, None, None]
         logfb = torch.log(energies / ref + self.floor)
+        if self.phase or self.excitation:
+            # [B, maps, n_filters, frames]: log energy first, then the phase maps, then the excitation
+            # peakiness (one value per frame, repeated over the bands).
+            maps = [logfb.unsqueeze(1)]
+            if self.phase:
+                maps.append(self._phase_maps(re, im, ref))
+            if self.excitation:
+                exc = self._excitation_map(re, im)[:, None, None, :]
+                maps.append(exc.expand(-1, -1, logfb.shape[1], -1))
+            logfb = torch.cat(maps, dim=1)
         if ragged:
-            logfb = logfb * mask[:, None, :].to(logfb.dtype)
+            m = mask[:, None, :] if logfb.dim() == 3 else mask[:, None, None, :]
+            logfb = logfb * m.to(logfb.dtype)
         return logfb, frames
 
 
@@ -211,6 +308,8 @@ class SpectralCNN(nn.Module):
         dropout: float = 0.2,
         spec_augment: Sequence[int] = (8, 12),
         min_seconds: float = 0.1,
+        phase: bool = False,
+        excitation: bool = False,
     ) -> None:
         super().__init__()
         self.front = SpectralFrontEnd(
@@ -223,6 +322,8 @@ class SpectralCNN(nn.Module):
             f_min=f_min,
             pre_emphasis=pre_emphasis,
             floor_db=floor_db,
+            phase=phase,
+            excitation=excitation,
         )
         chans = [int(c) for c in channels]
         if not chans or min(chans) < 1:
@@ -241,7 +342,7 @@ class SpectralCNN(nn.Module):
             )
         self.input_bn = nn.BatchNorm1d(n_filters)  # per-band normalisation of the log energies
         self.stem = nn.Sequential(
-            nn.Conv2d(1, stem_channels, 3, stride=stem_stride, padding=1, bias=False),
+            nn.Conv2d(self.front.channels, stem_channels, 3, stride=stem_stride, padding=1, bias=False),
             nn.BatchNorm2d(stem_channels),
         )
         blocks = []
@@ -263,7 +364,10 @@ class SpectralCNN(nn.Module):
         self.min_samples = max(n_fft, round(min_seconds * sample_rate))
 
     def _spec_augment(self, x: Tensor, frames: Tensor) -> Tensor:
-        """One random band mask and one random frame mask per example (training only)."""
+        """One random band mask and one random frame mask per example (training only); ``x`` is
+        ``[B, bands, frames]`` or ``[B, maps, bands, frames]`` (the same masks on every map)."""
+        if x.dim() == 4:
+            return x * self._spec_augment(torch.ones_like(x[:, 0]), frames).unsqueeze(1)
         b, n_bands, n_frames = x.shape
         dev = x.device
         keep = torch.ones_like(x)
@@ -297,7 +401,11 @@ class SpectralCNN(nn.Module):
         feats, frames = self.front(wave, lens, ragged)
         if self.training:
             feats = self._spec_augment(feats, frames)
-        x = _masked(self.input_bn(feats).unsqueeze(1), frames, ragged)
+        if feats.dim() == 4:  # log energy + phase maps: batch norm on the log energies only
+            x = torch.cat([self.input_bn(feats[:, 0]).unsqueeze(1), feats[:, 1:]], dim=1)
+        else:
+            x = self.input_bn(feats).unsqueeze(1)
+        x = _masked(x, frames, ragged)
         # The stem conv (stride 2, padding 1) over zeroed frames past the length equals the unpadded row's.
         x = F.relu(self.stem(x))
         lens = frames if self.stem_stride == 1 else _ceil_half(frames)
