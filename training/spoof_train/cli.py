@@ -393,6 +393,9 @@ def build_parser() -> argparse.ArgumentParser:
     from spoof_train.distill import add_distil_parser  # owned by the export helper (issue 5)
 
     add_distil_parser(sub)
+    from spoof_train.qat import add_qat_parser  # quantisation-aware fine-tuning (issue 5)
+
+    add_qat_parser(sub)
     return parser
 
 
