@@ -10,8 +10,8 @@ Measured, each in a fresh subprocess so that peak RSS belongs to one side only:
 
 * per-window latency (one 4 s window, batch 1, median of repeats) and real-time factor of scoring a
   20 s clip (windows with 50 % overlap, i.e. what ``Detector.score`` does), Detector vs torch eager,
-  both one window per inference (``batch_size=1``); plus ``Detector.score`` with its default
-  ``batch_size=8``;
+  both one window per inference (``batch_size=1``); plus ``Detector.score`` with
+  ``batch_size=8`` (the GPU default; the CPU default is 1);
 * peak RSS of each process;
 * how many real-time calls this machine sustains: K streaming sessions push 20 ms frames from K
   threads, (a) each session running its own inference per window, (b) all sessions sharing a
@@ -384,7 +384,7 @@ def _print_row(layers: int, row: dict[str, Any]) -> None:
     print(f"| peak RSS (MB) | {t['peak_rss_mb']:.0f} | {d['peak_rss_mb']:.0f} | "
           f"{t['peak_rss_mb'] / d['peak_rss_mb']:.2f}x |")  # fmt: skip
     d8 = row["detector_batch8"]
-    print(f"| Detector batch_size=8 (default): RTF / peak RSS | | {d8['rtf']:.3f} / "
+    print(f"| Detector batch_size=8 (GPU default): RTF / peak RSS | | {d8['rtf']:.3f} / "
           f"{d8['peak_rss_mb']:.0f} MB | {t['rtf'] / d8['rtf']:.2f}x |")  # fmt: skip
     print(f"model in memory (RSS growth on load + first runs): {d['model_rss_mb']:.0f} MB")
     for label, kb in row.get("sessions", {}).items():

@@ -139,7 +139,9 @@ class Detector:
     threshold:
         Override the manifest's decision threshold on the spoof probability.
     batch_size:
-        Windows per inference call in :meth:`score` (capped by the engine's profile).
+        Windows per inference call in :meth:`score` (capped by the engine's profile). Default: 1 on
+        the CPU backend (batching buys no speed there and costs peak memory: docs/benchmarks.md,
+        "Detector runtime"), 8 on GPU backends.
     ort_options, tensorrt_options:
         :class:`OrtOptions` / :class:`TensorRTOptions` (or dicts of their fields).
     """
@@ -155,7 +157,7 @@ class Detector:
         hop_s: float | None = None,
         aggregate: str = "mean",
         threshold: float | None = None,
-        batch_size: int = 8,
+        batch_size: int | None = None,
         ort_options: OrtOptions | dict[str, Any] | None = None,
         tensorrt_options: TensorRTOptions | dict[str, Any] | None = None,
     ) -> None:
@@ -171,7 +173,9 @@ class Detector:
             raise InvalidArgumentError(
                 f"num_threads: expected an integer >= 0 (0 = default), given {num_threads!r}"
             )
-        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        if batch_size is not None and (
+            isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1
+        ):
             raise InvalidArgumentError(f"batch_size: expected an integer >= 1, given {batch_size!r}")
         self._aggregate = check_aggregate(aggregate)
         ort_opts: OrtOptions = coerce_options(ort_options, OrtOptions, "ort_options")
@@ -235,6 +239,8 @@ class Detector:
             raise InvalidArgumentError(
                 f"window_s: this graph has a fixed input of {limits.max_samples} samples"
             )
+        if batch_size is None:
+            batch_size = 1 if self.backend == "cpu" else 8
         self._batch_size = min(batch_size, limits.max_batch or batch_size)
         self._scale = manifest.calibration.scale
         self._bias = manifest.calibration.bias

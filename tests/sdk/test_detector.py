@@ -35,6 +35,17 @@ def test_loads_on_cpu_and_reports_it(detector: Detector, tiny_model: Path) -> No
     with pytest.raises(AttributeError):
         detector.backend = "cuda"  # type: ignore[misc]
     assert Detector(tiny_model, num_threads=1).backend == "cpu"  # auto resolves to the CPU here
+    assert detector.batch_size == 1  # the CPU default: batching buys no speed there, only memory
+    assert Detector(tiny_model, batch_size=4).batch_size == 4
+
+
+def test_batched_score_equals_unbatched(tiny_model: Path, speechlike: np.ndarray) -> None:
+    one = Detector(tiny_model, batch_size=1).score(speechlike)
+    many = Detector(tiny_model, batch_size=8).score(speechlike)
+    assert len(one.windows) == len(many.windows) > 1
+    for a, b in zip(one.windows, many.windows, strict=True):
+        assert (a.start_s, a.end_s) == (b.start_s, b.end_s)
+        assert a.logit == pytest.approx(b.logit, abs=1e-5)
 
 
 def test_windows_timestamps_and_scores(detector: Detector, speechlike: np.ndarray) -> None:
