@@ -37,6 +37,7 @@ from spoof_train.errors import ConfigError
 
 if TYPE_CHECKING:
     import torch
+    from torch.utils.data import DataLoader
 
 __all__ = [
     "DistilConfig",
@@ -216,13 +217,10 @@ def _masked_mse(a: torch.Tensor, b: torch.Tensor, mask: torch.Tensor) -> torch.T
 
 def distil(cfg: DistilConfig) -> Path:
     """Distil ``cfg.teacher`` into a ``cfg.layers``-layer student; returns the student checkpoint dir."""
-    import numpy as np
     import torch
     import torch.nn.functional as F
-    from torch.utils.data import DataLoader
 
     from spoof_train.checkpoint import checkpoint_sha256, load_checkpoint, save_checkpoint
-    from spoof_train.data import AudioDataset, collate_pad, read_manifest
     from spoof_train.models import build_detector
 
     cfg.validate()
@@ -247,20 +245,15 @@ def distil(cfg: DistilConfig) -> Path:
         [torch.nn.Identity() if s_width == t_width else torch.nn.Linear(s_width, t_width) for _ in pairs]
     )
 
-    rows = read_manifest(cfg.manifest, splits=[cfg.train_split])
-    if cfg.max_train_files is not None and len(rows) > cfg.max_train_files:
-        idx = np.random.default_rng(cfg.seed).permutation(len(rows))[: cfg.max_train_files]
-        rows = [rows[i] for i in sorted(idx)]
     sr = int(sconfig.sample_rate)
-    data = AudioDataset(
-        rows, sample_rate=sr, crop_samples=int(cfg.crop_seconds * sr), train=True, seed=cfg.seed
-    )
-    loader = DataLoader(
-        data,
+    loader = crop_train_loader(
+        cfg.manifest,
+        cfg.train_split,
+        sample_rate=sr,
+        crop_seconds=cfg.crop_seconds,
         batch_size=cfg.batch_size,
-        shuffle=True,
-        collate_fn=collate_pad,
-        generator=torch.Generator().manual_seed(cfg.seed),
+        seed=cfg.seed,
+        max_files=cfg.max_train_files,
     )
     groups = [
         {"params": student.backbone_parameters(), "lr": cfg.lr},
@@ -340,7 +333,7 @@ def distil(cfg: DistilConfig) -> Path:
         "seconds": round(time.perf_counter() - t0, 1),
         "final_losses": history[-1] if history else None,
         "loss_history_every_10": history[::10],
-        "train_files": len(rows),
+        "train_files": len(loader.dataset),  # type: ignore[arg-type]
     }
     for key in ("calibration",):
         if key in tinfo:
@@ -412,3 +405,37 @@ def cmd_distil(args: argparse.Namespace) -> int:
         if dev:
             print(f"dev EER: student {dev['student']['eer']:.4f}  teacher {dev['teacher']['eer']:.4f}")
     return 0
+
+
+def crop_train_loader(
+    manifest: str | Path,
+    split: str,
+    *,
+    sample_rate: int,
+    crop_seconds: float,
+    batch_size: int,
+    seed: int,
+    max_files: int | None = None,
+) -> DataLoader[Any]:
+    """Seeded loader of random crops of a manifest split (at most ``max_files`` rows, a seeded subset),
+    shared by distillation and quantisation-aware fine-tuning."""
+    import numpy as np
+    import torch
+    from torch.utils.data import DataLoader
+
+    from spoof_train.data import AudioDataset, collate_pad, read_manifest
+
+    rows = read_manifest(manifest, splits=[split])
+    if max_files is not None and len(rows) > max_files:
+        idx = np.random.default_rng(seed).permutation(len(rows))[:max_files]
+        rows = [rows[i] for i in sorted(idx)]
+    data = AudioDataset(
+        rows, sample_rate=sample_rate, crop_samples=int(crop_seconds * sample_rate), train=True, seed=seed
+    )
+    return DataLoader(
+        data,
+        batch_size=batch_size,
+        shuffle=True,
+        collate_fn=collate_pad,
+        generator=torch.Generator().manual_seed(seed),
+    )

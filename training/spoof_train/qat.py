@@ -409,13 +409,11 @@ def _kd_loss(s_logits: torch.Tensor, t_logits: torch.Tensor, temp: float) -> tor
 
 def qat(cfg: QATConfig) -> Path:
     """Fine-tune ``cfg.checkpoint`` with fake int8 quantisation; returns the FP32 output checkpoint dir."""
-    import numpy as np
     import torch
     import torch.nn.functional as F
-    from torch.utils.data import DataLoader
 
     from spoof_train.checkpoint import checkpoint_sha256, load_checkpoint, save_checkpoint
-    from spoof_train.data import AudioDataset, collate_pad, read_manifest
+    from spoof_train.distill import crop_train_loader
 
     cfg.validate()
     out = Path(cfg.out_dir)
@@ -437,20 +435,15 @@ def qat(cfg: QATConfig) -> Path:
     )
     log.info("qat: %d modules fake-quantised, %d kept FP32 %s", len(fq.wrapped), len(fq.skipped), fq.skipped)
 
-    rows = read_manifest(cfg.manifest, splits=[cfg.train_split])
-    if cfg.max_train_files is not None and len(rows) > cfg.max_train_files:
-        idx = np.random.default_rng(cfg.seed).permutation(len(rows))[: cfg.max_train_files]
-        rows = [rows[i] for i in sorted(idx)]
     sr = int(config.sample_rate)
-    data = AudioDataset(
-        rows, sample_rate=sr, crop_samples=int(cfg.crop_seconds * sr), train=True, seed=cfg.seed
-    )
-    loader = DataLoader(
-        data,
+    loader = crop_train_loader(
+        cfg.manifest,
+        cfg.train_split,
+        sample_rate=sr,
+        crop_seconds=cfg.crop_seconds,
         batch_size=cfg.batch_size,
-        shuffle=True,
-        collate_fn=collate_pad,
-        generator=torch.Generator().manual_seed(cfg.seed),
+        seed=cfg.seed,
+        max_files=cfg.max_train_files,
     )
 
     def batches() -> Any:
@@ -526,7 +519,7 @@ def qat(cfg: QATConfig) -> Path:
         "seconds": round(time.perf_counter() - t0, 1),
         "final_losses": history[-1] if history else None,
         "loss_history_every_10": history[::10],
-        "train_files": len(rows),
+        "train_files": len(loader.dataset),  # type: ignore[arg-type]
     }
     for key in ("calibration", "dev_eer", "best_epoch"):
         if key in info_in:
