@@ -258,7 +258,6 @@ def export(
     from spoof_export.validate import OrtJob, compare_outputs, run_ort_jobs, score_agreement
     from spoofsdk.manifest import (
         Calibration,
-        EngineInfo,
         Manifest,
         write_engine_manifest,
         write_onnx_manifest,
@@ -551,18 +550,7 @@ def export(
             write_engine_manifest(
                 partial["engine"],
                 manifest(precision),
-                EngineInfo(
-                    tensorrt_version=built.tensorrt_version,
-                    compute_capability=built.compute_capability,
-                    gpu_name=built.gpu_name,
-                    profile_min=built.profile_min,
-                    profile_opt=built.profile_opt,
-                    profile_max=built.profile_max,
-                    build_flags=built.build_flags,
-                    hardware_compatibility_level=built.hardware_compatibility_level,
-                    version_compatible=built.version_compatible,
-                    platform=platform.machine(),
-                ),
+                built.engine_info(),
             )
             engine_logits = np.concatenate(
                 [run_engine(partial["engine"], b, device_id=device_id) for b in batches]

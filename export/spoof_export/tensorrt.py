@@ -28,6 +28,8 @@ if TYPE_CHECKING:
     import numpy as np
     from numpy.typing import NDArray
 
+    from spoofsdk.manifest import EngineInfo
+
 __all__ = [
     "TRT_MAX_OPSET",
     "TRT_MIN_OPSET",
@@ -387,6 +389,25 @@ class BuiltEngine:
     hardware_compatibility_level: str
     version_compatible: bool
     timing_cache: Path | None
+
+    def engine_info(self) -> EngineInfo:
+        """This build's ``.trt.json`` sidecar fields (spoofsdk's EngineInfo), on this machine's platform."""
+        import platform
+
+        from spoofsdk.manifest import EngineInfo
+
+        return EngineInfo(
+            tensorrt_version=self.tensorrt_version,
+            compute_capability=self.compute_capability,
+            gpu_name=self.gpu_name,
+            profile_min=self.profile_min,
+            profile_opt=self.profile_opt,
+            profile_max=self.profile_max,
+            build_flags=self.build_flags,
+            hardware_compatibility_level=self.hardware_compatibility_level,
+            version_compatible=self.version_compatible,
+            platform=platform.machine(),
+        )
 
 
 def build_engine(

@@ -235,7 +235,7 @@ def test_build_engine_drives_the_tensorrt10_api(tiny_onnx, tmp_path, monkeypatch
 
 
 def test_engine_manifest_sidecar_is_written_by_the_sdk_writer(tiny_onnx, tmp_path, monkeypatch):
-    from spoofsdk.manifest import EngineInfo, Manifest, read_manifest, write_engine_manifest
+    from spoofsdk.manifest import Manifest, read_manifest, write_engine_manifest
 
     monkeypatch.setitem(sys.modules, "tensorrt", fake_tensorrt(_Recorder()))
     monkeypatch.setattr(trt_mod, "_cudart", lambda: fake_cudart(1))
@@ -243,16 +243,7 @@ def test_engine_manifest_sidecar_is_written_by_the_sdk_writer(tiny_onnx, tmp_pat
     m = Manifest(
         sample_rate=16000, window_samples=64600, hop_samples=32300, min_samples=400, precision="int8"
     )
-    info = EngineInfo(
-        tensorrt_version=built.tensorrt_version,
-        compute_capability=built.compute_capability,
-        gpu_name=built.gpu_name,
-        profile_min=built.profile_min,
-        profile_opt=built.profile_opt,
-        profile_max=built.profile_max,
-        build_flags=built.build_flags,
-    )
-    write_engine_manifest(built.path, m, info)
+    write_engine_manifest(built.path, m, built.engine_info())
     back = read_manifest(built.path)
     assert back.engine is not None
     assert back.engine.compute_capability == "8.7"
