@@ -174,6 +174,14 @@ def _eer(scores_logits: np.ndarray, labels: list[str | None], spoof_index: int) 
     return float(eer)
 
 
+ARTIFACT_SUFFIXES = (".onnx", ".int8.onnx", ".int8-tensorrt.onnx", ".fp16.onnx", ".trt", ".trt.json")
+
+
+def _artifact_paths(prefix: Path) -> list[Path]:
+    """Every model file ``export`` can write for ``prefix`` (the report aside)."""
+    return [prefix.with_name(prefix.name + suffix) for suffix in ARTIFACT_SUFFIXES]
+
+
 def export(
     checkpoint: str | os.PathLike[str],
     *,
@@ -626,6 +634,13 @@ def export(
             os.replace(partial[k], p)
         if engine:
             os.replace(partial["engine_manifest"], final["engine_manifest"])  # type: ignore[arg-type]
+        # Artifacts of an earlier export to the same prefix that this one did not write would sit next to
+        # the new files and describe another model: remove them, so PREFIX.* is exactly what the report lists.
+        stale = [p for p in _artifact_paths(prefix) if p not in final.values() and p.exists()]
+        for p in stale:
+            p.unlink()
+            log.info("removed %s (left by an earlier export to this prefix; not written by this one)", p.name)
+        report["removed_stale"] = [str(p) for p in stale]
         tmp_report = partial["report"]
         tmp_report.write_text(json.dumps(report, indent=2, default=str) + "\n", encoding="utf-8")
         os.replace(tmp_report, final["report"])

@@ -159,6 +159,26 @@ def test_cli_layers_prunes_and_reports_it(tiny_checkpoint, tmp_path, capsys):
     assert report["checkpoint"]["layers_in_checkpoint"] == 2
 
 
+def test_reexport_removes_artifacts_an_earlier_export_left_at_the_prefix(tiny_checkpoint, tmp_path):
+    """An FP32-only export over a prefix that holds an earlier int8 / fp16 / engine export: the old files
+    describe another model, so they go (and the report says so); unrelated files stay."""
+    prefix = tmp_path / "m"
+    suffixes = (".int8.onnx", ".int8-tensorrt.onnx", ".fp16.onnx", ".trt", ".trt.json")
+    stale = [tmp_path / f"m{s}" for s in suffixes]
+    for p in stale:
+        p.write_bytes(b"from an earlier export")
+    keep = [tmp_path / "m.notes.txt", tmp_path / "mx.int8.onnx"]
+    for p in keep:
+        p.write_text("not ours")
+    code = cli.main([str(tiny_checkpoint), "-o", str(prefix), "--latency-repeats", "1", "-q"])
+    assert code == 0
+    assert not [p.name for p in stale if p.exists()]
+    assert all(p.exists() for p in keep)
+    report = json.loads((tmp_path / "m.export_report.json").read_text())
+    assert sorted(report["removed_stale"]) == sorted(str(p) for p in stale)
+    assert (tmp_path / "m.onnx").is_file()
+
+
 def _cli_error(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:
     code = cli.main([*args, "-q"])
     return code, capsys.readouterr().err
