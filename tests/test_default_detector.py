@@ -12,6 +12,7 @@ import math
 import shutil
 import subprocess
 import time
+import warnings
 from importlib import resources
 from pathlib import Path
 
@@ -213,6 +214,54 @@ def test_spectral_model_pads_exactly_is_gain_invariant_and_scores_short_input(fr
     torch.testing.assert_close(louder, quiet, atol=1e-4, rtol=0)  # level does not change the logits
     with pytest.raises(DataError, match="at least"):
         model(torch.zeros(1, model.min_samples - 1))
+
+
+def test_spectral_model_repeats_short_input_to_the_training_crop_length(tmp_path: Path) -> None:
+    """``repeat_seconds``: an input shorter than it is scored as the tiled copy (what training's
+    repeat-padding shows the model), in eager torch, in a ragged batch and in the exported ONNX graph."""
+    torch = pytest.importorskip("torch")
+    ort = pytest.importorskip("onnxruntime")
+    from spoof_train.models.spectral import SpectralCNN
+
+    torch.manual_seed(0)
+    model = SpectralCNN(channels=[8, 8], stem_channels=4, embed_dim=8, excitation=True, repeat_seconds=0.5)
+    model.eval()
+    plain = SpectralCNN(channels=[8, 8], stem_channels=4, embed_dim=8, excitation=True)  # repeat off
+    plain.load_state_dict(model.state_dict())
+    plain.eval()
+    gen = torch.Generator().manual_seed(1)
+    onnx_path = tmp_path / "m.onnx"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the legacy exporter's deprecation and tracer warnings
+        torch.onnx.export(
+            model,
+            (torch.randn(1, 16000),),
+            str(onnx_path),
+            input_names=["wave"],
+            output_names=["logits"],
+            dynamic_axes={"wave": {0: "batch", 1: "samples"}, "logits": {0: "batch"}},
+            opset_version=17,
+            dynamo=False,
+        )
+    sess = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+    for n in (1600, 3000, 8000, 12000):
+        x = 0.05 * torch.randn(2, n, generator=gen)
+        tiled = x.repeat(1, -(-8000 // n))[:, : max(n, 8000)]
+        with torch.no_grad():
+            got, want = model(x), plain(tiled)
+        torch.testing.assert_close(got, want, atol=1e-6, rtol=0)  # longer inputs: tiled == x, unchanged
+        np.testing.assert_allclose(sess.run(None, {"wave": x.numpy()})[0], got.numpy(), atol=1e-4)
+    # Ragged batch: each row is tiled by its own length.
+    batch = 0.05 * torch.randn(3, 12000, generator=gen)
+    lens = torch.tensor([12000, 3000, 1600])
+    with torch.no_grad():
+        rows = model(batch, lens)
+        for i, n in enumerate(lens.tolist()):
+            torch.testing.assert_close(rows[i], model(batch[i : i + 1, :n])[0], atol=1e-5, rtol=0)
+    # Off by default: a short input is then scored at its own length (a different result).
+    x = 0.05 * torch.randn(1, 3000, generator=gen)
+    with torch.no_grad():
+        assert not torch.allclose(plain(x), model(x), atol=1e-4)
 
 
 def test_excitation_map_sees_pulses_that_a_phase_randomised_copy_lacks() -> None:

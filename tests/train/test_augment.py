@@ -17,6 +17,7 @@ from spoof_train.augment import (
     RawBoostParams,
     ResampleRoundTrip,
     Reverb,
+    ShortCrop,
     build_augmentation,
     codec_availability,
     colored_noise,
@@ -52,6 +53,7 @@ ALL_AUGS = [
     ResampleRoundTrip(),
     AddNoise(),
     Reverb(),
+    ShortCrop(),
 ]
 
 
@@ -279,3 +281,28 @@ def test_rawboost_filters_are_notches_with_delay_compensation() -> None:
     delay = (b.shape[0] - 1) // 2  # the reference: lfilter on the zero-padded input, then drop the delay
     ref = signal.lfilter(b, 1.0, np.concatenate((x, np.zeros(delay))))[delay : delay + x.shape[0]]
     assert np.max(np.abs(_fir_same(x.astype(np.float64), b) - ref)) < 1e-12
+
+
+def test_short_crop_tiles_one_faded_segment_of_the_input() -> None:
+    x = speechlike(16000, seed=3)
+    aug = ShortCrop(seconds=(0.2, 0.2), fade_ms=5.0)
+    y = aug(x, SR, np.random.default_rng(0))
+    seg = 3200
+    assert y.shape == x.shape
+    assert y.dtype == np.float32
+    # Periodic with the segment length, and the segment is a faded copy of a piece of the input.
+    np.testing.assert_array_equal(y[seg : 2 * seg], y[:seg])
+    starts = [s for s in range(16000 - seg + 1) if np.array_equal(y[80 : seg - 80], x[s + 80 : s + seg - 80])]
+    assert len(starts) == 1
+    assert abs(y[0]) < abs(x[starts[0]]) + 1e-9
+    assert abs(y[seg - 1]) <= 0.01 * np.abs(x).max()
+    # A segment at least as long as the input changes nothing; bad ranges are config errors.
+    np.testing.assert_array_equal(ShortCrop(seconds=(2.0, 3.0))(x, SR, np.random.default_rng(0)), x)
+    for bad in ((0.0, 0.5), (0.8, 0.2)):
+        with pytest.raises(ConfigError):
+            ShortCrop(seconds=bad)
+    with pytest.raises(ConfigError):
+        ShortCrop(fade_ms=-1)
+    chain = build_augmentation([{"name": "short_crop", "p": 1.0, "seconds": [0.15, 0.8]}])
+    assert isinstance(chain.steps[0][1], ShortCrop)
+    assert chain.steps[0][1].seconds == (0.15, 0.8)

@@ -2,13 +2,20 @@
 
 RawBoost (algorithms 1-8 of the reference code), codec round trips (G.711 mu/A-law, GSM 06.10, MP3, Opus,
 Vorbis), telephony band-limit and sample-rate round trips, additive noise at an SNR, synthetic reverberation,
-and :func:`build_augmentation` to compose them from a config.
+short-segment crops, and :func:`build_augmentation` to compose them from a config.
 """
 
 from __future__ import annotations
 
 from spoof_train.augment.chain import REGISTRY, Chain, OneOf, build_augmentation
-from spoof_train.augment.channel import AddNoise, BandLimit, ResampleRoundTrip, Reverb, colored_noise
+from spoof_train.augment.channel import (
+    AddNoise,
+    BandLimit,
+    ResampleRoundTrip,
+    Reverb,
+    ShortCrop,
+    colored_noise,
+)
 from spoof_train.augment.codecs import CODECS, Codec, codec_availability, g711_decode, g711_encode
 from spoof_train.augment.rawboost import (
     RawBoost,
@@ -30,6 +37,7 @@ __all__ = [
     "RawBoostParams",
     "ResampleRoundTrip",
     "Reverb",
+    "ShortCrop",
     "build_augmentation",
     "codec_availability",
     "colored_noise",

@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from spoof_train.augment.channel import AddNoise, BandLimit, ResampleRoundTrip, Reverb
+from spoof_train.augment.channel import AddNoise, BandLimit, ResampleRoundTrip, Reverb, ShortCrop
 from spoof_train.augment.codecs import Codec
 from spoof_train.augment.rawboost import RawBoost
 from spoof_train.errors import ConfigError
@@ -40,6 +40,7 @@ REGISTRY: dict[str, Callable[..., Augment]] = {
     "resample": ResampleRoundTrip,
     "noise": AddNoise,
     "reverb": Reverb,
+    "short_crop": ShortCrop,
 }
 
 
@@ -120,7 +121,7 @@ def _build_one(spec: Mapping[str, Any], where: str) -> tuple[float, Augment]:
         known = [k for k in sig.parameters if k != "self"]
         raise ConfigError(f"{where} ({name}): unknown parameters {unknown}; known: {known}")
     for k, v in params.items():  # YAML gives lists where the classes take tuples
-        if isinstance(v, list) and k in ("snr_db", "rt60", "quality"):
+        if isinstance(v, list) and k in ("snr_db", "rt60", "quality", "seconds"):
             params[k] = tuple(v)
     try:
         return p, factory(**params)

@@ -1,4 +1,5 @@
-"""Channel effects: telephony band-limit, sample-rate round trips, additive noise at an SNR, reverberation.
+"""Channel effects: telephony band-limit, sample-rate round trips, additive noise at an SNR, reverberation,
+and short-segment crops (what a short clip looks like after repeat-padding).
 
 All are callables ``aug(wave, sample_rate, rng) -> wave`` (float32, same length as the input) whose random
 parameters come from the given ``numpy.random.Generator``.
@@ -16,7 +17,7 @@ from scipy import signal
 
 from spoof_train.errors import ConfigError
 
-__all__ = ["AddNoise", "BandLimit", "ResampleRoundTrip", "Reverb", "colored_noise"]
+__all__ = ["AddNoise", "BandLimit", "ResampleRoundTrip", "Reverb", "ShortCrop", "colored_noise"]
 
 logger = logging.getLogger("spoof_train")
 
@@ -86,6 +87,46 @@ class ResampleRoundTrip:
         y = resample(resample(x, sample_rate, self.rate), self.rate, sample_rate)
         n = x.shape[0]
         return y[:n] if y.shape[0] >= n else np.pad(y, (0, n - y.shape[0]))
+
+
+class ShortCrop:
+    """A random segment of ``seconds`` (length drawn uniformly from the range), faded in and out over
+    ``fade_ms`` (raised cosine), tiled back to the input length.
+
+    Training crops of a long clip are always full crops, while many clips met at test time are a fraction
+    of a second long and reach the model repeat-padded (by the data loader in training, by the spectral
+    model's ``repeat_seconds`` at inference). This shows long clips in that form too. The fades mimic the
+    trimmed, faded ends of short clips, so the tiling adds no clicks. A segment as long as the input is a
+    no-op.
+    """
+
+    def __init__(self, seconds: float | Sequence[float] = (0.15, 0.8), fade_ms: float = 5.0) -> None:
+        self.seconds = _range(seconds, "ShortCrop seconds")
+        if self.seconds[0] <= 0:
+            raise ConfigError(f"ShortCrop: seconds must be > 0, got {seconds}")
+        if fade_ms < 0:
+            raise ConfigError(f"ShortCrop: fade_ms must be >= 0, got {fade_ms}")
+        self.fade_ms = float(fade_ms)
+
+    def __repr__(self) -> str:
+        return f"ShortCrop(seconds={self.seconds}, fade_ms={self.fade_ms:g})"
+
+    def __call__(
+        self, wave: NDArray[np.floating], sample_rate: int, rng: np.random.Generator
+    ) -> NDArray[np.float32]:
+        x = np.asarray(wave, dtype=np.float32)
+        n = x.shape[0]
+        seg_len = max(1, round(rng.uniform(*self.seconds) * sample_rate))
+        if seg_len >= n:
+            return x
+        start = int(rng.integers(0, n - seg_len + 1))
+        seg = x[start : start + seg_len].copy()
+        fade = min(round(self.fade_ms * 1e-3 * sample_rate), seg_len // 2)
+        if fade > 0:
+            ramp = (0.5 - 0.5 * np.cos(np.pi * (np.arange(fade) + 0.5) / fade)).astype(np.float32)
+            seg[:fade] *= ramp
+            seg[-fade:] *= ramp[::-1]
+        return np.tile(seg, -(-n // seg_len))[:n]
 
 
 def colored_noise(n: int, color: str, rng: np.random.Generator) -> NDArray[np.float64]:

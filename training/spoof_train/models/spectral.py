@@ -34,6 +34,7 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 import torch.nn.functional as F
+import torch.onnx.operators
 from torch import Tensor, nn
 
 from spoof_train.errors import ConfigError, DataError
@@ -259,6 +260,21 @@ def _masked(x: Tensor, lens: Tensor, ragged: bool) -> Tensor:
     return x * lengths_to_mask(lens, x.shape[-1])[:, None, None, :].to(x.dtype)
 
 
+def _repeat_short(wave: Tensor, lens: Tensor, n: int, ragged: bool) -> tuple[Tensor, Tensor]:
+    """Rows shorter than ``n`` samples tiled to ``n`` (as :func:`~spoof_train.data.crop_or_pad` pads
+    training crops); longer rows unchanged. Exported as Shape / Max / Range / Mod / Gather with a dynamic
+    length, so one graph serves every input length."""
+    if not ragged:
+        total = torch.onnx.operators.shape_as_tensor(wave)[1]
+        out_len = torch.maximum(total, torch.tensor(n, dtype=total.dtype))
+        idx = torch.arange(out_len, device=wave.device) % total
+        return wave.index_select(1, idx), lens.clamp(min=n)
+    # Ragged batch: each row tiled by its own length; samples past a row's new length are masked later.
+    out_len = max(int(wave.shape[1]), n)
+    idx = torch.arange(out_len, device=wave.device)[None, :] % lens.clamp(min=1)[:, None]
+    return torch.gather(wave, 1, idx), lens.clamp(min=n)
+
+
 class _ResBlock(nn.Module):
     """conv3x3-BN-ReLU-conv3x3-BN + shortcut, ReLU, max-pool 2x2 (ceil mode); the valid-frame mask after
     every layer."""
@@ -310,6 +326,7 @@ class SpectralCNN(nn.Module):
         min_seconds: float = 0.1,
         phase: bool = False,
         excitation: bool = False,
+        repeat_seconds: float = 0.0,
     ) -> None:
         super().__init__()
         self.front = SpectralFrontEnd(
@@ -362,6 +379,12 @@ class SpectralCNN(nn.Module):
         self.max_band_mask, self.max_frame_mask = (int(v) for v in spec_augment)
         # The shortest input: one STFT frame (ceil-mode pooling keeps it), and at least min_seconds.
         self.min_samples = max(n_fft, round(min_seconds * sample_rate))
+        if repeat_seconds < 0:
+            raise ConfigError(f"SpectralCNN: repeat_seconds must be >= 0, got {repeat_seconds}")
+        # Inputs shorter than this are tiled to it inside the model (0 = off): training repeat-pads short
+        # clips to its crop length, so a 0.3 s clip scored as 0.3 s would be a kind of input never seen in
+        # training. Doing it in the graph keeps every runtime (SDK, streaming tail, Triton) consistent.
+        self.repeat_samples = round(repeat_seconds * sample_rate)
 
     def _spec_augment(self, x: Tensor, frames: Tensor) -> Tensor:
         """One random band mask and one random frame mask per example (training only); ``x`` is
@@ -398,6 +421,8 @@ class SpectralCNN(nn.Module):
         # Masks matter only when rows of the batch have different valid lengths (eval of padded batches);
         # the exported graph (lengths None) and fixed-length training crops skip them.
         ragged = lengths is not None and not torch.jit.is_tracing() and bool((lens < wave.shape[1]).any())
+        if self.repeat_samples > 0:
+            wave, lens = _repeat_short(wave, lens, self.repeat_samples, ragged)
         feats, frames = self.front(wave, lens, ragged)
         if self.training:
             feats = self._spec_augment(feats, frames)
