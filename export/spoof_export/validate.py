@@ -14,6 +14,7 @@ import logging
 import multiprocessing
 import os
 import statistics
+import sys
 import tempfile
 import time
 from collections import defaultdict
@@ -172,9 +173,16 @@ def run_ort_jobs(jobs: list[OrtJob], *, timeout: float | None = 3600.0) -> list[
         with ProcessPoolExecutor(max_workers=1, mp_context=ctx) as pool:
             return pool.submit(_run_jobs, jobs).result(timeout=timeout)
     except BrokenProcessPool as exc:
+        main = sys.modules.get("__main__")
+        hint = (
+            "; if export() was called at the top level of a script, put the call under "
+            '`if __name__ == "__main__":` (the spawned process re-imports the main module)'
+            if getattr(main, "__file__", None)
+            else ""
+        )
         raise ValidationError(
             f"ONNX Runtime crashed while running {[Path(j.path).name for j in jobs]} in the validation "
-            f"process ({exc}); the artifact is not usable",
+            f"process ({exc}); the artifact is not usable{hint}",
             stage="onnxruntime",
         ) from exc
     except TimeoutError as exc:
