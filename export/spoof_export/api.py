@@ -115,6 +115,9 @@ def _check_args(**kw: Any) -> None:
         raise ExportArgumentError(
             f"int8_target: expected 'cpu', 'tensorrt' or 'both', given {kw['int8_target']!r}"
         )
+    pct = kw["calib_percentile"]
+    if isinstance(pct, bool) or not isinstance(pct, (int, float)) or not 50.0 < pct < 100.0:
+        raise ExportArgumentError(f"calib_percentile: expected a value in (50, 100), given {pct!r}")
     if kw["calib_min_files"] > kw["calib_max_files"]:
         raise ExportArgumentError(
             f"calib_min_files: expected <= calib_max_files ({kw['calib_max_files']}), "
@@ -193,7 +196,8 @@ def export(
     calib_split: str | None = "train",
     calib_max_files: int = 64,
     calib_min_files: int = 16,
-    calib_method: Literal["minmax", "percentile", "entropy"] = "minmax",
+    calib_method: Literal["minmax", "percentile", "entropy"] = "percentile",
+    calib_percentile: float = 99.9,
     keep_first_conv_fp32: bool = True,
     int8_ops: Literal["matmul-conv", "matmul"] = "matmul-conv",
     fp16: bool = False,
@@ -349,6 +353,7 @@ def export(
             "calib_split": calib_split,
             "calib_max_files": calib_max_files,
             "calib_method": calib_method,
+            "calib_percentile": calib_percentile,
             "keep_first_conv_fp32": keep_first_conv_fp32,
             "int8_ops": int8_ops,
             "fp16": fp16,
@@ -444,6 +449,7 @@ def export(
                     calib_set.windows,
                     target=target,  # type: ignore[arg-type]
                     method=calib_method,
+                    percentile=calib_percentile,
                     keep_first_conv_fp32=keep_first_conv_fp32,
                     op_types=("MatMul", "Gemm", "Conv") if int8_ops == "matmul-conv" else ("MatMul", "Gemm"),
                 )

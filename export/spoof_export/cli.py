@@ -58,7 +58,18 @@ def build_parser() -> argparse.ArgumentParser:
     )
     q.add_argument("--calib-max-files", type=int, default=64)
     q.add_argument("--calib-min-files", type=int, default=16, help="fewer usable clips is an error (exit 6)")
-    q.add_argument("--calib-method", choices=("minmax", "percentile", "entropy"), default="minmax")
+    q.add_argument(
+        "--calib-method",
+        choices=("minmax", "percentile", "entropy"),
+        default="percentile",
+        help="activation ranges: percentile-clipped (default), full min/max, or entropy",
+    )
+    q.add_argument(
+        "--calib-percentile",
+        type=float,
+        default=99.9,
+        help="with --calib-method percentile: percentile each activation range is clipped to (99.9)",
+    )
     q.add_argument(
         "--int8-ops",
         choices=("matmul-conv", "matmul"),

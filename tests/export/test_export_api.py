@@ -246,6 +246,9 @@ def test_int8_without_calibration_is_an_argument_error(tiny_checkpoint, tmp_path
         export(tiny_checkpoint, output=tmp_path / "x", int8_ops="all")  # type: ignore[arg-type]
     with pytest.raises(ExportArgumentError, match=r"engine profile: expected min_seconds <= opt_seconds"):
         export(tiny_checkpoint, output=tmp_path / "x", min_seconds=5.0, max_seconds=2.0)
+    with pytest.raises(ExportArgumentError, match=r"calib_percentile: expected a value in \(50, 100\)"):
+        export(tiny_checkpoint, output=tmp_path / "x", calib_percentile=100.0)
+    assert not list(tmp_path.glob("x*"))  # argument errors come before any file is written
 
 
 def test_engine_without_tensorrt_exits_4_before_exporting(tiny_checkpoint, tmp_path, capsys, monkeypatch):

@@ -98,6 +98,32 @@ def test_quantize_rejects_bad_target_method_and_empty_windows(tiny_onnx, calib_w
         quantize_int8(tiny_onnx, tmp_path / "x.onnx", calib_windows[:0])
 
 
+def _activation_scales(model: onnx.ModelProto) -> dict[str, float]:
+    """Scale of every QuantizeLinear of an activation (input not an initializer), by quantised tensor."""
+    inits = {t.name: t for t in model.graph.initializer}
+    return {
+        n.input[0]: float(numpy_helper.to_array(inits[n.input[1]]))
+        for n in model.graph.node
+        if n.op_type == "QuantizeLinear" and n.input[0] not in inits and n.input[1] in inits
+    }
+
+
+def test_percentile_calibration_clips_the_activation_tails(tiny_onnx, calib_windows, tmp_path):
+    quantize_int8(tiny_onnx, tmp_path / "mm.onnx", calib_windows, method="minmax")
+    info = quantize_int8(tiny_onnx, tmp_path / "pc.onnx", calib_windows, method="percentile", percentile=99.0)
+    assert info["calibration_method"] == "percentile"
+    assert info["calibration_percentile"] == 99.0
+    minmax = _activation_scales(onnx.load(str(tmp_path / "mm.onnx")))
+    pct = _activation_scales(onnx.load(str(tmp_path / "pc.onnx")))
+    assert set(pct) == set(minmax)
+    ratios = np.array([pct[k] / minmax[k] for k in minmax])
+    assert (ratios <= 1.0 + 1e-6).all()  # a clipped range is never wider than the full one
+    assert (ratios < 0.9).sum() >= len(ratios) // 2  # and most are clearly narrower
+    for bad in (50.0, 100.0, 120.0):
+        with pytest.raises(ExportArgumentError, match="calib_percentile: expected a value in"):
+            quantize_int8(tiny_onnx, tmp_path / "x.onnx", calib_windows, method="percentile", percentile=bad)
+
+
 def test_fp16_keeps_float32_io_and_tracks_fp32(tiny_onnx, calib_windows, tmp_path):
     out = tmp_path / "fp16.onnx"
     convert_fp16(tiny_onnx, out)
