@@ -65,6 +65,16 @@ def _synthetic_audio(n: int, samples: int, sample_rate: int, seed: int) -> np.nd
     return out
 
 
+# --int8-ops: which ONNX op types are quantised. "conv" is for models whose MatMuls are fixed transforms
+# with a wide dynamic range (the spectral front end's filterbank / inverse DFT), where only the CNN's
+# convolutions should run in int8.
+INT8_OPS: dict[str, tuple[str, ...]] = {
+    "matmul-conv": ("MatMul", "Gemm", "Conv"),
+    "matmul": ("MatMul", "Gemm"),
+    "conv": ("Conv",),
+}
+
+
 def _check_args(**kw: Any) -> None:
     def positive(name: str, v: float | None, *, integer: bool = True) -> None:
         if v is None:
@@ -109,8 +119,10 @@ def _check_args(**kw: Any) -> None:
         raise ExportArgumentError(
             "calib: given without int8 (--int8); calibration audio is only used for int8"
         )
-    if kw["int8_ops"] not in ("matmul-conv", "matmul"):
-        raise ExportArgumentError(f"int8_ops: expected 'matmul-conv' or 'matmul', given {kw['int8_ops']!r}")
+    if kw["int8_ops"] not in INT8_OPS:
+        raise ExportArgumentError(
+            f"int8_ops: expected 'matmul-conv', 'matmul' or 'conv', given {kw['int8_ops']!r}"
+        )
     if kw["int8_target"] not in ("cpu", "tensorrt", "both"):
         raise ExportArgumentError(
             f"int8_target: expected 'cpu', 'tensorrt' or 'both', given {kw['int8_target']!r}"
@@ -199,7 +211,7 @@ def export(
     calib_method: Literal["minmax", "percentile", "entropy"] = "percentile",
     calib_percentile: float = 99.9,
     keep_first_conv_fp32: bool = True,
-    int8_ops: Literal["matmul-conv", "matmul"] = "matmul-conv",
+    int8_ops: Literal["matmul-conv", "matmul", "conv"] = "matmul-conv",
     fp16: bool = False,
     engine: bool = False,
     min_seconds: float = 1.0,
@@ -451,7 +463,7 @@ def export(
                     method=calib_method,
                     percentile=calib_percentile,
                     keep_first_conv_fp32=keep_first_conv_fp32,
-                    op_types=("MatMul", "Gemm", "Conv") if int8_ops == "matmul-conv" else ("MatMul", "Gemm"),
+                    op_types=INT8_OPS[int8_ops],
                 )
                 info["seconds"] = round(time.perf_counter() - t0, 2)
                 write_onnx_manifest(partial[key], manifest("int8"))

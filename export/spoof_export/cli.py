@@ -72,9 +72,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     q.add_argument(
         "--int8-ops",
-        choices=("matmul-conv", "matmul"),
+        choices=("matmul-conv", "matmul", "conv"),
         default="matmul-conv",
-        help="quantise MatMul/Gemm and the convolutions (fastest) or MatMul/Gemm only (conv encoder FP32)",
+        help="quantise MatMul/Gemm and the convolutions (fastest), MatMul/Gemm only (conv encoder FP32), "
+        "or the convolutions only (spectral models: their front-end MatMuls stay FP32)",
     )
     q.add_argument(
         "--quantize-first-conv",

@@ -241,7 +241,7 @@ def test_int8_without_calibration_is_an_argument_error(tiny_checkpoint, tmp_path
     with pytest.raises(ExportArgumentError, match="calib: given without int8"):
         export(tiny_checkpoint, output=tmp_path / "x", calib=tmp_path)
     with pytest.raises(
-        ExportArgumentError, match="int8_ops: expected 'matmul-conv' or 'matmul', given 'all'"
+        ExportArgumentError, match="int8_ops: expected 'matmul-conv', 'matmul' or 'conv', given 'all'"
     ):
         export(tiny_checkpoint, output=tmp_path / "x", int8_ops="all")  # type: ignore[arg-type]
     with pytest.raises(ExportArgumentError, match=r"engine profile: expected min_seconds <= opt_seconds"):

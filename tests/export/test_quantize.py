@@ -124,6 +124,20 @@ def test_percentile_calibration_clips_the_activation_tails(tiny_onnx, calib_wind
             quantize_int8(tiny_onnx, tmp_path / "x.onnx", calib_windows, method="percentile", percentile=bad)
 
 
+@pytest.mark.parametrize("ops", ["matmul", "conv"])
+def test_int8_ops_modes_quantise_only_their_op_types(tiny_onnx, calib_windows, tmp_path, ops):
+    from spoof_export.api import INT8_OPS
+
+    info = quantize_int8(tiny_onnx, tmp_path / "q.onnx", calib_windows, op_types=INT8_OPS[ops])
+    counts = info["int8_nodes"]
+    if ops == "conv":
+        assert counts.get("Conv", 0) == 7
+        assert counts.get("MatMul", 0) == counts.get("Gemm", 0) == 0
+    else:
+        assert counts.get("MatMul", 0) > 0
+        assert counts.get("Conv", 0) == 0
+
+
 def test_fp16_keeps_float32_io_and_tracks_fp32(tiny_onnx, calib_windows, tmp_path):
     out = tmp_path / "fp16.onnx"
     convert_fp16(tiny_onnx, out)
