@@ -60,8 +60,16 @@ def test_round_trip_other_kinds(tmp_path: Path, tiny_config: Any, preset: str, b
     path = save_checkpoint(tmp_path / "c", model, cfg, {"eer": 0.5})
     loaded, _, _ = load_checkpoint(path)
     wave = 0.1 * torch.randn(1, 8000)
-    assert torch.equal(
-        _outputs(loaded, wave, torch.tensor([8000])), _outputs(model, wave, torch.tensor([8000]))
+    want, got = model.state_dict(), loaded.state_dict()
+    assert want.keys() == got.keys()
+    assert all(torch.equal(want[k], got[k]) for k in want)
+    # identical weights; the outputs may differ in the last bits (a loaded tensor's memory alignment can pick
+    # another CPU kernel path: 7e-9 seen for xlsr-tiny + aasist)
+    torch.testing.assert_close(
+        _outputs(loaded, wave, torch.tensor([8000])),
+        _outputs(model, wave, torch.tensor([8000])),
+        rtol=0,
+        atol=1e-6,
     )
 
 

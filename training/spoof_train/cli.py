@@ -396,6 +396,9 @@ def build_parser() -> argparse.ArgumentParser:
     from spoof_train.qat import add_qat_parser  # quantisation-aware fine-tuning (issue 5)
 
     add_qat_parser(sub)
+    from spoof_train.ensemble import add_ensemble_parser
+
+    add_ensemble_parser(sub)
     return parser
 
 

@@ -17,6 +17,7 @@ from spoof_train.models.backends import (
 )
 from spoof_train.models.config import BACKEND_NAMES, KINDS, LABEL_ORDER, SSL_FAMILIES, DetectorConfig
 from spoof_train.models.detector import (
+    EnsembleDetector,
     RawDetector,
     SSLDetector,
     build_detector,
@@ -34,6 +35,7 @@ __all__ = [
     "SSL_FAMILIES",
     "AASISTBackend",
     "DetectorConfig",
+    "EnsembleDetector",
     "FFNBackend",
     "LayerWeightedBackend",
     "MHFABackend",

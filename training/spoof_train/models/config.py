@@ -8,6 +8,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import json
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -26,7 +27,7 @@ __all__ = [
 CONFIG_FORMAT = "spoof_train.detector"
 CONFIG_FORMAT_VERSION = 1
 LABEL_ORDER = ("bonafide", "spoof")
-KINDS = ("ssl", "aasist", "aasist-l", "rawnet2", "spectral")
+KINDS = ("ssl", "aasist", "aasist-l", "rawnet2", "spectral", "ensemble")
 SSL_FAMILIES = ("wavlm", "wav2vec2", "hubert")
 # Back-ends that run over the hidden-state stack of an SSL backbone.
 BACKEND_NAMES = ("ffn", "layer-weighted", "sls", "aasist", "mhfa")
@@ -51,6 +52,10 @@ class DetectorConfig:
     - ``layers``: transformer layers kept (ssl only; ``None`` = all); the built model has exactly these.
     - ``backend``: ``{"name": ..., "config": {...}}``; for raw-waveform kinds the name equals the kind and the
       config holds the architecture (filters, GAT dims, ...).
+    - ``kind="ensemble"``: ``backend={"name": "ensemble", "config": {"members": [<member config dicts>],
+      "weights": [...]}}``: two or more detectors (any non-ensemble kind, same ``sample_rate``) scored on the
+      same input; the logits are their weighted mean (weights default to equal, normalised to sum 1).
+      Built by ``spoof-train ensemble`` from trained checkpoints.
     """
 
     kind: str = "ssl"
@@ -109,6 +114,15 @@ class DetectorConfig:
                         f"layers={self.layers} is larger than the backbone: expected 1..{total} "
                         f"({bb['family']} with {total} transformer layers)"
                     )
+        elif self.kind == "ensemble":
+            if self.backbone is not None or self.layers is not None:
+                raise ConfigError(
+                    "kind 'ensemble': expected backbone=None and layers=None (the members carry their own), "
+                    f"got backbone={'set' if self.backbone is not None else None}, layers={self.layers!r}"
+                )
+            if name != "ensemble":
+                raise ConfigError(f"kind 'ensemble': expected backend name 'ensemble', got {name!r}")
+            self._validate_members()
         else:
             if self.backbone is not None or self.layers is not None:
                 raise ConfigError(
@@ -126,6 +140,57 @@ class DetectorConfig:
             value = getattr(self, key)
             if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
                 raise ConfigError(f"{key} must be a positive int, got {value!r}")
+
+    def _validate_members(self) -> None:
+        options = self.backend["config"]
+        unknown = sorted(set(options) - {"members", "weights"})
+        if unknown:
+            raise ConfigError(f"ensemble config: unknown keys {unknown}; expected 'members' and 'weights'")
+        members = options.get("members")
+        if not isinstance(members, list) or len(members) < 2:
+            got = len(members) if isinstance(members, list) else type(members).__name__
+            raise ConfigError(
+                f"ensemble config: expected 'members', a list of >= 2 detector configs, got {got}"
+            )
+        for i, member in enumerate(members):
+            try:
+                parsed = DetectorConfig.from_dict(member)
+            except ConfigError as exc:
+                raise ConfigError(f"ensemble member {i}: {exc}") from exc
+            if parsed.kind == "ensemble":
+                raise ConfigError(f"ensemble member {i}: nested ensembles are not supported")
+            if parsed.sample_rate != self.sample_rate:
+                raise ConfigError(
+                    f"ensemble member {i}: sample_rate {parsed.sample_rate} differs from the ensemble's "
+                    f"{self.sample_rate}"
+                )
+        weights = options.get("weights")
+        if weights is not None:
+            ok = isinstance(weights, list) and len(weights) == len(members)
+            ok = ok and all(
+                isinstance(w, int | float) and not isinstance(w, bool) and math.isfinite(w) and w > 0
+                for w in weights
+            )
+            if not ok:
+                raise ConfigError(
+                    f"ensemble config: 'weights' must be {len(members)} positive finite numbers (one per "
+                    f"member) or absent, got {weights!r}"
+                )
+
+    @property
+    def members(self) -> list[DetectorConfig]:
+        """Member configs of an ensemble (empty for every other kind)."""
+        if self.kind != "ensemble":
+            return []
+        return [DetectorConfig.from_dict(m) for m in self.backend["config"]["members"]]
+
+    @property
+    def member_weights(self) -> list[float]:
+        """Normalised member weights of an ensemble (sum 1; equal when not given)."""
+        members = self.members
+        raw = self.backend["config"].get("weights") or [1.0] * len(members)
+        total = float(sum(raw))
+        return [float(w) / total for w in raw]
 
     # -- derived ----------------------------------------------------------------------------------------
     @property

@@ -19,6 +19,7 @@ from spoof_train.models.spectral import SpectralCNN
 from spoof_train.models.ssl import SSLBackbone, clean_hf_config_dict
 
 __all__ = [
+    "EnsembleDetector",
     "RawDetector",
     "SSLDetector",
     "build_detector",
@@ -121,13 +122,50 @@ class RawDetector(_DetectorAPI):
         return self.net(wave, lengths)  # type: ignore[no-any-return]
 
 
+class EnsembleDetector(_DetectorAPI):
+    """Two or more detectors on the same input; logits = weighted mean of the members' logits.
+
+    Averaging the ``[bonafide, spoof]`` logits averages the members' spoof log-odds (logit difference), which
+    is score-level fusion with fixed weights. Members keep their own front ends and minimum lengths; the
+    ensemble's minimum is the largest. Members are built in config order, each from its own config.
+    """
+
+    def __init__(self, config: DetectorConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.members = nn.ModuleList(
+            [SSLDetector(m) if m.kind == "ssl" else RawDetector(m) for m in config.members]
+        )
+        self.weights = config.member_weights
+
+    def backbone_parameters(self) -> list[nn.Parameter]:
+        return [p for m in self.members for p in m.backbone_parameters()]  # type: ignore[operator]
+
+    @property
+    def min_samples(self) -> int:
+        return max(int(m.min_samples) for m in self.members)  # type: ignore[arg-type]
+
+    def forward(self, wave: Tensor, lengths: Tensor | None = None) -> Tensor:
+        if wave.dim() != 2 or wave.shape[1] < self.min_samples:
+            raise DataError(
+                f"ensemble needs wave [batch, samples] with at least {self.min_samples} samples, got shape "
+                f"{tuple(wave.shape)}"
+            )
+        out: Tensor | None = None
+        for w, member in zip(self.weights, self.members, strict=True):
+            logits = member(wave, lengths) * w
+            out = logits if out is None else out + logits
+        assert out is not None
+        return out
+
+
 def build_detector(
     config: DetectorConfig,
     *,
     seed: int | None = None,
     pretrained: str | Path | None = None,
     trust_checkpoint: bool = False,
-) -> SSLDetector | RawDetector:
+) -> SSLDetector | RawDetector | EnsembleDetector:
     """Build the detector described by ``config`` (random init; nothing is downloaded).
 
     ``seed`` makes the initialisation reproducible without touching the global RNG. ``pretrained`` loads
@@ -140,9 +178,13 @@ def build_detector(
     with torch.random.fork_rng(devices=[]):
         if seed is not None:
             torch.manual_seed(seed)
-        model: SSLDetector | RawDetector = (
-            SSLDetector(config) if config.kind == "ssl" else RawDetector(config)
-        )
+        model: SSLDetector | RawDetector | EnsembleDetector
+        if config.kind == "ssl":
+            model = SSLDetector(config)
+        elif config.kind == "ensemble":
+            model = EnsembleDetector(config)
+        else:
+            model = RawDetector(config)
     if pretrained is not None:
         if not isinstance(model, SSLDetector):
             raise ConfigError(f"pretrained backbone weights need an ssl detector, got kind {config.kind!r}")

@@ -1,0 +1,136 @@
+"""Score-level fusion of trained detectors into one checkpoint (``spoof-train ensemble``).
+
+``build_ensemble([ckpt_a, ckpt_b], out)`` writes an ordinary contract-A checkpoint of kind ``"ensemble"``
+whose logits are the weighted mean of the members' logits (``EnsembleDetector``), so ``spoof-export`` turns
+it into one ONNX graph and the SDK scores it like any detector. Members must share the sample rate and the
+scoring window / hop (the SDK frames the audio once for all of them). The fused model is uncalibrated: the
+members' calibrations do not carry over (fusion changes the score scale); calibrate it again on dev.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import math
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from spoof_train.errors import CheckpointError, ConfigError
+
+__all__ = ["add_ensemble_parser", "build_ensemble"]
+
+log = logging.getLogger("spoof_train")
+
+
+def build_ensemble(
+    checkpoints: Sequence[str | Path],
+    output: str | Path,
+    *,
+    weights: Sequence[float] | None = None,
+) -> Path:
+    """Fuse ``checkpoints`` (>= 2 contract-A directories) into an ensemble checkpoint at ``output``.
+
+    ``weights`` (one positive number per member, normalised to sum 1) default to equal. ``training.json`` of
+    the result records every member (path, sha256, weight, run name, best dev EER) and keeps the data facts
+    (``train_attacks``, ``data``) only when all members agree on them. Raises :class:`CheckpointError` for
+    an unreadable member and :class:`ConfigError` for members that cannot be fused.
+    """
+    from spoof_train.checkpoint import checkpoint_sha256, load_checkpoint, save_checkpoint
+    from spoof_train.models import DetectorConfig, build_detector
+
+    paths = [Path(c) for c in checkpoints]
+    if len(paths) < 2:
+        raise ConfigError(f"ensemble: expected at least 2 checkpoints, got {len(paths)}")
+    out = Path(output)
+    if any(out.resolve() == p.resolve() for p in paths):
+        raise ConfigError(f"ensemble: the output {out} is one of the members; expected a new directory")
+    if weights is not None and (
+        len(weights) != len(paths)
+        or not all(isinstance(w, int | float) and math.isfinite(w) and w > 0 for w in weights)
+    ):
+        raise ConfigError(
+            f"ensemble: expected {len(paths)} positive finite weights (one per checkpoint), got "
+            f"{list(weights)!r}"
+        )
+    loaded = [load_checkpoint(p) for p in paths]
+    first = loaded[0][1]
+    for p, (_, cfg, _) in zip(paths[1:], loaded[1:], strict=True):
+        for key in ("sample_rate", "window_samples", "hop_samples"):
+            if getattr(cfg, key) != getattr(first, key):
+                raise ConfigError(
+                    f"ensemble: {p} has {key}={getattr(cfg, key)} but {paths[0]} has {getattr(first, key)}; "
+                    "members are scored on the same windows, expected equal values"
+                )
+        if cfg.kind == "ensemble":
+            raise ConfigError(f"ensemble: {p} is already an ensemble; expected single detectors")
+    if first.kind == "ensemble":
+        raise ConfigError(f"ensemble: {paths[0]} is already an ensemble; expected single detectors")
+    options: dict[str, Any] = {"members": [cfg.to_dict() for _, cfg, _ in loaded]}
+    if weights is not None:
+        options["weights"] = [float(w) for w in weights]
+    config = DetectorConfig(
+        kind="ensemble",
+        backbone=None,
+        layers=None,
+        backend={"name": "ensemble", "config": options},
+        sample_rate=first.sample_rate,
+        window_samples=first.window_samples,
+        hop_samples=first.hop_samples,
+    )
+    model = build_detector(config)
+    state = {}
+    for i, (member, _, _) in enumerate(loaded):
+        for key, tensor in member.state_dict().items():
+            state[f"members.{i}.{key}"] = tensor
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    if missing or unexpected:  # pragma: no cover - the member configs built the same modules
+        raise CheckpointError(f"ensemble: state mismatch, missing {missing[:3]}, unexpected {unexpected[:3]}")
+    model.eval()
+
+    infos = [info for _, _, info in loaded]
+    training: dict[str, Any] = {
+        "ensemble": {
+            "members": [
+                {
+                    "path": str(p),
+                    "sha256": checkpoint_sha256(p),
+                    "weight": w,
+                    "run_name": info.get("run_name"),
+                    "dev_eer": info.get("dev_eer"),
+                    "best_epoch": info.get("best_epoch"),
+                }
+                for p, info, w in zip(paths, infos, config.member_weights, strict=True)
+            ],
+            "fusion": "weighted mean of the members' [bonafide, spoof] logits",
+        }
+    }
+    for key in ("train_attacks", "data", "seed"):
+        values = [info.get(key) for info in infos]
+        if all(v == values[0] for v in values) and values[0] is not None:
+            training[key] = values[0]
+    if any("calibration" in info for info in infos):
+        log.warning("ensemble: the members' calibrations are dropped; calibrate the fused model on dev")
+    return save_checkpoint(out, model, config, training)
+
+
+def add_ensemble_parser(sub: Any) -> None:
+    p = sub.add_parser(
+        "ensemble",
+        help="fuse trained checkpoints into one detector (weighted mean of their logits)",
+        description=(
+            "Write a checkpoint of kind 'ensemble' whose logits are the weighted mean of the members' "
+            "logits; spoof-export exports it as one ONNX graph. Members need the same sample rate, window "
+            "and hop. The result is uncalibrated."
+        ),
+    )
+    p.add_argument("checkpoints", nargs="+", help="two or more checkpoint directories")
+    p.add_argument("-o", "--out", required=True, help="output checkpoint directory")
+    p.add_argument("--weights", type=float, nargs="+", default=None, help="one weight per checkpoint")
+    p.set_defaults(func=_cmd_ensemble)
+
+
+def _cmd_ensemble(args: argparse.Namespace) -> int:
+    out = build_ensemble(args.checkpoints, args.out, weights=args.weights)
+    print(f"wrote ensemble of {len(args.checkpoints)} detectors to {out}")
+    return 0
