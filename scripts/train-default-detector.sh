@@ -50,7 +50,7 @@ if [ "$TRAIN" = 1 ]; then
   done
   for i in "${!pids[@]}"; do
     wait "${pids[$i]}" || { tail -n 20 "${MEMBERS[$i]}/train.log" >&2; echo "training ${CONFIGS[$i]} failed" >&2; exit 1; }
-    echo "trained ${CONFIGS[$i]}: $(grep -c 'dev_eer' "${MEMBERS[$i]}/train.log") epochs (log ${MEMBERS[$i]}/train.log)"
+    echo "trained ${CONFIGS[$i]}: $(grep -c 'epoch .*dev_eer' "${MEMBERS[$i]}/train.log") epochs (log ${MEMBERS[$i]}/train.log)"
   done
 fi
 if [ "${#CONFIGS[@]}" -gt 1 ]; then
