@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Set up everything spoofsdk needs on a fresh Debian/Ubuntu machine (idempotent):
 #   system packages (compilers, cross toolchain, qemu-user, clang sanitizer/fuzzer runtimes,
-#   espeak-ng and Asterisk prompts for the demo audio), a virtualenv in .venv, and the
-#   package itself with the extras for training, export and development.
+#   espeak-ng and Asterisk prompts for the demo audio, sox for the call simulator's speech), a
+#   virtualenv in .venv, and the package itself with the extras for training, export and development.
 # Usage: scripts/setup.sh [--editable]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -11,7 +11,7 @@ EDITABLE=0
 [[ "${1:-}" == "--editable" ]] && EDITABLE=1
 
 APT_PACKAGES=(build-essential cmake ninja-build clang lld libclang-rt-14-dev
-              g++-aarch64-linux-gnu qemu-user espeak-ng asterisk-core-sounds-en-wav)
+              g++-aarch64-linux-gnu qemu-user espeak-ng sox asterisk-core-sounds-en-wav)
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
