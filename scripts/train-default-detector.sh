@@ -54,8 +54,7 @@ if [ "$TRAIN" = 1 ]; then
   done
 fi
 if [ "${#CONFIGS[@]}" -gt 1 ]; then
-  echo "== 2b/6 score fusion of the members (spoof-train ensemble)"
-  rm -rf "$CKPT"
+  echo "== 2b/6 score fusion of the members (spoof-train ensemble; replaces $CKPT atomically)"
   args=()
   for dir in "${MEMBERS[@]}"; do args+=("$dir/checkpoints/best"); done
   .venv/bin/spoof-train ensemble "${args[@]}" -o "$CKPT"

@@ -11,12 +11,11 @@ from __future__ import annotations
 
 import argparse
 import logging
-import math
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from spoof_train.errors import CheckpointError, ConfigError
+from spoof_train.errors import ConfigError
 
 __all__ = ["add_ensemble_parser", "build_ensemble"]
 
@@ -45,30 +44,21 @@ def build_ensemble(
     out = Path(output)
     if any(out.resolve() == p.resolve() for p in paths):
         raise ConfigError(f"ensemble: the output {out} is one of the members; expected a new directory")
-    if weights is not None and (
-        len(weights) != len(paths)
-        or not all(isinstance(w, int | float) and math.isfinite(w) and w > 0 for w in weights)
-    ):
-        raise ConfigError(
-            f"ensemble: expected {len(paths)} positive finite weights (one per checkpoint), got "
-            f"{list(weights)!r}"
-        )
     loaded = [load_checkpoint(p) for p in paths]
     first = loaded[0][1]
-    for p, (_, cfg, _) in zip(paths[1:], loaded[1:], strict=True):
+    for p, (_, cfg, _) in zip(paths, loaded, strict=True):
+        if cfg.kind == "ensemble":
+            raise ConfigError(f"ensemble: {p} is already an ensemble; expected single detectors")
         for key in ("sample_rate", "window_samples", "hop_samples"):
             if getattr(cfg, key) != getattr(first, key):
                 raise ConfigError(
                     f"ensemble: {p} has {key}={getattr(cfg, key)} but {paths[0]} has {getattr(first, key)}; "
                     "members are scored on the same windows, expected equal values"
                 )
-        if cfg.kind == "ensemble":
-            raise ConfigError(f"ensemble: {p} is already an ensemble; expected single detectors")
-    if first.kind == "ensemble":
-        raise ConfigError(f"ensemble: {paths[0]} is already an ensemble; expected single detectors")
+    # the weights are checked by DetectorConfig's ensemble validation (one place for both paths)
     options: dict[str, Any] = {"members": [cfg.to_dict() for _, cfg, _ in loaded]}
     if weights is not None:
-        options["weights"] = [float(w) for w in weights]
+        options["weights"] = list(weights)
     config = DetectorConfig(
         kind="ensemble",
         backbone=None,
@@ -79,13 +69,8 @@ def build_ensemble(
         hop_samples=first.hop_samples,
     )
     model = build_detector(config)
-    state = {}
-    for i, (member, _, _) in enumerate(loaded):
-        for key, tensor in member.state_dict().items():
-            state[f"members.{i}.{key}"] = tensor
-    missing, unexpected = model.load_state_dict(state, strict=False)
-    if missing or unexpected:  # pragma: no cover - the member configs built the same modules
-        raise CheckpointError(f"ensemble: state mismatch, missing {missing[:3]}, unexpected {unexpected[:3]}")
+    for dst, (src, _, _) in zip(model.members, loaded, strict=True):  # type: ignore[union-attr]
+        dst.load_state_dict(src.state_dict())  # built from the member's own config: keys and shapes match
     model.eval()
 
     infos = [info for _, _, info in loaded]

@@ -186,9 +186,10 @@ class DetectorConfig:
 
     @property
     def member_weights(self) -> list[float]:
-        """Normalised member weights of an ensemble (sum 1; equal when not given)."""
-        members = self.members
-        raw = self.backend["config"].get("weights") or [1.0] * len(members)
+        """Normalised member weights of an ensemble (sum 1; equal when not given; empty for other kinds)."""
+        if self.kind != "ensemble":
+            return []
+        raw = self.backend["config"].get("weights") or [1.0] * len(self.backend["config"]["members"])
         total = float(sum(raw))
         return [float(w) / total for w in raw]
 
