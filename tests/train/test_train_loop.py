@@ -108,14 +108,17 @@ class Killed(Exception):
     pass
 
 
-def test_killed_and_resumed_run_reproduces_the_uninterrupted_run(tmp_path: Path) -> None:
+@pytest.mark.parametrize("ema_decay", [None, 0.9])
+def test_killed_and_resumed_run_reproduces_the_uninterrupted_run(tmp_path: Path, ema_decay: Any) -> None:
     # 22 items / batch 4 = 6 micro-batches per epoch, 2 accumulated per step -> 3 steps per epoch, 9 in all.
     # Checkpoints every 2 steps; the run dies at step 5, after the step-4 checkpoint: the resumed run replays
-    # step 5 from the middle of epoch 2, with dropout, shuffling and the cosine schedule in flight.
+    # step 5 from the middle of epoch 2, with dropout, shuffling and the cosine schedule in flight (and,
+    # with ema_decay, the weight average: its state rides in the trainer state).
     settings = {
         "grad_accum_steps": 2,
         "checkpoint_every_steps": 2,
         "scheduler": {"name": "cosine", "warmup_steps": 2},
+        "ema_decay": ema_decay,
     }
     straight, _ = _run(tmp_path / "a", _cfg(tmp_path / "a", **settings))
 
@@ -149,6 +152,68 @@ def test_killed_and_resumed_run_reproduces_the_uninterrupted_run(tmp_path: Path)
     for k, v in loaded.state_dict().items():
         assert torch.equal(v, b[k])
     assert info["global_step"] == 9
+    if ema_decay is not None:
+        avg_a = load_trainer_state(tmp_path / "a" / "checkpoints" / "last")["ema"]
+        avg_b = load_trainer_state(tmp_path / "b" / "checkpoints" / "last")["ema"]
+        for k in avg_a:
+            assert torch.equal(avg_a[k], avg_b[k]), k
+        assert info["weights"] == "raw"
+        assert any(not torch.equal(avg_b[k], b[k]) for k in b if b[k].is_floating_point())
+
+
+def test_weight_average_follows_its_formula() -> None:
+    from spoof_train.train import WeightAverage
+
+    model = torch.nn.Sequential(torch.nn.Linear(2, 1), torch.nn.BatchNorm1d(1))
+    with torch.no_grad():
+        model[0].weight.fill_(1.0)
+    avg = WeightAverage(model, 0.99)
+    assert avg.rate(0) == pytest.approx(0.1)
+    assert avg.rate(1000) == 0.99
+    assert not any(p.requires_grad for p in avg.module.parameters())
+    assert not avg.module.training
+    expected = 1.0
+    for n, value in enumerate([3.0, -1.0, 5.0]):
+        with torch.no_grad():
+            model[0].weight.fill_(value)
+        model[1].num_batches_tracked.fill_(n + 7)
+        avg.update(model, n)
+        d = min(0.99, (1 + n) / (10 + n))
+        expected = d * expected + (1 - d) * value
+        assert torch.allclose(avg.module[0].weight, torch.full((1, 2), expected), atol=1e-6)
+        assert int(avg.module[1].num_batches_tracked) == n + 7  # integer buffers are copied
+    assert model[0].weight[0, 0].item() == 5.0  # the source model is untouched
+
+
+def test_weight_average_is_what_dev_scores_and_best_holds(tmp_path: Path) -> None:
+    cfg = _cfg(tmp_path, epochs=1, ema_decay=0.95, early_stopping={"monitor": "dev_eer"})
+    raw, best = _run(tmp_path, cfg)
+    averaged, _, info = load_checkpoint(best)
+    assert info["weights"] == "ema"
+    assert info["ema_decay"] == 0.95
+    state = load_trainer_state(tmp_path / "checkpoints" / "last")
+    got = averaged.state_dict()
+    for k, v in state["ema"].items():  # one epoch: the best checkpoint is the final average
+        assert torch.equal(got[k], v), k
+    raw_w = raw.state_dict()
+    assert any(not torch.equal(got[k], raw_w[k]) for k in got if got[k].is_floating_point())
+    # the recorded dev EER is the average's, not the raw weights'
+    from spoof_train.train import _eer_of, score_utterances
+
+    eer, _ = _eer_of(score_utterances(averaged, ToyDataset(10, 1), batch_size=8))
+    assert info["dev_eer"] == pytest.approx(eer)
+
+
+@pytest.mark.parametrize("bad", [0.0, 1.0, -0.5, 1.5])
+def test_ema_decay_outside_zero_one_is_a_config_error(tmp_path: Path, bad: float) -> None:
+    with pytest.raises(ConfigError, match="ema_decay"):
+        _cfg(tmp_path, ema_decay=bad).validate()
+
+
+def test_resume_with_ema_of_a_run_without_it_is_a_typed_error(tmp_path: Path) -> None:
+    _run(tmp_path, _cfg(tmp_path, epochs=3, max_steps=2))
+    with pytest.raises(CheckpointError, match="weight average"):
+        _run(tmp_path, _cfg(tmp_path, epochs=3, ema_decay=0.9), resume=True)
 
 
 def test_resume_without_trainer_state_is_a_typed_error(tmp_path: Path) -> None:

@@ -128,6 +128,10 @@ class TrainConfig:
     scheduler: SchedulerConfig = field(default_factory=SchedulerConfig)
     grad_accum_steps: int = 1
     grad_clip_norm: float | None = None
+    # Exponential moving average of the weights (Polyak averaging): null = off, else the decay d in (0, 1),
+    # e.g. 0.999. Dev evaluation, early stopping and checkpoints/best use the averaged weights;
+    # checkpoints/last keeps the raw weights and the average in its trainer state (for resume).
+    ema_decay: float | None = None
     amp: str = field(default="auto", metadata=_choice("auto", "off", "bf16", "fp16"))
     freeze_backbone_epochs: int = 0
     early_stopping: EarlyStoppingConfig = field(default_factory=EarlyStoppingConfig)
@@ -193,6 +197,10 @@ class RunConfig:
             raise ConfigError(
                 "train.scheduler.warmup_steps, train.freeze_backbone_epochs and "
                 "train.early_stopping.patience must be >= 0"
+            )
+        if t.ema_decay is not None and not 0.0 < t.ema_decay < 1.0:
+            raise ConfigError(
+                f"train.ema_decay: expected null or a number in (0, 1), e.g. 0.999; got {t.ema_decay}"
             )
         if t.grad_clip_norm is not None and t.grad_clip_norm <= 0:
             raise ConfigError(f"train.grad_clip_norm: expected null or > 0, got {t.grad_clip_norm}")

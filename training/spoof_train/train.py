@@ -25,6 +25,7 @@ when the dataset draws its randomness per item (the data contract's ``AudioDatas
 from __future__ import annotations
 
 import contextlib
+import copy
 import csv
 import dataclasses
 import json
@@ -190,6 +191,41 @@ class OCSoftmaxLoss:
         sign = torch.where(labels == 0, 1.0, -1.0).to(cos.dtype)
         self._emb = None
         return F.softplus(self.alpha * (margin - cos) * sign).mean()
+
+
+class WeightAverage:
+    """Exponential moving average of a model's weights (Polyak averaging, as timm's ``ModelEmaV3``).
+
+    After the n-th optimizer step (n = 0, 1, ...) ``avg = d * avg + (1 - d) * w`` with
+    ``d = min(decay, (1 + n) / (10 + n))``: the warm-up keeps the early average from being dominated by the
+    random initial weights. Floating-point parameters and buffers (BatchNorm running statistics) are
+    averaged; integer buffers (``num_batches_tracked``) are copied. ``module`` is a frozen copy in eval mode.
+    """
+
+    def __init__(self, model: torch.nn.Module, decay: float) -> None:
+        if not 0.0 < decay < 1.0:
+            raise ConfigError(f"weight average: expected a decay in (0, 1), got {decay}")
+        self.decay = float(decay)
+        self.module = copy.deepcopy(model).eval()
+        for p in self.module.parameters():
+            p.requires_grad_(False)
+
+    def rate(self, n: int) -> float:
+        """The decay applied at the n-th update (0-based)."""
+        return min(self.decay, (1.0 + n) / (10.0 + n))
+
+    def update(self, model: torch.nn.Module, n: int) -> None:
+        import torch
+
+        d = self.rate(n)
+        src = model.state_dict()
+        with torch.no_grad():
+            for key, avg in self.module.state_dict().items():  # tensors share the module's storage
+                new = src[key].detach()
+                if avg.is_floating_point():
+                    avg.lerp_(new.to(avg.dtype), 1.0 - d)
+                else:
+                    avg.copy_(new)
 
 
 def _class_weights(spec: Any, labels: Sequence[int]) -> list[float] | None:
@@ -570,6 +606,8 @@ def fit(
     if tcfg.deterministic:
         torch.use_deterministic_algorithms(True)
     model.to(device)
+    # the average is copied before the criterion exists (OC-Softmax hooks the model's last layer)
+    ema = WeightAverage(model, tcfg.ema_decay) if tcfg.ema_decay is not None else None
     train_labels = _labels_of(train_set)
     criterion = build_criterion(tcfg, model, train_labels)
     optimizer = build_optimizer(model, tcfg)
@@ -597,6 +635,13 @@ def fit(
         if "scaler" in state:
             scaler.load_state_dict(state["scaler"])
         st = StepState(**state["step_state"])
+        if ema is not None:
+            if "ema" not in state:
+                raise CheckpointError(
+                    f"resume: train.ema_decay is set but {str(ckpt_last / TRAINER_STATE)!r} holds no weight "
+                    "average (the run was started without ema_decay); resume with the run's original config"
+                )
+            ema.module.load_state_dict(state["ema"])
         rng = state["rng"]
         if dist.enabled and "rng_per_rank" in state and dist.rank < len(state["rng_per_rank"]):
             rng = state["rng_per_rank"][dist.rank]
@@ -661,11 +706,18 @@ def fit(
             }
             if per_rank is not None:
                 trainer_state["rng_per_rank"] = per_rank
+            if ema is not None:
+                trainer_state["ema"] = ema.module.state_dict()
         ti = dict(info)
         ti.update({"epoch": st.epoch, "global_step": st.global_step})
         if metrics:
             ti.update(metrics)
-        save_training_checkpoint(directory, model, detector_config, ti, trainer_state)
+        weights = model
+        if ema is not None:
+            # best = the evaluated average; last = the raw weights (the average rides in the trainer state)
+            weights = model if with_state else ema.module
+            ti.update({"ema_decay": ema.decay, "weights": "raw" if with_state else "ema"})
+        save_training_checkpoint(directory, weights, detector_config, ti, trainer_state)
 
     current_frozen: bool | None = None
     ddp_model: torch.nn.Module = model
@@ -765,6 +817,8 @@ def fit(
                 optimizer.zero_grad(set_to_none=True)
                 if tcfg.scheduler.name != "plateau":
                     scheduler.step()
+                if ema is not None:
+                    ema.update(_unwrap(model), st.global_step)
                 st.global_step += 1
                 st.batch_in_epoch = micro
                 st.epoch_loss_sum, st.epoch_loss_n = loss_sum, loss_n
@@ -813,7 +867,7 @@ def fit(
             )
             if evaluate_now and dist.is_main:
                 res = score_utterances(
-                    _unwrap(model),
+                    ema.module if ema is not None else _unwrap(model),
                     dev_set,
                     batch_size=cfg.data.eval_batch_size,
                     device=device,
