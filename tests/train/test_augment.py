@@ -7,12 +7,14 @@ import io
 import numpy as np
 import pytest
 import soundfile as sf
+from scipy import signal
 
 from spoof_train.augment import (
     CODECS,
     AddNoise,
     BandLimit,
     Codec,
+    Microphone,
     RawBoost,
     RawBoostParams,
     ResampleRoundTrip,
@@ -54,6 +56,7 @@ ALL_AUGS = [
     AddNoise(),
     Reverb(),
     ShortCrop(),
+    Microphone(),
 ]
 
 
@@ -306,3 +309,69 @@ def test_short_crop_tiles_one_faded_segment_of_the_input() -> None:
     chain = build_augmentation([{"name": "short_crop", "p": 1.0, "seconds": [0.15, 0.8]}])
     assert isinstance(chain.steps[0][1], ShortCrop)
     assert chain.steps[0][1].seconds == (0.15, 0.8)
+
+
+def _gain_db(sos: np.ndarray, hz: float) -> float:
+    _, h = signal.sosfreqz(sos, worN=[hz], fs=SR)
+    return float(20 * np.log10(np.abs(h[0])))
+
+
+def test_shelf_and_peak_biquads_have_the_cookbook_gains() -> None:
+    from spoof_train.augment.channel import peak_biquad, shelf_biquad
+
+    for g in (-12.0, -3.0, 6.0, 12.0):
+        low = shelf_biquad("low", 300.0, g, SR)[None]
+        high = shelf_biquad("high", 3000.0, g, SR)[None]
+        assert _gain_db(low, 1e-3) == pytest.approx(g, abs=1e-3)  # DC
+        assert _gain_db(low, 7999.0) == pytest.approx(0.0, abs=0.05)
+        assert _gain_db(low, 300.0) == pytest.approx(g / 2, abs=1e-3)  # S = 1: half the gain at f0
+        assert _gain_db(high, 7999.999) == pytest.approx(g, abs=1e-3)  # Nyquist
+        assert _gain_db(high, 1e-3) == pytest.approx(0.0, abs=1e-6)
+        assert _gain_db(high, 3000.0) == pytest.approx(g / 2, abs=1e-3)
+        peak = peak_biquad(1000.0, g, 2.0, SR)[None]
+        assert _gain_db(peak, 1000.0) == pytest.approx(g, abs=1e-6)
+        assert _gain_db(peak, 1e-3) == pytest.approx(0.0, abs=1e-6)
+    with pytest.raises(ConfigError, match="kind"):
+        shelf_biquad("mid", 300.0, 3.0, SR)
+
+
+def test_microphone_colours_the_spectrum_keeps_the_level_and_can_be_neutral() -> None:
+    x = tone(100.0, amp=0.2) + tone(2000.0, amp=0.2)
+    neutral = Microphone(shelf_db=0.0, p_highpass=0.0, peaks=(0, 0))
+    assert np.allclose(neutral(x, SR, np.random.default_rng(0)), x, atol=1e-6)
+
+    def level(y: np.ndarray, f: float) -> float:
+        spec = np.abs(np.fft.rfft(y[4000:] * np.hanning(len(y) - 4000)))
+        return float(20 * np.log10(spec[round(f * (len(y) - 4000) / SR)]))
+
+    bassless = Microphone(shelf_db=0.0, p_highpass=1.0, highpass_hz=400.0, peaks=(0, 0))
+    y = bassless(x, SR, np.random.default_rng(0))
+    # a 2nd-order Butterworth high-pass at 400 Hz: 100 Hz down 24 dB relative to 2 kHz
+    assert (level(y, 100.0) - level(y, 2000.0)) - (level(x, 100.0) - level(x, 2000.0)) == pytest.approx(
+        -24.1, abs=0.5
+    )
+    rng = np.random.default_rng(3)
+    tilts = []
+    for _ in range(20):
+        y = Microphone()(x, SR, rng)
+        assert rms_db(y) == pytest.approx(rms_db(x), abs=1e-3) or np.max(np.abs(y)) == pytest.approx(1.0)
+        tilts.append((level(y, 100.0) - level(y, 2000.0)) - (level(x, 100.0) - level(x, 2000.0)))
+    assert np.std(tilts) > 3.0  # the draws differ: a few dB of colouration each
+    loud = Microphone(shelf_db=12.0, p_highpass=0.0, peaks=(0, 0))
+    for seed in range(10):
+        assert np.max(np.abs(loud(0.99 * np.sign(x), SR, np.random.default_rng(seed)))) <= 1.0
+
+
+def test_microphone_config_errors() -> None:
+    with pytest.raises(ConfigError, match="shelf_db"):
+        Microphone(shelf_db=-1.0)
+    with pytest.raises(ConfigError, match="p_highpass"):
+        Microphone(p_highpass=1.5)
+    with pytest.raises(ConfigError, match="peaks"):
+        Microphone(peaks=(3, 1))
+    with pytest.raises(ConfigError, match="highpass_hz"):
+        Microphone(highpass_hz=(0.0, 100.0))
+    with pytest.raises(ConfigError, match="min <= max"):
+        Microphone(q=(3.0, 1.0))
+    chain = build_augmentation([{"name": "microphone", "p": 1.0, "shelf_db": 6.0}])
+    assert "Microphone" in repr(chain)

@@ -2,7 +2,8 @@
 
 RawBoost (algorithms 1-8 of the reference code), codec round trips (G.711 mu/A-law, GSM 06.10, MP3, Opus,
 Vorbis), telephony band-limit and sample-rate round trips, additive noise at an SNR, synthetic reverberation,
-short-segment crops, and :func:`build_augmentation` to compose them from a config.
+microphone colouration (random shelves, peaks, high-pass), short-segment crops, and
+:func:`build_augmentation` to compose them from a config.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from spoof_train.augment.chain import REGISTRY, Chain, OneOf, build_augmentation
 from spoof_train.augment.channel import (
     AddNoise,
     BandLimit,
+    Microphone,
     ResampleRoundTrip,
     Reverb,
     ShortCrop,
@@ -32,6 +34,7 @@ __all__ = [
     "BandLimit",
     "Chain",
     "Codec",
+    "Microphone",
     "OneOf",
     "RawBoost",
     "RawBoostParams",

@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from spoof_train.augment.channel import AddNoise, BandLimit, ResampleRoundTrip, Reverb, ShortCrop
+from spoof_train.augment.channel import AddNoise, BandLimit, Microphone, ResampleRoundTrip, Reverb, ShortCrop
 from spoof_train.augment.codecs import Codec
 from spoof_train.augment.rawboost import RawBoost
 from spoof_train.errors import ConfigError
@@ -41,6 +41,7 @@ REGISTRY: dict[str, Callable[..., Augment]] = {
     "noise": AddNoise,
     "reverb": Reverb,
     "short_crop": ShortCrop,
+    "microphone": Microphone,
 }
 
 
