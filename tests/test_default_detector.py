@@ -184,7 +184,15 @@ def test_licence_filter_refuses_rows_without_a_licence() -> None:
 
 
 @pytest.mark.parametrize(
-    "front", [{}, {"phase": True}, {"excitation": True}, {"phase": True, "excitation": True}]
+    "front",
+    [
+        {},
+        {"phase": True},
+        {"excitation": True},
+        {"phase": True, "excitation": True},
+        {"band_norm": True},
+        {"phase": True, "excitation": True, "band_norm": True},
+    ],
 )
 def test_spectral_model_pads_exactly_is_gain_invariant_and_scores_short_input(front: dict[str, bool]) -> None:
     torch = pytest.importorskip("torch")
@@ -215,6 +223,33 @@ def test_spectral_model_pads_exactly_is_gain_invariant_and_scores_short_input(fr
     torch.testing.assert_close(louder, quiet, atol=1e-4, rtol=0)  # level does not change the logits
     with pytest.raises(DataError, match="at least"):
         model(torch.zeros(1, model.min_samples - 1))
+
+
+def test_band_norm_cancels_a_stationary_channel_colouration() -> None:
+    """A fixed filter (here a +-10 dB shelf pair, like a different microphone) multiplies each band's energy
+    by a constant; with ``band_norm`` the log-energy map barely moves, without it it shifts by dBs."""
+    torch = pytest.importorskip("torch")
+    from scipy import signal
+
+    from spoof_train.augment.channel import shelf_biquad
+    from spoof_train.models.spectral import SpectralFrontEnd
+
+    rng = np.random.default_rng(0)
+    t = np.arange(32000) / 16000
+    x = sum(np.sin(2 * np.pi * f * t + rng.uniform(0, 6)) for f in (180.0, 700.0, 2500.0, 5200.0))
+    x = x * (1.2 + np.sin(2 * np.pi * 3 * t)) + 0.01 * rng.normal(size=t.size)
+    sos = np.stack([shelf_biquad("low", 400.0, -10.0, 16000), shelf_biquad("high", 3000.0, 10.0, 16000)])
+    y = signal.sosfilt(sos, x)
+    wave = torch.tensor(np.stack([x, y]) * 0.1, dtype=torch.float32)
+    lens = torch.tensor([32000, 32000])
+    shift = {}
+    for norm in (False, True):
+        front = SpectralFrontEnd(n_fft=320, win_length=320, hop_length=160, band_norm=norm)
+        maps, _ = front(wave, lens)
+        loud = maps[:, :40, 5:]  # the bands below 6 kHz where the tones are, past the filter's onset
+        shift[norm] = float((loud[0] - loud[1]).abs().mean())
+    assert shift[False] > 0.5  # nats (~3.4 dB on average over the bands: -10 dB low, +10 dB high)
+    assert shift[True] < 0.15 * shift[False]  # what is left: the noise floor and the relative floor
 
 
 def test_spectral_model_repeats_short_input_to_the_training_crop_length(tmp_path: Path) -> None:

@@ -23,7 +23,9 @@ for artefacts a magnitude front end cannot see: ``phase=True`` adds 4 band-poole
 (cosine / sine of the instantaneous-frequency deviation across frames and of the group delay across bins);
 ``excitation=True`` adds the per-frame peakiness of the spectrally whitened frame (glottal pulses of natural
 speech vs the smeared phase of Griffin-Lim / vocoder re-synthesis). Both are atan2-free, gain-invariant and
-keep the exact-padding property.
+keep the exact-padding property. ``band_norm=True`` subtracts each band's mean log energy over the valid
+frames (cepstral mean normalisation in the band domain): a stationary channel colouration (microphone,
+handset) adds a constant per band to the log energies and is removed, what changes over time stays.
 """
 
 from __future__ import annotations
@@ -97,10 +99,12 @@ class SpectralFrontEnd(nn.Module):
         floor_db: float = 50.0,
         phase: bool = False,
         excitation: bool = False,
+        band_norm: bool = False,
     ) -> None:
         super().__init__()
         self.phase = bool(phase)
         self.excitation = bool(excitation)
+        self.band_norm = bool(band_norm)
         if not 0 < win_length <= n_fft or hop_length < 1:
             raise ConfigError(
                 f"spectral front end: expected 0 < win_length <= n_fft and hop_length >= 1, got "
@@ -227,6 +231,9 @@ class SpectralFrontEnd(nn.Module):
             ref = energies.mean(dim=(1, 2))
         ref = ref.clamp(min=1e-12)[:, None, None]
         logfb = torch.log(energies / ref + self.floor)
+        if self.band_norm:  # per-band mean over valid frames: a stationary channel colouration cancels
+            mean = masked_mean(logfb, mask[:, None, :], dim=2) if ragged else logfb.mean(dim=2)
+            logfb = logfb - mean[:, :, None]
         if self.phase or self.excitation:
             # [B, maps, n_filters, frames]: log energy first, then the phase maps, then the excitation
             # peakiness (one value per frame, repeated over the bands).
@@ -326,6 +333,7 @@ class SpectralCNN(nn.Module):
         min_seconds: float = 0.1,
         phase: bool = False,
         excitation: bool = False,
+        band_norm: bool = False,
         repeat_seconds: float = 0.0,
     ) -> None:
         super().__init__()
@@ -341,6 +349,7 @@ class SpectralCNN(nn.Module):
             floor_db=floor_db,
             phase=phase,
             excitation=excitation,
+            band_norm=band_norm,
         )
         chans = [int(c) for c in channels]
         if not chans or min(chans) < 1:
