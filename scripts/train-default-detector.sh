@@ -6,7 +6,9 @@
 # Usage: scripts/train-default-detector.sh [--no-train] [--no-ship]
 #   CORPUS=/path/to/corpus-v1 (default ../shared/data/corpus-v1), OUT=runs/default-detector,
 #   CONFIG="configs/a.yaml [configs/b.yaml ...]" (default: the shipped recipe's two members; one config =
-#   a single detector), RUN=default (run folder under $OUT)
+#   a single detector), RUN=default (run folder under $OUT),
+#   SET="key=value ..." (spoof-train --set overrides applied to every member, e.g. SET="train.ema_decay=0.998";
+#   values must not contain spaces)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=.venv/bin/python
@@ -14,6 +16,7 @@ CORPUS=${CORPUS:-../shared/data/corpus-v1}
 OUT=${OUT:-runs/default-detector}
 CONFIG=${CONFIG:-configs/default-detector.yaml configs/default-detector-b.yaml}
 RUN=${RUN:-default}
+SET=${SET:-}
 TRAIN=1
 SHIP=1
 for arg in "$@"; do
@@ -41,11 +44,15 @@ if [ "$TRAIN" = 1 ]; then
   echo "== 2/6 train (spoof-train: ${CONFIGS[*]})"
   # 1 torch thread per job at low priority (on the shared 2-core machine 2 threads were up to 10x slower);
   # the members train in parallel, one core each.
+  read -r -a SETS <<< "$SET"
+  overrides=()
+  for kv in "${SETS[@]}"; do overrides+=(--set "$kv"); done
   pids=()
   for i in "${!CONFIGS[@]}"; do
     mkdir -p "${MEMBERS[$i]}"
     nice -n 10 env OMP_NUM_THREADS=1 .venv/bin/spoof-train train "${CONFIGS[$i]}" \
-      --set "data.manifest=$LICENSED" --set "output_dir=${MEMBERS[$i]}" > "${MEMBERS[$i]}/train.log" 2>&1 &
+      --set "data.manifest=$LICENSED" --set "output_dir=${MEMBERS[$i]}" "${overrides[@]}" \
+      > "${MEMBERS[$i]}/train.log" 2>&1 &
     pids+=($!)
   done
   for i in "${!pids[@]}"; do
