@@ -129,7 +129,7 @@ class TrainConfig:
     grad_accum_steps: int = 1
     grad_clip_norm: float | None = None
     # Exponential moving average of the weights (Polyak averaging): null = off, else the decay d in (0, 1),
-    # e.g. 0.999. Dev evaluation, early stopping and checkpoints/best use the averaged weights;
+    # e.g. 0.999. Dev evaluation (so dev-EER early stopping) and checkpoints/best use the averaged weights;
     # checkpoints/last keeps the raw weights and the average in its trainer state (for resume).
     ema_decay: float | None = None
     amp: str = field(default="auto", metadata=_choice("auto", "off", "bf16", "fp16"))
