@@ -256,7 +256,7 @@ def shelf_biquad(kind: str, f0: float, gain_db: float, sample_rate: int) -> NDAr
     ``[b0, b1, b2, 1, a1, a2]``: ``kind="low"`` scales DC by ``gain_db``, ``"high"`` scales Nyquist."""
     a = 10.0 ** (gain_db / 40.0)
     w0 = 2.0 * np.pi * f0 / sample_rate
-    cw, sq = np.cos(w0), 2.0 * np.sqrt(a) * np.sin(w0) / 2.0 * np.sqrt(2.0)
+    cw, sq = np.cos(w0), np.sqrt(2.0 * a) * np.sin(w0)  # 2 sqrt(A) alpha, alpha = sin(w0) / sqrt(2) at S = 1
     if kind == "low":
         b = [
             a * ((a + 1) - (a - 1) * cw + sq),
@@ -350,22 +350,9 @@ class Microphone:
         if rng.random() < self.p_highpass:
             fc = min(rng.uniform(*self.highpass_hz), nyq)
             sos.append(signal.butter(2, fc, btype="highpass", fs=sample_rate, output="sos")[0])
-        sos.append(
-            shelf_biquad(
-                "low",
-                min(rng.uniform(*self.low_shelf_hz), nyq),
-                rng.uniform(-1, 1) * self.shelf_db,
-                sample_rate,
-            )
-        )
-        sos.append(
-            shelf_biquad(
-                "high",
-                min(rng.uniform(*self.high_shelf_hz), nyq),
-                rng.uniform(-1, 1) * self.shelf_db,
-                sample_rate,
-            )
-        )
+        for kind, band in (("low", self.low_shelf_hz), ("high", self.high_shelf_hz)):
+            f0 = min(rng.uniform(*band), nyq)
+            sos.append(shelf_biquad(kind, f0, rng.uniform(-1, 1) * self.shelf_db, sample_rate))
         lo, hi = np.log(self.peak_hz[0]), np.log(min(self.peak_hz[1], nyq))
         for _ in range(int(rng.integers(self.peaks[0], self.peaks[1] + 1))):
             f0 = float(np.exp(rng.uniform(lo, max(lo, hi))))
