@@ -86,7 +86,7 @@ def licence_report(kept: Sequence[Any], dropped: Sequence[Any], column: str = "l
 
 
 def write_licensed_manifest(
-    manifest: str | Path,
+    manifest: str | Path | Sequence[str | Path],
     output: str | Path,
     *,
     splits: Sequence[str] | None = None,
@@ -95,12 +95,21 @@ def write_licensed_manifest(
 ) -> dict[str, Any]:
     """Write the rows of ``manifest`` (of ``splits``, default all) whose licence is allowed to ``output``.
 
-    Audio paths are written absolute, so the filtered manifest can live anywhere. Returns the report of
-    :func:`licence_report`.
+    ``manifest`` may be a list: the rows of all of them are merged (e.g. corpus-v1 and the Debian speech
+    supplement of :mod:`spoof_train.data.debian_speech`). Audio paths are written absolute, so the filtered
+    manifest can live anywhere. Returns the report of :func:`licence_report`.
     """
     from spoof_train.data import read_manifest, write_manifest
 
-    rows = read_manifest(manifest)
+    manifests = [manifest] if isinstance(manifest, (str, Path)) else list(manifest)
+    if not manifests:
+        raise DataError("licence filter: no manifest given")
+    rows = [row for m in manifests for row in read_manifest(m)]
+    seen: set[str] = set()
+    for row in rows:
+        if row.path in seen:
+            raise DataError(f"licence filter: {row.path} is in more than one of the manifests {manifests}")
+        seen.add(row.path)
     if splits:
         wanted = set(splits)
         known = {r.split for r in rows}
@@ -113,7 +122,8 @@ def write_licensed_manifest(
         raise DataError(f"licence filter: no row of {manifest} is left after excluding {list(exclude)}")
     write_manifest(output, kept, relative=False)
     report = licence_report(kept, dropped, column)
-    report["manifest"] = str(Path(manifest).resolve())
+    resolved = [str(Path(m).resolve()) for m in manifests]
+    report["manifest"] = resolved[0] if isinstance(manifest, (str, Path)) else resolved
     report["output"] = str(Path(output).resolve())
     report["excluded_licences"] = list(exclude)
     log.info("licence filter: kept %d rows, dropped %d (%s)", len(kept), len(dropped), list(exclude))
@@ -126,7 +136,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         description="Write a manifest without the rows whose licence does not allow training a shipped "
         "model.",
     )
-    p.add_argument("manifest", help="input TSV manifest with a licence column")
+    p.add_argument("manifest", nargs="+", help="input TSV manifest(s) with a licence column (merged)")
     p.add_argument("-o", "--output", required=True, help="filtered manifest to write")
     p.add_argument("--splits", nargs="*", default=None, help="keep only these splits (default: all)")
     p.add_argument(
@@ -140,7 +150,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = p.parse_args(argv)
     try:
         report = write_licensed_manifest(
-            args.manifest, args.output, splits=args.splits, exclude=args.exclude, column=args.column
+            args.manifest if len(args.manifest) > 1 else args.manifest[0],
+            args.output,
+            splits=args.splits,
+            exclude=args.exclude,
+            column=args.column,
         )
     except DataError as exc:
         print(f"error: {exc}", file=sys.stderr)

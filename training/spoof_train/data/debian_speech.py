@@ -1,0 +1,477 @@
+"""A supplementary, licensed training set built from recorded speech in Debian packages.
+
+corpus-v1 has few bona fide talkers on short clips, so a detector learns the microphones of its training
+talkers: its worst test errors are the digits of one new talker recorded on another microphone (called
+spoofs) and Griffin-Lim / WORLD re-syntheses under 1 s (called bona fide). This module adds talkers, each
+with their own microphone and room, **and the re-syntheses of their own clips**, so that a microphone is
+never a label cue: every bona fide clip gets a Griffin-Lim and a WORLD copy, conditioned the same way.
+
+Sources (:data:`SOURCES`; every clip's licence is checked against the package's ``copyright`` file):
+
+* ``ktuberling-data``: the spoken object names of KTuberling, one volunteer per language, GPL-2+. Languages
+  whose KLettres talker sits in corpus-v1 dev or test (de, it, da, es, nds; nn with nb) are left out, in
+  case the same volunteer recorded both; the four Serbian folders hold one recording set (content hashes
+  dedupe them).
+* ``asterisk-prompt-fr-armelle``: French IVR prompts, voice Armelle Desjardins, BSD-style licence (Michel
+  Gutierrez, 2006); ``asterisk-prompt-es-co``: Colombian Spanish IVR prompts (Avatar Ltda.), GPL-2. Both
+  8 kHz GSM, talkers not in corpus-v1. Beeps are left out.
+
+Every clip goes to the ``train`` split (the corpus' dev and test stay the yardstick). Conditioning follows the
+corpus-v1 README's rules (:func:`condition`), so level, silence, noise floor and telephony channel carry no
+label information; with probability ``p_8k`` a wide-band source is first brought to 8 kHz (the corpus is two
+thirds 8 kHz), before the re-syntheses are made, so pairs share the rate.
+
+Command line (reads the packages where installed, else fetches them with ``apt-get download`` into
+``--cache``: no root, nothing installed; ``packages.json`` in the output records the versions used)::
+
+    python -m spoof_train.data.debian_speech -o runs/extra/debian-speech --cache runs/extra/debs
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import logging
+import shutil
+import subprocess
+import sys
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from numpy.typing import NDArray
+
+from spoof_train.errors import DataError
+
+__all__ = [
+    "SOURCES",
+    "Source",
+    "build",
+    "condition",
+    "fetch_packages",
+    "griffin_lim_resynthesis",
+    "list_clips",
+    "main",
+    "package_versions",
+    "trim_silence",
+    "world_resynthesis",
+]
+
+log = logging.getLogger("spoof_train")
+
+
+@dataclass(frozen=True)
+class Source:
+    """One Debian package of recorded speech.
+
+    ``audio_dir`` is relative to the unpacked package; ``speaker_of(relative_path)`` names the talker of a
+    file (``None`` leaves the file out); ``licence`` is written to the manifest; ``licence_marker`` must occur
+    in the package's copyright file, else the build stops (a changed licence is not silently inherited).
+    """
+
+    package: str
+    audio_dir: str
+    patterns: tuple[str, ...]
+    licence: str
+    licence_marker: str
+    speaker_of: Callable[[str], str | None]
+    per_speaker: int
+
+
+#: KTuberling languages left out: their KLettres talker is in corpus-v1 dev (de, it, nb) or test (da, es,
+#: nds).
+KTUBERLING_EXCLUDED = frozenset({"de", "it", "nn", "da", "es", "nds"})
+
+
+def _ktuberling_speaker(rel: str) -> str | None:
+    parts = rel.split("/")
+    if len(parts) != 2:
+        return None
+    lang = parts[0].split("@")[0]
+    return None if lang in KTUBERLING_EXCLUDED else f"ktuberling-{lang}"
+
+
+def _asterisk_speaker(name: str) -> Callable[[str], str | None]:
+    def speaker(rel: str) -> str | None:
+        return None if Path(rel).stem.startswith("beep") else name
+
+    return speaker
+
+
+SOURCES: tuple[Source, ...] = (
+    Source(
+        "ktuberling-data",
+        "usr/share/ktuberling/sounds",
+        ("*/*.ogg", "*/*.wav"),
+        "GPL-2+",
+        "License: GPL-2+",
+        _ktuberling_speaker,
+        30,
+    ),
+    Source(
+        "asterisk-prompt-fr-armelle",
+        "usr/share/asterisk/sounds/fr",
+        ("*.gsm", "*/*.gsm"),
+        "BSD-style (asterisk-prompt-fr-armelle)",
+        "Redistribution and use, with or without modification, are permitted",
+        _asterisk_speaker("asterisk-armelle"),
+        60,
+    ),
+    Source(
+        "asterisk-prompt-es-co",
+        "usr/share/asterisk/sounds/es",
+        ("*.gsm", "*/*.gsm"),
+        "GPL-2",
+        "GNU General Public License",
+        _asterisk_speaker("asterisk-es-co"),
+        60,
+    ),
+)
+
+
+# --------------------------------------------------------------------------------------------- fetching
+
+
+def _installed_version(package: str) -> str | None:
+    if shutil.which("dpkg-query") is None:
+        return None
+    run = subprocess.run(
+        ["dpkg-query", "-W", "-f=${Status}\t${Version}", package], check=False, capture_output=True, text=True
+    )
+    status, _, version = run.stdout.partition("\t")
+    return version if run.returncode == 0 and status == "install ok installed" else None
+
+
+def fetch_packages(
+    packages: Iterable[str], cache: str | Path, *, use_installed: bool = True
+) -> dict[str, Path]:
+    """Find or fetch each package: an installed one is read in place (root ``/``) when ``use_installed``;
+    otherwise it is downloaded (``apt-get download``, no root needed) and unpacked (``dpkg-deb -x``) under
+    ``cache``, where a second build finds it again (offline). Returns package -> root of its files; the
+    version used is in ``<cache>/<package>/.unpacked`` or, for an installed package, :func:`package_versions`.
+    """
+    cache = Path(cache)
+    roots: dict[str, Path] = {}
+    for pkg in packages:
+        root = cache / pkg
+        if (root / ".unpacked").exists():
+            roots[pkg] = root
+            continue
+        if use_installed and _installed_version(pkg) is not None:
+            roots[pkg] = Path("/")
+            continue
+        for tool in ("apt-get", "dpkg-deb"):
+            if shutil.which(tool) is None:
+                raise DataError(f"fetching {pkg}: {tool!r} is not on PATH (a Debian/Ubuntu system is needed)")
+        cache.mkdir(parents=True, exist_ok=True)
+        debs = sorted(cache.glob(f"{pkg}_*.deb"))
+        if not debs:
+            run = subprocess.run(
+                ["apt-get", "download", pkg], cwd=cache, check=False, capture_output=True, text=True
+            )
+            debs = sorted(cache.glob(f"{pkg}_*.deb"))
+            if run.returncode != 0 or not debs:
+                raise DataError(
+                    f"apt-get download {pkg} failed ({run.returncode}): {run.stderr.strip()[-400:]}; "
+                    f"refresh the package lists (sudo apt-get update) or install it "
+                    f"(sudo apt-get install {pkg})"
+                )
+        if root.exists():
+            shutil.rmtree(root)
+        run = subprocess.run(
+            ["dpkg-deb", "-x", str(debs[-1]), str(root)], check=False, capture_output=True, text=True
+        )
+        if run.returncode != 0:
+            raise DataError(f"dpkg-deb -x {debs[-1].name} failed: {run.stderr.strip()[-500:]}")
+        (root / ".unpacked").write_text(debs[-1].name + "\n")
+        roots[pkg] = root
+    return roots
+
+
+def package_versions(roots: dict[str, Path]) -> dict[str, str]:
+    """What :func:`fetch_packages` found: the unpacked ``.deb`` file name, or ``installed <version>``."""
+    out = {}
+    for pkg, root in roots.items():
+        marker = root / ".unpacked"
+        out[pkg] = marker.read_text().strip() if marker.exists() else f"installed {_installed_version(pkg)}"
+    return out
+
+
+def _copyright(root: Path, package: str) -> Path:
+    path = root / "usr/share/doc" / package / "copyright"
+    if not path.is_file():
+        raise DataError(f"{package}: no copyright file at {path}")
+    return path
+
+
+def list_clips(source: Source, root: str | Path, *, seed: int = 0) -> list[tuple[str, Path]]:
+    """``(speaker, path)`` of the clips of ``source`` unpacked at ``root``: licence checked, duplicates (same
+    bytes) removed, at most ``per_speaker`` per talker drawn at random with ``seed`` (sorted output)."""
+    root = Path(root)
+    text = _copyright(root, source.package).read_text(errors="replace")
+    if source.licence_marker not in text:
+        raise DataError(
+            f"{source.package}: its copyright file no longer contains {source.licence_marker!r}; "
+            f"check the licence before training on it"
+        )
+    base = root / source.audio_dir
+    if not base.is_dir():
+        raise DataError(f"{source.package}: no audio folder {base}")
+    seen: set[str] = set()
+    by_speaker: dict[str, list[Path]] = {}
+    files = sorted(
+        {p for pat in source.patterns for p in base.glob(pat) if p.is_file() and not p.is_symlink()}
+    )
+    for path in files:
+        speaker = source.speaker_of(path.relative_to(base).as_posix())
+        if speaker is None:
+            continue
+        digest = hashlib.sha1(path.read_bytes()).hexdigest()
+        if digest in seen:
+            continue
+        seen.add(digest)
+        by_speaker.setdefault(speaker, []).append(path)
+    rng = np.random.default_rng(seed)
+    out: list[tuple[str, Path]] = []
+    for speaker in sorted(by_speaker):
+        paths = by_speaker[speaker]
+        if len(paths) > source.per_speaker:
+            idx = rng.choice(len(paths), size=source.per_speaker, replace=False)
+            paths = [paths[i] for i in sorted(idx)]
+        out.extend((speaker, p) for p in paths)
+    return out
+
+
+def _read(path: Path) -> tuple[NDArray[np.float64], int]:
+    import soundfile as sf
+
+    try:
+        if path.suffix == ".gsm":  # Asterisk's headerless GSM 06.10 frames, 8 kHz
+            x, sr = sf.read(str(path), format="RAW", subtype="GSM610", samplerate=8000, channels=1)
+        else:
+            x, sr = sf.read(str(path), always_2d=True)
+            x = x.mean(axis=1)
+    except Exception as exc:  # libsndfile's errors are RuntimeError / LibsndfileError
+        raise DataError(f"cannot decode {path}: {exc}") from exc
+    x = np.asarray(x, dtype=np.float64).reshape(-1)
+    if not np.all(np.isfinite(x)):
+        raise DataError(f"{path}: non-finite samples")
+    return x, int(sr)
+
+
+# -------------------------------------------------------------------------------------------- re-synthesis
+
+
+def griffin_lim_resynthesis(
+    x: NDArray[np.floating], sample_rate: int, rng: np.random.Generator, *, iterations: int = 32
+) -> NDArray[np.float64]:
+    """corpus-v1's ``griffinlim`` attack: the STFT magnitude (32 ms Hann, 75 % overlap) re-phased by fast
+    Griffin-Lim (Perraudin et al. 2013, momentum 0.99 as librosa) from a random initial phase."""
+    from scipy.signal import ShortTimeFFT
+
+    x = np.asarray(x, dtype=np.float64)
+    n = round(0.032 * sample_rate)
+    hop = n // 4
+    tf = ShortTimeFFT(np.hanning(n + 2)[1:-1], hop, 1.0)
+    mag = np.abs(tf.stft(x))
+    angles = np.exp(2j * np.pi * rng.random(mag.shape))
+    rebuilt = np.zeros_like(angles)
+    alpha = 0.99 / 1.99
+    for _ in range(iterations):
+        previous = rebuilt
+        inverse = tf.istft(mag * angles, k1=len(x))
+        rebuilt = tf.stft(inverse)
+        angles = rebuilt - alpha * previous
+        angles /= np.abs(angles) + 1e-16
+    return np.asarray(tf.istft(mag * angles, k1=len(x)), dtype=np.float64)
+
+
+def world_resynthesis(x: NDArray[np.floating], sample_rate: int) -> NDArray[np.float64]:
+    """corpus-v1's ``world`` attack: WORLD analysis / synthesis (DIO + StoneMask F0, CheapTrick, D4C, 5 ms
+    frames) through pyworld (``pip install pyworld-prebuilt``)."""
+    try:
+        import pyworld
+    except ImportError as exc:
+        raise DataError("WORLD re-synthesis needs pyworld: pip install pyworld-prebuilt") from exc
+    x = np.ascontiguousarray(x, dtype=np.float64)
+    f0, t = pyworld.dio(x, sample_rate, frame_period=5.0)
+    f0 = pyworld.stonemask(x, f0, t, sample_rate)
+    sp = pyworld.cheaptrick(x, f0, t, sample_rate)
+    ap = pyworld.d4c(x, f0, t, sample_rate)
+    y = pyworld.synthesize(f0, sp, ap, sample_rate, 5.0)
+    return np.asarray(y[: len(x)], dtype=np.float64)
+
+
+# -------------------------------------------------------------------------------------------- conditioning
+
+
+def _frame_db(x: NDArray[np.float64], sample_rate: int) -> NDArray[np.float64]:
+    n, hop = int(0.02 * sample_rate), int(0.01 * sample_rate)
+    if len(x) < n:
+        return np.array([10 * np.log10(np.mean(x**2) + 1e-20)])
+    idx = np.arange(n)[None, :] + hop * np.arange(1 + (len(x) - n) // hop)[:, None]
+    return np.asarray(10 * np.log10(np.mean(x[idx] ** 2, axis=1) + 1e-20), dtype=np.float64)
+
+
+def trim_silence(x: NDArray[np.floating], sample_rate: int) -> NDArray[np.float64]:
+    """corpus-v1's trim: 20 ms frames every 10 ms are active at >= max(peak - 35, min(floor + 10, peak - 20))
+    dB (floor = 10th percentile); keep the first to the last active frame, 5 ms raised-cosine fades."""
+    x64: NDArray[np.float64] = np.asarray(x, dtype=np.float64)
+    db = _frame_db(x64, sample_rate)
+    peak, floor = db.max(), np.percentile(db, 10)
+    active = np.flatnonzero(db >= max(peak - 35.0, min(floor + 10.0, peak - 20.0)))
+    n, hop = int(0.02 * sample_rate), int(0.01 * sample_rate)
+    y = x64[active[0] * hop : min(len(x64), active[-1] * hop + n)].copy()
+    fade = min(int(0.005 * sample_rate), len(y) // 2)
+    if fade > 0:
+        ramp = 0.5 - 0.5 * np.cos(np.pi * (np.arange(fade) + 0.5) / fade)
+        y[:fade] *= ramp
+        y[-fade:] *= ramp[::-1]
+    return y
+
+
+def _cap_length(x: NDArray[np.float64], sample_rate: int, cap: float = 12.0) -> NDArray[np.float64]:
+    if len(x) <= cap * sample_rate:
+        return x
+    db = _frame_db(x, sample_rate)
+    hop, lo, hi = int(0.01 * sample_rate), int(6.0 / 0.01), int((cap - 0.05) / 0.01)
+    window = np.convolve(10 ** (db / 10), np.ones(5), mode="valid")  # 50 ms of 10 ms hops
+    cut = (lo + int(np.argmin(window[lo : min(hi, len(window))]))) * hop
+    return trim_silence(x[:cut], sample_rate)
+
+
+def condition(
+    x: NDArray[np.floating], sample_rate: int, rng: np.random.Generator, *, p_channel: float = 0.3
+) -> tuple[NDArray[np.float32], str] | None:
+    """The corpus-v1 README's conditioning, identical for both classes: trim, 12 s cap, RMS -26 dBFS +-6 dB,
+    white noise floor 40-52 dB below it, with ``p_channel`` a G.711 mu/A-law or GSM round trip at 8 kHz (RMS
+    restored), peak guard 0.999. Returns ``(audio, channel)`` or ``None`` for clips under 0.15 s."""
+    y = _cap_length(trim_silence(x, sample_rate), sample_rate)
+    if len(y) < 0.15 * sample_rate or not np.any(y):
+        return None
+    target = 10 ** ((-26.0 + rng.uniform(-6.0, 6.0)) / 20)
+    y = y * (target / np.sqrt(np.mean(y**2)))
+    y = y + rng.standard_normal(len(y)) * target * 10 ** (-rng.uniform(40.0, 52.0) / 20)
+    channel = "clean"
+    if rng.random() < p_channel:
+        from spoof_train.augment import Codec
+
+        channel = str(rng.choice(["mulaw", "alaw", "gsm"]))
+        y = np.asarray(Codec((channel,))(y.astype(np.float32), sample_rate, rng), dtype=np.float64)
+        y = y * (target / max(np.sqrt(np.mean(y**2)), 1e-12))
+    peak = np.max(np.abs(y))
+    if peak > 0.999:
+        y = y * (0.999 / peak)
+    return y.astype(np.float32), channel
+
+
+# --------------------------------------------------------------------------------------------------- build
+
+
+def build(
+    out_dir: str | Path,
+    roots: dict[str, Path],
+    *,
+    sources: Sequence[Source] = SOURCES,
+    seed: int = 20261203,
+    p_8k: float = 0.5,
+    split: str = "train",
+) -> Path:
+    """Write FLAC clips and ``MANIFEST.tsv`` (corpus-v1 columns) under ``out_dir``: every selected bona fide
+    clip, its ``griffinlim`` and its ``world`` re-synthesis. ``roots`` maps package -> unpacked folder."""
+    import soundfile as sf
+
+    from spoof_train.data.audio import resample
+    from spoof_train.data.manifest import Utterance, write_manifest
+
+    out = Path(out_dir)
+    rows: list[Utterance] = []
+    for source in sources:
+        if source.package not in roots:
+            raise DataError(f"no unpacked folder given for {source.package}")
+        clips = list_clips(source, roots[source.package], seed=seed)
+        if not clips:
+            raise DataError(f"{source.package}: no clip selected")
+        for k, (speaker, path) in enumerate(clips):
+            rng = np.random.default_rng([seed, zlib_crc(source.package), k])
+            x, sr = _read(path)
+            if sr > 16000:
+                x, sr = np.asarray(resample(x, sr, 16000), dtype=np.float64), 16000
+            if sr > 8000 and rng.random() < p_8k:
+                x, sr = np.asarray(resample(x, sr, 8000), dtype=np.float64), 8000
+            stem = f"{speaker}__{path.stem}"
+            versions = {
+                "-": x,
+                "griffinlim": griffin_lim_resynthesis(x, sr, rng),
+                "world": world_resynthesis(x, sr),
+            }
+            for attack, wave in versions.items():
+                done = condition(wave, sr, rng)
+                if done is None:
+                    continue
+                audio, channel = done
+                label = "bonafide" if attack == "-" else "spoof"
+                name = stem if attack == "-" else f"{attack}__{stem}"
+                rel = Path("audio") / split / source.package / f"{name}.flac"
+                (out / rel).parent.mkdir(parents=True, exist_ok=True)
+                sf.write(str(out / rel), audio, sr, subtype="PCM_16", format="FLAC")
+                licence = source.licence if attack == "-" else f"derivative of {source.licence}"
+                rows.append(
+                    Utterance(
+                        str((out / rel).resolve()),
+                        label,
+                        attack,
+                        speaker,
+                        split,
+                        {
+                            "source": source.package if attack == "-" else "offline_resynth",
+                            "sample_rate": str(sr),
+                            "seconds": f"{len(audio) / sr:.3f}",
+                            "channel": channel,
+                            "licence": licence,
+                        },
+                    )
+                )
+        log.info("%s: %d clips", source.package, len(clips))
+    return write_manifest(out / "MANIFEST.tsv", rows)
+
+
+def zlib_crc(text: str) -> int:
+    """A stable per-source seed component (Python's ``hash`` of a string changes between runs)."""
+    import zlib
+
+    return zlib.crc32(text.encode())
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    p = argparse.ArgumentParser(
+        prog="python -m spoof_train.data.debian_speech",
+        description="Build the supplementary licensed training set from Debian speech packages "
+        "(bona fide clips + their Griffin-Lim and WORLD re-syntheses).",
+    )
+    p.add_argument("-o", "--output", required=True, help="output folder (audio/ and MANIFEST.tsv)")
+    p.add_argument("--cache", required=True, help="where the .deb files are downloaded and unpacked")
+    p.add_argument("--seed", type=int, default=20261203)
+    p.add_argument("--p-8k", type=float, default=0.5, help="share of wide-band clips brought to 8 kHz")
+    args = p.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    try:
+        if not 0.0 <= args.p_8k <= 1.0:
+            raise DataError(f"--p-8k must be in [0, 1], got {args.p_8k}")
+        roots = fetch_packages([s.package for s in SOURCES], args.cache)
+        manifest = build(args.output, roots, seed=args.seed, p_8k=args.p_8k)
+        versions = {"packages": package_versions(roots), "seed": args.seed, "p_8k": args.p_8k}
+        (Path(args.output) / "packages.json").write_text(
+            json.dumps(versions, indent=2, sort_keys=True) + "\n"
+        )
+    except DataError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(f"wrote {manifest}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
