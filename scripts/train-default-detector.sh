@@ -8,7 +8,11 @@
 #   CONFIG="configs/a.yaml [configs/b.yaml ...]" (default: the shipped recipe's two members; one config =
 #   a single detector), RUN=default (run folder under $OUT),
 #   SET="key=value ..." (spoof-train --set overrides applied to every member, e.g. SET="train.ema_decay=0.998";
-#   values must not contain spaces)
+#   values must not contain spaces),
+#   EXTRA=none (default, the shipped recipe) trains on the corpus' licensed rows alone; EXTRA=debian adds the
+#   Debian speech supplement (spoof_train.data.debian_speech: bona fide clips of ktuberling-data / Asterisk
+#   fr-armelle / es-co prompts and their Griffin-Lim and WORLD re-syntheses, built once under
+#   $OUT/debian-speech from packages read in place or fetched with apt-get download)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=.venv/bin/python
@@ -17,6 +21,7 @@ OUT=${OUT:-runs/default-detector}
 CONFIG=${CONFIG:-configs/default-detector.yaml configs/default-detector-b.yaml}
 RUN=${RUN:-default}
 SET=${SET:-}
+EXTRA=${EXTRA:-none}
 TRAIN=1
 SHIP=1
 for arg in "$@"; do
@@ -28,10 +33,25 @@ for arg in "$@"; do
 done
 [ -f "$CORPUS/MANIFEST.tsv" ] || { echo "corpus-v1 not found at $CORPUS (set CORPUS=...)" >&2; exit 2; }
 mkdir -p "$OUT/$RUN/export"
-LICENSED="$OUT/licensed-train-dev.tsv"
+case "$EXTRA" in
+  none)
+    LICENSED="$OUT/licensed-train-dev.tsv"
+    REPORT="$OUT/licence-report.json"
+    MANIFESTS=("$CORPUS/MANIFEST.tsv") ;;
+  debian)
+    LICENSED="$OUT/licensed-train-dev+debian.tsv"
+    REPORT="$OUT/licence-report+debian.json"
+    MANIFESTS=("$CORPUS/MANIFEST.tsv" "$OUT/debian-speech/MANIFEST.tsv")
+    if [ ! -f "$OUT/debian-speech/MANIFEST.tsv" ]; then
+      echo "== 1a/6 Debian speech supplement (train rows; built once, kept in $OUT/debian-speech)"
+      $PY -m spoof_train.data.debian_speech -o "$OUT/debian-speech.tmp" --cache "$OUT/debs"
+      rm -rf "$OUT/debian-speech" && mv "$OUT/debian-speech.tmp" "$OUT/debian-speech"
+    fi ;;
+  *) echo "EXTRA must be debian or none, got '$EXTRA'" >&2; exit 2 ;;
+esac
 
 echo "== 1/6 licence filter (train + dev rows with a stated licence)"
-$PY -m spoof_train.licence "$CORPUS/MANIFEST.tsv" -o "$LICENSED" --splits train dev --report "$OUT/licence-report.json"
+$PY -m spoof_train.licence "${MANIFESTS[@]}" -o "$LICENSED" --splits train dev --report "$REPORT"
 
 CKPT="$OUT/$RUN/checkpoints/best"
 read -r -a CONFIGS <<< "$CONFIG"

@@ -184,6 +184,31 @@ def test_licence_filter_refuses_rows_without_a_licence() -> None:
 
 
 @pytest.mark.parametrize(
+    ("env", "args", "message"),
+    [
+        ({"EXTRA": "all"}, [], "EXTRA must be debian or none, got 'all'"),
+        ({}, ["--fast"], "unknown argument: --fast"),
+    ],
+)
+def test_recipe_refuses_bad_options_before_doing_anything(
+    tmp_path: Path, env: dict[str, str], args: list[str], message: str
+) -> None:
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    (corpus / "MANIFEST.tsv").write_text("path\tlabel\tattack\tspeaker\tsplit\n")
+    run = subprocess.run(
+        ["bash", str(REPO / "scripts" / "train-default-detector.sh"), *args],
+        env={"PATH": "/usr/bin:/bin", "CORPUS": str(corpus), "OUT": str(tmp_path / "out"), **env},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert run.returncode == 2
+    assert message in run.stderr
+    assert not (tmp_path / "out" / "licensed-train-dev.tsv").exists()
+
+
+@pytest.mark.parametrize(
     "front",
     [
         {},

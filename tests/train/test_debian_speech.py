@@ -200,8 +200,28 @@ def test_build_writes_matched_bonafide_and_resynthesis_rows(tmp_path: Path) -> N
     # Reproducible from the seed, except WORLD's aperiodic noise: its C generator is process-global state,
     # so a second build in the same process differs there (a fresh process repeats the first build).
     first = {Path(r.path).name: Path(r.path).read_bytes() for r in rows if r.attack != "world"}
-    second = {Path(r.path).name: Path(r.path).read_bytes() for r in read_manifest(again) if r.attack != "world"}
+    second = {
+        Path(r.path).name: Path(r.path).read_bytes() for r in read_manifest(again) if r.attack != "world"
+    }
     assert first == second
+
+
+def test_build_per_speaker_overrides_every_cap(tmp_path: Path) -> None:
+    pytest.importorskip("pyworld")
+    from spoof_train.data import read_manifest
+
+    root = _fake_package(tmp_path / "pkg")
+    src = _source(3)
+    rows = read_manifest(ds.build(tmp_path / "one", {src.package: root}, sources=[src], per_speaker=1))
+    assert sorted(r.speaker for r in rows if r.label == "bonafide") == [
+        "ktuberling-en",
+        "ktuberling-fr",
+        "ktuberling-sr",
+    ]
+    with pytest.raises(DataError, match="per_speaker must be >= 1"):
+        ds.build(tmp_path / "zero", {src.package: root}, sources=[src], per_speaker=0)
+    with pytest.raises(DataError, match="no unpacked folder given for ktuberling-data"):
+        ds.build(tmp_path / "none", {}, sources=[src])
 
 
 def test_fetch_reuses_unpacked_packages_and_explains_missing_tools(tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]

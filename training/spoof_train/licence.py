@@ -13,6 +13,7 @@ Library use::
 Command line (writes a filtered manifest with absolute audio paths, and a JSON report of what was kept)::
 
     python -m spoof_train.licence MANIFEST.tsv -o runs/x/licensed.tsv --splits train dev --report r.json
+    python -m spoof_train.licence corpus/MANIFEST.tsv extra/MANIFEST.tsv -o merged.tsv   # several, merged
 """
 
 from __future__ import annotations

@@ -30,6 +30,7 @@ Command line (reads the packages where installed, else fetches them with ``apt-g
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import hashlib
 import json
 import logging
@@ -378,9 +379,11 @@ def build(
     seed: int = 20261203,
     p_8k: float = 0.5,
     split: str = "train",
+    per_speaker: int | None = None,
 ) -> Path:
     """Write FLAC clips and ``MANIFEST.tsv`` (corpus-v1 columns) under ``out_dir``: every selected bona fide
-    clip, its ``griffinlim`` and its ``world`` re-synthesis. ``roots`` maps package -> unpacked folder."""
+    clip, its ``griffinlim`` and its ``world`` re-synthesis. ``roots`` maps package -> unpacked folder;
+    ``per_speaker`` replaces every source's cap on clips per talker."""
     import soundfile as sf
 
     from spoof_train.data.audio import resample
@@ -388,6 +391,10 @@ def build(
 
     out = Path(out_dir)
     rows: list[Utterance] = []
+    if per_speaker is not None:
+        if per_speaker < 1:
+            raise DataError(f"per_speaker must be >= 1, got {per_speaker}")
+        sources = [dataclasses.replace(s, per_speaker=per_speaker) for s in sources]
     for source in sources:
         if source.package not in roots:
             raise DataError(f"no unpacked folder given for {source.package}")
@@ -455,14 +462,26 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--cache", required=True, help="where the .deb files are downloaded and unpacked")
     p.add_argument("--seed", type=int, default=20261203)
     p.add_argument("--p-8k", type=float, default=0.5, help="share of wide-band clips brought to 8 kHz")
+    p.add_argument(
+        "--per-speaker",
+        type=int,
+        default=None,
+        help="cap on clips per talker for every source (default: 30 per KTuberling language, 60 per "
+        "Asterisk voice)",
+    )
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     try:
         if not 0.0 <= args.p_8k <= 1.0:
             raise DataError(f"--p-8k must be in [0, 1], got {args.p_8k}")
         roots = fetch_packages([s.package for s in SOURCES], args.cache)
-        manifest = build(args.output, roots, seed=args.seed, p_8k=args.p_8k)
-        versions = {"packages": package_versions(roots), "seed": args.seed, "p_8k": args.p_8k}
+        manifest = build(args.output, roots, seed=args.seed, p_8k=args.p_8k, per_speaker=args.per_speaker)
+        versions = {
+            "packages": package_versions(roots),
+            "seed": args.seed,
+            "p_8k": args.p_8k,
+            "per_speaker": args.per_speaker,
+        }
         (Path(args.output) / "packages.json").write_text(
             json.dumps(versions, indent=2, sort_keys=True) + "\n"
         )
