@@ -224,6 +224,25 @@ def test_build_per_speaker_overrides_every_cap(tmp_path: Path) -> None:
         ds.build(tmp_path / "none", {}, sources=[src])
 
 
+def test_build_stores_8_or_16_khz_and_leaves_out_too_short_clips(tmp_path: Path) -> None:
+    pytest.importorskip("pyworld")
+    from spoof_train.data import read_manifest
+
+    root = tmp_path / "pkg"
+    base = root / "usr/share/ktuberling/sounds/en"
+    base.mkdir(parents=True)
+    sf.write(base / "odd.wav", _vowel(0.5, 11025), 11025)
+    sf.write(base / "low.wav", _vowel(0.5, 6000, seed=1), 6000)
+    sf.write(base / "blip.wav", _vowel(0.05, 16000, seed=2), 16000)
+    doc = root / "usr/share/doc/ktuberling-data"
+    doc.mkdir(parents=True)
+    (doc / "copyright").write_text("License: GPL-2+\n")
+    src = _source(10)
+    rows = read_manifest(ds.build(tmp_path / "out", {src.package: root}, sources=[src], p_8k=0.0))
+    rates = {r.id.split("__")[-1]: r.extra["sample_rate"] for r in rows if r.label == "bonafide"}
+    assert rates == {"odd": "16000", "low": "8000"}  # the 0.05 s clip is left out
+
+
 def test_fetch_reuses_unpacked_packages_and_explains_missing_tools(tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     cache = tmp_path / "debs"
     (cache / "ktuberling-data").mkdir(parents=True)

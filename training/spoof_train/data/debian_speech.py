@@ -402,12 +402,16 @@ def build(
         if not clips:
             raise DataError(f"{source.package}: no clip selected")
         for k, (speaker, path) in enumerate(clips):
-            rng = np.random.default_rng([seed, zlib_crc(source.package), k])
+            rng = np.random.default_rng([seed, _crc(source.package), k])
             x, sr = _read(path)
-            if sr > 16000:
-                x, sr = np.asarray(resample(x, sr, 16000), dtype=np.float64), 16000
+            stored = 16000 if sr > 8000 else 8000  # corpus-v1's two stored rates
+            if sr != stored:
+                x, sr = np.asarray(resample(x, sr, stored), dtype=np.float64), stored
             if sr > 8000 and rng.random() < p_8k:
                 x, sr = np.asarray(resample(x, sr, 8000), dtype=np.float64), 8000
+            if len(x) < 0.15 * sr:  # too short to keep after trimming anyway
+                log.warning("%s: %.3f s, left out", path, len(x) / sr)
+                continue
             stem = f"{speaker}__{path.stem}"
             versions = {
                 "-": x,
@@ -445,7 +449,7 @@ def build(
     return write_manifest(out / "MANIFEST.tsv", rows)
 
 
-def zlib_crc(text: str) -> int:
+def _crc(text: str) -> int:
     """A stable per-source seed component (Python's ``hash`` of a string changes between runs)."""
     import zlib
 
