@@ -197,8 +197,8 @@ def test_build_writes_matched_bonafide_and_resynthesis_rows(tmp_path: Path) -> N
     assert len(kept) == len(rows)
     assert not dropped
     again = ds.build(tmp_path / "out2", {src.package: root}, sources=[src], seed=1, p_8k=0.5)
-    # Reproducible from the seed, except WORLD's aperiodic noise: its C generator is process-global state,
-    # so a second build in the same process differs there (a fresh process repeats the first build).
+    # Reproducible from the seed, except WORLD's aperiodic noise: pyworld draws it from a generator that
+    # cannot be seeded, so the `world` clips of two builds differ.
     first = {Path(r.path).name: Path(r.path).read_bytes() for r in rows if r.attack != "world"}
     second = {
         Path(r.path).name: Path(r.path).read_bytes() for r in read_manifest(again) if r.attack != "world"
