@@ -199,6 +199,7 @@ def test_recipe_refuses_bad_options_before_doing_anything(
     run = subprocess.run(
         ["bash", str(REPO / "scripts" / "train-default-detector.sh"), *args],
         env={"PATH": "/usr/bin:/bin", "CORPUS": str(corpus), "OUT": str(tmp_path / "out"), **env},
+        check=False,
         capture_output=True,
         text=True,
         timeout=60,
