@@ -31,6 +31,10 @@ for arg in "$@"; do
     *) echo "unknown argument: $arg (expected --no-train / --no-ship)" >&2; exit 2 ;;
   esac
 done
+case "$EXTRA" in
+  none|debian) ;;
+  *) echo "EXTRA must be debian or none, got '$EXTRA'" >&2; exit 2 ;;
+esac
 [ -f "$CORPUS/MANIFEST.tsv" ] || { echo "corpus-v1 not found at $CORPUS (set CORPUS=...)" >&2; exit 2; }
 mkdir -p "$OUT/$RUN/export"
 case "$EXTRA" in
@@ -47,7 +51,6 @@ case "$EXTRA" in
       $PY -m spoof_train.data.debian_speech -o "$OUT/debian-speech.tmp" --cache "$OUT/debs"
       rm -rf "$OUT/debian-speech" && mv "$OUT/debian-speech.tmp" "$OUT/debian-speech"
     fi ;;
-  *) echo "EXTRA must be debian or none, got '$EXTRA'" >&2; exit 2 ;;
 esac
 
 echo "== 1/6 licence filter (train + dev rows with a stated licence)"

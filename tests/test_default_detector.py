@@ -188,6 +188,7 @@ def test_licence_filter_refuses_rows_without_a_licence() -> None:
     [
         ({"EXTRA": "all"}, [], "EXTRA must be debian or none, got 'all'"),
         ({}, ["--fast"], "unknown argument: --fast"),
+        ({"CORPUS": "/nonexistent"}, [], "corpus-v1 not found at /nonexistent"),
     ],
 )
 def test_recipe_refuses_bad_options_before_doing_anything(
@@ -206,7 +207,7 @@ def test_recipe_refuses_bad_options_before_doing_anything(
     )
     assert run.returncode == 2
     assert message in run.stderr
-    assert not (tmp_path / "out" / "licensed-train-dev.tsv").exists()
+    assert not (tmp_path / "out").exists()
 
 
 @pytest.mark.parametrize(
