@@ -22,14 +22,20 @@ Optional maps stacked with the log energies as input channels of the CNN (``[B, 
 for artefacts a magnitude front end cannot see: ``phase=True`` adds 4 band-pooled phase-coherence maps
 (cosine / sine of the instantaneous-frequency deviation across frames and of the group delay across bins);
 ``excitation=True`` adds the per-frame peakiness of the spectrally whitened frame (glottal pulses of natural
-speech vs the smeared phase of Griffin-Lim / vocoder re-synthesis). Both are atan2-free, gain-invariant and
-keep the exact-padding property. ``band_norm=True`` subtracts each band's mean log energy over the valid
-frames (cepstral mean normalisation in the band domain): a stationary channel colouration (microphone,
-handset) adds a constant per band to the log energies and is removed, what changes over time stays.
+speech vs the smeared phase of Griffin-Lim / vocoder re-synthesis); ``excitation_bands=[f1, f2, ...]`` (Hz)
+splits that map into frequency regions ``[0, f1), [f1, f2), ..., [fk, sr / 2]``: the whitened frame is
+band-passed to each region (its bins alone through the inverse DFT, so the cost is that of the broadband map)
+and each band row of the map carries the peakiness of its region, so a re-synthesis that keeps the pulses
+in some regions and smears them in others (or a codec that blurs the high band) is seen where it happens.
+Both are atan2-free, gain-invariant and keep the exact-padding property. ``band_norm=True`` subtracts each
+band's mean log energy over the valid frames (cepstral mean normalisation in the band domain): a stationary
+channel colouration (microphone, handset) adds a constant per band to the log energies and is removed, what
+changes over time stays.
 """
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Sequence
 
@@ -99,12 +105,18 @@ class SpectralFrontEnd(nn.Module):
         floor_db: float = 50.0,
         phase: bool = False,
         excitation: bool = False,
+        excitation_bands: Sequence[float] = (),
         band_norm: bool = False,
     ) -> None:
         super().__init__()
         self.phase = bool(phase)
         self.excitation = bool(excitation)
         self.band_norm = bool(band_norm)
+        if not isinstance(excitation_bands, Sequence) or isinstance(excitation_bands, str):
+            raise ConfigError(
+                f"spectral front end: excitation_bands is a list of split frequencies in Hz, got "
+                f"{excitation_bands!r}"
+            )
         if not 0 < win_length <= n_fft or hop_length < 1:
             raise ConfigError(
                 f"spectral front end: expected 0 < win_length <= n_fft and hop_length >= 1, got "
@@ -152,6 +164,48 @@ class SpectralFrontEnd(nn.Module):
         ang = 2 * math.pi * np.arange(n_fft)[:, None] * np.arange(n_bins)[None, :] / n_fft
         inv = np.concatenate([np.cos(ang) * weight, -np.sin(ang) * weight], axis=1) / n_fft  # [n_fft, 2 bins]
         self.register_buffer("idft", torch.tensor(inv, dtype=torch.float32), persistent=False)
+        self.exc_ranges = self._excitation_ranges(excitation_bands, sample_rate, bank)
+        for k, (lo, hi) in enumerate(self.exc_ranges):
+            cols = np.concatenate([inv[:, lo:hi], inv[:, n_bins + lo : n_bins + hi]], axis=1)
+            self.register_buffer(f"idft_band{k}", torch.tensor(cols, dtype=torch.float32), persistent=False)
+
+    def _excitation_ranges(
+        self, splits: Sequence[float], sample_rate: int, bank: np.ndarray
+    ) -> list[tuple[int, int]]:
+        """The bin range ``[lo, hi)`` of each excitation region, and (as the ``exc_assign`` buffer) the
+        one-hot ``[n_filters, regions]`` map that puts each filter under the region of its centre."""
+        if not splits:
+            return []
+        if not self.excitation:
+            raise ConfigError("spectral front end: excitation_bands needs excitation: true")
+        try:
+            hz = [float(f) for f in splits]
+        except (TypeError, ValueError) as exc:
+            raise ConfigError(
+                f"spectral front end: excitation_bands must be numbers (Hz), got {splits!r}"
+            ) from exc
+        nyquist = sample_rate / 2
+        if any(not 0 < b < nyquist for b in hz) or any(b <= a for a, b in itertools.pairwise(hz)):
+            raise ConfigError(
+                f"spectral front end: excitation_bands must increase strictly within (0, {nyquist:g}) Hz, "
+                f"got {hz}"
+            )
+        bin_hz = np.arange(self.n_bins) * sample_rate / self.n_fft
+        region = np.searchsorted(np.array(hz), bin_hz, side="right")  # region of each bin, 0..len(hz)
+        ranges = []
+        for k in range(len(hz) + 1):
+            idx = np.flatnonzero(region == k)
+            if idx.size == 0:
+                raise ConfigError(
+                    f"spectral front end: excitation band {k} of {hz} Hz holds no FFT bin at n_fft "
+                    f"{self.n_fft} (bins are {sample_rate / self.n_fft:g} Hz apart); widen it"
+                )
+            ranges.append((int(idx[0]), int(idx[-1]) + 1))
+        centre = (bank * bin_hz[None, :]).sum(axis=1) / bank.sum(axis=1)
+        assign = np.zeros((bank.shape[0], len(ranges)), dtype=np.float32)
+        assign[np.arange(bank.shape[0]), np.searchsorted(np.array(hz), centre, side="right")] = 1.0
+        self.register_buffer("exc_assign", torch.tensor(assign), persistent=False)
+        return ranges
 
     @property
     def channels(self) -> int:
@@ -160,7 +214,8 @@ class SpectralFrontEnd(nn.Module):
         return 1 + (4 if self.phase else 0) + (1 if self.excitation else 0)
 
     def _excitation_map(self, re: Tensor, im: Tensor) -> Tensor:
-        """Per-frame log peakiness of the whitened frame (an LPC-residual-like signal), ``[B, frames]``.
+        """Per-frame log peakiness of the whitened frame (an LPC-residual-like signal), ``[B, frames]``
+        (``[B, n_filters, frames]`` with ``excitation_bands``: ``_band_excitation``).
 
         Natural voiced speech is excited by glottal pulses, so its spectrally flattened frame is peaky
         (max / mean power high); Griffin-Lim, WORLD and other vocoders rebuild a plausible magnitude with
@@ -172,10 +227,33 @@ class SpectralFrontEnd(nn.Module):
         mag = torch.sqrt(re * re + im * im + 1e-20)
         env = torch.matmul(self.smooth, mag)  # [B, bins, frames]
         env = env + 0.1 * env.mean(dim=1, keepdim=True) + 1e-10
-        white = torch.cat([re / env, im / env], dim=1)  # [B, 2 bins, frames]
+        wre, wim = re / env, im / env
+        if self.exc_ranges:
+            return self._band_excitation(wre, wim)
+        white = torch.cat([wre, wim], dim=1)  # [B, 2 bins, frames]
         frame = torch.matmul(self.idft, white)  # [B, n_fft, frames]
         power = frame * frame
         return torch.log(power.amax(dim=1) / (power.mean(dim=1) + 1e-12) + 1e-6)
+
+    def _band_excitation(self, wre: Tensor, wim: Tensor) -> Tensor:
+        """``excitation_bands``: the peakiness of the whitened frame band-passed to each region, put on the
+        rows of the filters whose centre lies in it, ``[B, n_filters, frames]``.
+
+        Each region's floor is 1e-4 of the whitened frame's power (the whitened spectrum is dimensionless,
+        so this stays gain-invariant): a region with no energy (above 4 kHz in 8 kHz telephone audio) reads
+        log(1) = 0, "no pulses", instead of the peakiness of leakage.
+        """
+        peaks, means = [], []
+        for k, (lo, hi) in enumerate(self.exc_ranges):
+            white = torch.cat([wre[:, lo:hi], wim[:, lo:hi]], dim=1)
+            frame = torch.matmul(getattr(self, f"idft_band{k}"), white)  # [B, n_fft, frames]
+            power = frame * frame
+            peaks.append(power.amax(dim=1))
+            means.append(power.mean(dim=1))
+        # The regions split the spectrum, so their mean powers add up to the whole frame's (Parseval).
+        floor = 1e-4 * torch.stack(means, dim=1).sum(dim=1, keepdim=True) + 1e-20  # [B, 1, frames]
+        peak = (torch.stack(peaks, dim=1) + floor) / (torch.stack(means, dim=1) + floor)  # [B, regions, T]
+        return torch.matmul(self.exc_assign, torch.log(peak))  # [B, n_filters, frames]
 
     def _phase_maps(self, re: Tensor, im: Tensor, ref: Tensor) -> Tensor:
         """Band-pooled phase coherence ``[B, 4, n_filters, frames]``, each in [-1, 1].
@@ -240,7 +318,9 @@ class SpectralFrontEnd(nn.Module):
             maps = [logfb.unsqueeze(1)]
             if self.phase:
                 maps.append(self._phase_maps(re, im, ref))
-            if self.excitation:
+            if self.excitation and self.exc_ranges:
+                maps.append(self._excitation_map(re, im)[:, None])  # one region per band row
+            elif self.excitation:
                 exc = self._excitation_map(re, im)[:, None, None, :]
                 maps.append(exc.expand(-1, -1, logfb.shape[1], -1))
             logfb = torch.cat(maps, dim=1)
@@ -333,6 +413,7 @@ class SpectralCNN(nn.Module):
         min_seconds: float = 0.1,
         phase: bool = False,
         excitation: bool = False,
+        excitation_bands: Sequence[float] = (),
         band_norm: bool = False,
         repeat_seconds: float = 0.0,
     ) -> None:
@@ -349,6 +430,7 @@ class SpectralCNN(nn.Module):
             floor_db=floor_db,
             phase=phase,
             excitation=excitation,
+            excitation_bands=excitation_bands,
             band_norm=band_norm,
         )
         chans = [int(c) for c in channels]
