@@ -13,6 +13,14 @@ dev EER point) on the mean window logit difference of every dev clip and writes 
 ``evaluate`` reports EER overall, per attack, seen vs unseen attacks (seen = the spoof attacks of the
 checkpoint's training data), per channel, and for all rows vs the licensed rows only, plus the accuracy of
 the shipped threshold.
+
+``short-clips`` reads the per-clip scores ``evaluate --scores-dir`` wrote and tries two remedies for the
+short clips that carry most errors (model-card "Fifth search"): a duration-aware calibration fitted on the
+licensed dev clips (log-odds, log duration and their product), and scoring each clip under 1 s as the mean
+of several circular shifts (the graph tiles short inputs, so a shift moves the tiling seam).
+
+    python scripts/default_detector.py short-clips MODEL.onnx --scores-dir RUN/scores-default \
+        --seen-from CHECKPOINT_DIR
 """
 
 from __future__ import annotations
@@ -188,6 +196,123 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _licensed(licence: str) -> bool:
+    return licence.strip().lower() not in ("no licence stated", "derivative of no licence stated")
+
+
+def _duration_features(logit: np.ndarray, seconds: np.ndarray, window_seconds: float) -> np.ndarray:
+    g = np.log(np.clip(seconds, 0.1, window_seconds) / window_seconds)  # 0 for clips of a window or more
+    return np.stack([logit, g, logit * g], axis=1)
+
+
+def fit_duration_calibration(
+    logit: np.ndarray,
+    seconds: np.ndarray,
+    spoof: np.ndarray,
+    *,
+    window_seconds: float = 2.0,
+    l2: float = 1e-3,
+) -> np.ndarray:
+    """Weights ``[w_logit, w_logdur, w_product, bias]`` of a logistic regression of the label (spoof = 1) on
+    the clip log-odds, ``log(min(duration, window) / window)`` and their product, each class carrying half
+    of the weight (the prior-weighted form of ``spoof_train.metrics.calibrate``)."""
+    from scipy.optimize import minimize
+
+    x = _duration_features(np.asarray(logit, float), np.asarray(seconds, float), window_seconds)
+    y = np.asarray(spoof, bool)
+    if y.all() or not y.any():
+        raise ValueError("duration calibration needs bona fide and spoof clips")
+    w = np.where(y, 0.5 / y.sum(), 0.5 / (~y).sum())
+
+    def loss(p: np.ndarray) -> float:
+        z = x @ p[:-1] + p[-1]
+        return float((w * np.where(y, np.logaddexp(0, -z), np.logaddexp(0, z))).sum() + l2 * p[:-1] @ p[:-1])
+
+    start = np.array([1.0, 0.0, 0.0, 0.0])
+    return np.asarray(minimize(loss, start, method="BFGS").x)
+
+
+def apply_duration_calibration(
+    weights: np.ndarray, logit: np.ndarray, seconds: np.ndarray, *, window_seconds: float = 2.0
+) -> np.ndarray:
+    x = _duration_features(np.asarray(logit, float), np.asarray(seconds, float), window_seconds)
+    return np.asarray(x @ weights[:-1] + weights[-1])
+
+
+def cmd_short_clips(args: argparse.Namespace) -> int:
+    import csv
+
+    import soundfile as sf
+
+    from spoofsdk import Detector
+
+    info = json.loads((Path(args.seen_from) / "training.json").read_text())
+    seen = set(info.get("train_attacks") or [])
+    det = Detector(args.model, backend="cpu", num_threads=args.threads)
+    window = det.window_samples / det.sample_rate
+    data: dict[str, dict[str, np.ndarray]] = {}
+    for split in ("dev", "test"):
+        with (Path(args.scores_dir) / f"{split}.tsv").open() as f:
+            rows = list(csv.DictReader(f, delimiter="\t"))
+        logit, secs, shifted = [], [], []
+        for r in rows:
+            pcm, sr = sf.read(r["path"], dtype="float32", always_2d=False)
+            z = float(r["spoof_logodds"])
+            logit.append(z)
+            secs.append(len(pcm) / sr)
+            if len(pcm) < sr:  # under 1 s: the mean over circular shifts
+                n = len(pcm)
+                z = float(
+                    np.mean(
+                        [
+                            det.score(np.roll(pcm, k * n // args.shifts), sample_rate=sr).logit
+                            for k in range(args.shifts)
+                        ]
+                    )
+                )
+            shifted.append(z)
+        data[split] = {
+            "logit": np.array(logit),
+            "seconds": np.array(secs),
+            "shifted": np.array(shifted),
+            "spoof": np.array([r["label"] == "spoof" for r in rows]),
+            "seen": np.array([r["attack"] in seen for r in rows]),
+            "licensed": np.array([_licensed(r["licence"]) for r in rows]),
+        }
+    d = data["dev"]
+    lic = d["licensed"]
+    weights = fit_duration_calibration(
+        d["logit"][lic], d["seconds"][lic], d["spoof"][lic], window_seconds=window
+    )
+    report: dict[str, Any] = {
+        "model": str(args.model),
+        "duration_weights": [round(float(v), 4) for v in weights],
+    }
+    print(f"duration-aware calibration (fitted on licensed dev): {report['duration_weights']}")
+    print("| scoring | licensed dev EER % | dev seen % | test seen % | licensed test EER % |")
+    print("|---|---|---|---|---|")
+    for name in ("as scored", "duration-aware calibration", f"mean of {args.shifts} shifts under 1 s"):
+        figures = []
+        for split in ("dev", "test"):
+            s = data[split]
+            z = {"as scored": s["logit"], f"mean of {args.shifts} shifts under 1 s": s["shifted"]}.get(name)
+            if z is None:
+                z = apply_duration_calibration(weights, s["logit"], s["seconds"], window_seconds=window)
+            bona, spoof = ~s["spoof"], s["spoof"]
+            figures.append(
+                {
+                    "licensed": _eer(-z[bona & s["licensed"]], -z[spoof & s["licensed"]]),
+                    "seen": _eer(-z[bona], -z[spoof & s["seen"]]),
+                }
+            )
+        report[name] = {"dev": figures[0], "test": figures[1]}
+        cells = [figures[0]["licensed"], figures[0]["seen"], figures[1]["seen"], figures[1]["licensed"]]
+        print(f"| {name} | " + " | ".join(_fmt(v) for v in cells) + " |")
+    if args.out:
+        Path(args.out).write_text(json.dumps(report, indent=2) + "\n")
+    return 0
+
+
 def _fmt(v: float | None) -> str:
     return "-" if v is None else f"{v:.2f}"
 
@@ -265,6 +390,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     t = sub.add_parser("tables", help="markdown tables of an evaluate report")
     t.add_argument("report")
     t.set_defaults(fn=cmd_tables)
+    k = sub.add_parser("short-clips", help="short-clip remedies on the per-clip scores of evaluate")
+    k.add_argument("model", help="the exported detector that evaluate scored")
+    k.add_argument("--scores-dir", required=True, help="evaluate's --scores-dir (dev.tsv and test.tsv)")
+    k.add_argument(
+        "--seen-from", required=True, help="checkpoint dir whose training.json lists train attacks"
+    )
+    k.add_argument("--shifts", type=int, default=4, help="circular shifts per clip under 1 s (default 4)")
+    k.add_argument("--out", default=None)
+    k.add_argument("--threads", type=int, default=1)
+    k.set_defaults(fn=cmd_short_clips)
     args = p.parse_args(argv)
     return int(args.fn(args))
 

@@ -15,6 +15,7 @@ import time
 import warnings
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -459,3 +460,41 @@ def test_band_excitation_options_are_checked(options: dict[str, object], message
     )
     with pytest.raises(ConfigError, match=message):
         build_detector(cfg, seed=0)
+
+
+def _recipe_helpers() -> Any:
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(
+        "default_detector", REPO / "scripts" / "default_detector.py"
+    )
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_duration_aware_calibration_aligns_short_and_long_clips() -> None:
+    """Short clips whose log-odds sit 4 nats higher than long ones in both classes (a duration shift): one
+    pooled threshold mixes them up; the duration-aware map, fitted on the same clips, takes most of that
+    pooled error away and leaves clips of a window or more where a plain affine map puts them."""
+    pytest.importorskip("scipy")
+    from spoof_train.metrics import compute_eer
+
+    helpers = _recipe_helpers()
+    rng = np.random.default_rng(0)
+    n = 400
+    spoof = np.tile([False, True], n)
+    seconds = np.where(np.arange(2 * n) % 4 < 2, 0.4, 3.0)
+    logit = np.where(spoof, 2.0, -2.0) + np.where(seconds < 1, 4.0, 0.0) + rng.normal(0, 1, 2 * n)
+    weights = helpers.fit_duration_calibration(logit, seconds, spoof)
+    aligned = helpers.apply_duration_calibration(weights, logit, seconds)
+    before = compute_eer(-logit[~spoof], -logit[spoof])[0]
+    after = compute_eer(-aligned[~spoof], -aligned[spoof])[0]
+    assert before > 0.2
+    assert after < 0.05  # about the within-duration EER (classes 4 sd apart: ~2 %)
+    long = seconds >= 2.0  # g = 0: only w_logit and the bias act
+    np.testing.assert_allclose(aligned[long], weights[0] * logit[long] + weights[3])
+    with pytest.raises(ValueError, match="bona fide and spoof"):
+        helpers.fit_duration_calibration(logit[spoof], seconds[spoof], spoof[spoof])

@@ -24,7 +24,7 @@ for artefacts a magnitude front end cannot see: ``phase=True`` adds 4 band-poole
 ``excitation=True`` adds the per-frame peakiness of the spectrally whitened frame (glottal pulses of natural
 speech vs the smeared phase of Griffin-Lim / vocoder re-synthesis); ``excitation_bands=[f1, f2, ...]`` (Hz)
 splits that map into frequency regions ``[0, f1), [f1, f2), ..., [fk, sr / 2]``: the whitened frame is
-band-passed to each region (its bins alone through the inverse DFT, so the cost is that of the broadband map)
+band-passed to each region (its bins alone through the inverse DFT: the multiply-adds of the broadband map)
 and each band row of the map carries the peakiness of its region, so a re-synthesis that keeps the pulses
 in some regions and smears them in others (or a codec that blurs the high band) is seen where it happens.
 Both are atan2-free, gain-invariant and keep the exact-padding property. ``band_norm=True`` subtracts each
