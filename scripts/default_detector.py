@@ -110,6 +110,13 @@ def evaluate_scores(
     return out
 
 
+def _licensed(licence: str) -> bool:
+    """A row the shipped model may learn from (the licence filter's rule: ``spoof_train.licence``)."""
+    from spoof_train.licence import EXCLUDED_LICENCES
+
+    return " ".join(licence.split()).lower() not in EXCLUDED_LICENCES
+
+
 def cmd_calibrate(args: argparse.Namespace) -> int:
     from spoof_train.metrics import calibrate
 
@@ -161,13 +168,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         t0 = time.perf_counter()
         z = score_rows(args.model, rows, threads=args.threads)
         secs = time.perf_counter() - t0
-        lic = np.array(
-            [
-                str(r.extra.get("licence", "")).strip().lower()
-                not in ("no licence stated", "derivative of no licence stated")
-                for r in rows
-            ]
-        )
+        lic = np.array([_licensed(str(r.extra.get("licence", ""))) for r in rows])
         report[split] = {
             "all": evaluate_scores(rows, z, seen, threshold_logit),
             "licensed": evaluate_scores(
@@ -194,10 +195,6 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         Path(args.out).write_text(json.dumps(report, indent=2) + "\n")
     return 0
-
-
-def _licensed(licence: str) -> bool:
-    return licence.strip().lower() not in ("no licence stated", "derivative of no licence stated")
 
 
 def _duration_features(logit: np.ndarray, seconds: np.ndarray, window_seconds: float) -> np.ndarray:
