@@ -339,6 +339,17 @@ def test_spectral_model_repeats_short_input_to_the_training_crop_length(tmp_path
         assert not torch.allclose(plain(x), model(x), atol=1e-4)
 
 
+def _pulses_and_phase(n: int, sr: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A 120 Hz pulse train (glottal-like excitation), its spectrum's bin frequencies, and a random phase."""
+    pulses = np.zeros(n)
+    pulses[:: sr // 120] = 1.0
+    rng = np.random.default_rng(0)
+    spec = np.fft.rfft(pulses)
+    phase = np.exp(1j * rng.uniform(0, 2 * np.pi, spec.shape))
+    phase[0] = phase[-1] = 1.0
+    return spec, np.fft.rfftfreq(n, 1 / sr), phase
+
+
 def test_excitation_map_sees_pulses_that_a_phase_randomised_copy_lacks() -> None:
     """A 120 Hz pulse train (glottal-like excitation) and the same magnitude spectrum with random phase
     (smeared phase, as Griffin-Lim-style re-synthesis leaves): the same long-term magnitude spectrum, and the
@@ -347,12 +358,8 @@ def test_excitation_map_sees_pulses_that_a_phase_randomised_copy_lacks() -> None
     from spoof_train.models.spectral import SpectralFrontEnd
 
     sr, n = 16000, 16000
-    pulses = np.zeros(n)
-    pulses[:: sr // 120] = 1.0
-    rng = np.random.default_rng(0)
-    spec = np.fft.rfft(pulses)
-    phase = np.exp(1j * rng.uniform(0, 2 * np.pi, spec.shape))
-    phase[0] = phase[-1] = 1.0
+    spec, _, phase = _pulses_and_phase(n, sr)
+    pulses = np.fft.irfft(spec, n)
     smeared = np.fft.irfft(np.abs(spec) * phase, n)
     front = SpectralFrontEnd(n_fft=320, win_length=320, hop_length=160, excitation=True)
     maps = []
@@ -363,17 +370,6 @@ def test_excitation_map_sees_pulses_that_a_phase_randomised_copy_lacks() -> None
         assert feats.shape[1] == front.channels == 2
         maps.append(feats[0, 1, 0].numpy())
     assert (maps[0] > maps[1]).all(), (maps[0].min(), maps[1].max())
-
-
-def _pulses_and_phase(n: int, sr: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """A 120 Hz pulse train (glottal-like excitation), its spectrum's bin frequencies, and a random phase."""
-    pulses = np.zeros(n)
-    pulses[:: sr // 120] = 1.0
-    rng = np.random.default_rng(0)
-    spec = np.fft.rfft(pulses)
-    phase = np.exp(1j * rng.uniform(0, 2 * np.pi, spec.shape))
-    phase[0] = phase[-1] = 1.0
-    return spec, np.fft.rfftfreq(n, 1 / sr), phase
 
 
 def test_band_excitation_map_locates_smeared_phase_by_frequency_region(tmp_path: Path) -> None:
