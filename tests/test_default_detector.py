@@ -97,7 +97,7 @@ def test_espeak_speech_generated_here_is_a_spoof(detector: Detector, tmp_path: P
 
 
 # Both Carlo prompts: an unseen test-split speaker (the previous magnitude-only model flagged
-# agent-incorrect at p_spoof 0.447 > 0.353; the shipped model gives 0.027 and 0.033 with threshold 0.476).
+# agent-incorrect at p_spoof 0.447 > 0.353; the shipped model gives 0.036 and 0.083 with threshold 0.451).
 @pytest.mark.parametrize("name", ["it-carlo-agent-incorrect.wav", "it-carlo-demo-thanks.wav"])
 def test_real_recording_is_bona_fide(detector: Detector, name: str) -> None:
     path = REAL_DIR / name
