@@ -51,6 +51,17 @@ def test_bundled_file_is_present_small_and_licensed(default_path: Path) -> None:
     assert "no licence stated" in text  # says which corpus rows were excluded from training
 
 
+def test_bundled_file_passes_the_offline_tensorrt_check(default_path: Path) -> None:
+    """``Detector()`` loads the bundled file on every backend (``auto`` tries TensorRT first on a GPU box or
+    Jetson), so it must be a graph TensorRT's ONNX parser builds: a CPU-target int8 export (uint8 zero
+    points, int32 bias DequantizeLinear) is not."""
+    onnx = pytest.importorskip("onnx")
+    trt_check = pytest.importorskip("spoof_export.tensorrt")
+
+    report = trt_check.check_tensorrt_compatibility(onnx.load(str(default_path)), strict=False)
+    assert report["ok"], report["blockers"]
+
+
 def test_loads_without_a_path_and_reports_load_time(
     default_path: Path, record_property: pytest.RecordProperty
 ) -> None:
