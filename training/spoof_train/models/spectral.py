@@ -164,18 +164,20 @@ class SpectralFrontEnd(nn.Module):
         ang = 2 * math.pi * np.arange(n_fft)[:, None] * np.arange(n_bins)[None, :] / n_fft
         inv = np.concatenate([np.cos(ang) * weight, -np.sin(ang) * weight], axis=1) / n_fft  # [n_fft, 2 bins]
         self.register_buffer("idft", torch.tensor(inv, dtype=torch.float32), persistent=False)
-        self.exc_ranges = self._excitation_ranges(excitation_bands, sample_rate, bank)
+        self.exc_ranges, assign = self._excitation_ranges(excitation_bands, sample_rate, bank)
+        if self.exc_ranges:
+            self.register_buffer("exc_assign", torch.tensor(assign), persistent=False)
         for k, (lo, hi) in enumerate(self.exc_ranges):
             cols = np.concatenate([inv[:, lo:hi], inv[:, n_bins + lo : n_bins + hi]], axis=1)
             self.register_buffer(f"idft_band{k}", torch.tensor(cols, dtype=torch.float32), persistent=False)
 
     def _excitation_ranges(
         self, splits: Sequence[float], sample_rate: int, bank: np.ndarray
-    ) -> list[tuple[int, int]]:
-        """The bin range ``[lo, hi)`` of each excitation region, and (as the ``exc_assign`` buffer) the
-        one-hot ``[n_filters, regions]`` map that puts each filter under the region of its centre."""
+    ) -> tuple[list[tuple[int, int]], np.ndarray]:
+        """The bin range ``[lo, hi)`` of each excitation region, and the one-hot ``[n_filters, regions]``
+        map that puts each filter under the region of its centre (no regions: ``[]`` and an empty map)."""
         if not splits:
-            return []
+            return [], np.zeros((bank.shape[0], 0), dtype=np.float32)
         if not self.excitation:
             raise ConfigError("spectral front end: excitation_bands needs excitation: true")
         try:
@@ -204,8 +206,7 @@ class SpectralFrontEnd(nn.Module):
         centre = (bank * bin_hz[None, :]).sum(axis=1) / bank.sum(axis=1)
         assign = np.zeros((bank.shape[0], len(ranges)), dtype=np.float32)
         assign[np.arange(bank.shape[0]), np.searchsorted(np.array(hz), centre, side="right")] = 1.0
-        self.register_buffer("exc_assign", torch.tensor(assign), persistent=False)
-        return ranges
+        return ranges, assign
 
     @property
     def channels(self) -> int:
@@ -214,8 +215,8 @@ class SpectralFrontEnd(nn.Module):
         return 1 + (4 if self.phase else 0) + (1 if self.excitation else 0)
 
     def _excitation_map(self, re: Tensor, im: Tensor) -> Tensor:
-        """Per-frame log peakiness of the whitened frame (an LPC-residual-like signal), ``[B, frames]``
-        (``[B, n_filters, frames]`` with ``excitation_bands``: ``_band_excitation``).
+        """Per-frame log peakiness of the whitened frame (an LPC-residual-like signal), repeated over the
+        bands, ``[B, n_filters, frames]`` (per region with ``excitation_bands``: ``_band_excitation``).
 
         Natural voiced speech is excited by glottal pulses, so its spectrally flattened frame is peaky
         (max / mean power high); Griffin-Lim, WORLD and other vocoders rebuild a plausible magnitude with
@@ -233,7 +234,8 @@ class SpectralFrontEnd(nn.Module):
         white = torch.cat([wre, wim], dim=1)  # [B, 2 bins, frames]
         frame = torch.matmul(self.idft, white)  # [B, n_fft, frames]
         power = frame * frame
-        return torch.log(power.amax(dim=1) / (power.mean(dim=1) + 1e-12) + 1e-6)
+        peak = torch.log(power.amax(dim=1) / (power.mean(dim=1) + 1e-12) + 1e-6)  # [B, frames]
+        return peak[:, None, :].expand(-1, self.n_filters, -1)
 
     def _band_excitation(self, wre: Tensor, wim: Tensor) -> Tensor:
         """``excitation_bands``: the peakiness of the whitened frame band-passed to each region, put on the
@@ -314,15 +316,12 @@ class SpectralFrontEnd(nn.Module):
             logfb = logfb - mean[:, :, None]
         if self.phase or self.excitation:
             # [B, maps, n_filters, frames]: log energy first, then the phase maps, then the excitation
-            # peakiness (one value per frame, repeated over the bands).
+            # peakiness.
             maps = [logfb.unsqueeze(1)]
             if self.phase:
                 maps.append(self._phase_maps(re, im, ref))
-            if self.excitation and self.exc_ranges:
-                maps.append(self._excitation_map(re, im)[:, None])  # one region per band row
-            elif self.excitation:
-                exc = self._excitation_map(re, im)[:, None, None, :]
-                maps.append(exc.expand(-1, -1, logfb.shape[1], -1))
+            if self.excitation:
+                maps.append(self._excitation_map(re, im)[:, None])
             logfb = torch.cat(maps, dim=1)
         if ragged:
             m = mask[:, None, :] if logfb.dim() == 3 else mask[:, None, None, :]
