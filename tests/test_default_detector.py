@@ -12,7 +12,6 @@ import math
 import shutil
 import subprocess
 import time
-import warnings
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -294,25 +293,15 @@ def test_band_norm_cancels_a_stationary_channel_colouration() -> None:
     assert shift[True] < 0.15 * shift[False]  # what is left: the noise floor and the relative floor
 
 
-def _onnx_session(model: Any, path: Path) -> Any:
-    """``model`` (wave ``[B, T]`` -> logits) through the TorchScript-based ONNX export (dynamic batch and
-    samples, opset 17, as spoof-export), loaded in an ONNX Runtime CPU session."""
+def _onnx_run(model: Any, path: Path) -> Any:
+    """``model`` exported as spoof-export does (``spoof_export.onnx_export.export_onnx``: TorchScript-based,
+    opset 17, dynamic batch and samples) and run in an ONNX Runtime CPU session: ``run(wave) -> logits``."""
     import onnxruntime as ort
-    import torch
 
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # the legacy exporter's deprecation and tracer warnings
-        torch.onnx.export(
-            model,
-            (torch.randn(1, 16000),),
-            str(path),
-            input_names=["wave"],
-            output_names=["logits"],
-            dynamic_axes={"wave": {0: "batch", 1: "samples"}, "logits": {0: "batch"}},
-            opset_version=17,
-            dynamo=False,
-        )
-    return ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    onnx_export = pytest.importorskip("spoof_export.onnx_export")
+    onnx_export.export_onnx(model, path, opset=17, example_samples=16000)
+    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    return lambda wave: sess.run(None, {onnx_export.INPUT_NAME: wave})[0]
 
 
 def test_spectral_model_repeats_short_input_to_the_training_crop_length(tmp_path: Path) -> None:
@@ -329,14 +318,14 @@ def test_spectral_model_repeats_short_input_to_the_training_crop_length(tmp_path
     plain.load_state_dict(model.state_dict())
     plain.eval()
     gen = torch.Generator().manual_seed(1)
-    sess = _onnx_session(model, tmp_path / "m.onnx")
+    run_onnx = _onnx_run(model, tmp_path / "m.onnx")
     for n in (1600, 3000, 8000, 12000):
         x = 0.05 * torch.randn(2, n, generator=gen)
         tiled = x.repeat(1, -(-8000 // n))[:, : max(n, 8000)]
         with torch.no_grad():
             got, want = model(x), plain(tiled)
         torch.testing.assert_close(got, want, atol=1e-6, rtol=0)  # longer inputs: tiled == x, unchanged
-        np.testing.assert_allclose(sess.run(None, {"wave": x.numpy()})[0], got.numpy(), atol=1e-4)
+        np.testing.assert_allclose(run_onnx(x.numpy()), got.numpy(), atol=1e-4)
     # Ragged batch: each row is tiled by its own length.
     batch = 0.05 * torch.randn(3, 12000, generator=gen)
     lens = torch.tensor([12000, 3000, 1600])
@@ -428,11 +417,11 @@ def test_band_excitation_map_locates_smeared_phase_by_frequency_region(tmp_path:
         channels=[8, 8], stem_channels=4, embed_dim=8, excitation=True, excitation_bands=[1000, 4000]
     )
     model.eval()
-    sess = _onnx_session(model, tmp_path / "bands.onnx")
+    run_onnx = _onnx_run(model, tmp_path / "bands.onnx")
     x = torch.tensor(np.stack([clips["pulses"], clips["smeared"]]) * 0.1, dtype=torch.float32)
     with torch.no_grad():
         want = model(x).numpy()
-    np.testing.assert_allclose(sess.run(None, {"wave": x.numpy()})[0], want, atol=1e-4)
+    np.testing.assert_allclose(run_onnx(x.numpy()), want, atol=1e-4)
 
 
 @pytest.mark.parametrize(
