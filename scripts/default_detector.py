@@ -110,13 +110,6 @@ def evaluate_scores(
     return out
 
 
-def _licensed(licence: str) -> bool:
-    """A row the shipped model may learn from (the licence filter's rule: ``spoof_train.licence``)."""
-    from spoof_train.licence import EXCLUDED_LICENCES
-
-    return " ".join(licence.split()).lower() not in EXCLUDED_LICENCES
-
-
 def cmd_calibrate(args: argparse.Namespace) -> int:
     from spoof_train.metrics import calibrate
 
@@ -155,6 +148,7 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
+    from spoof_train.licence import is_licensed
     from spoofsdk import Detector
 
     info = json.loads((Path(args.seen_from) / "training.json").read_text())
@@ -168,7 +162,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         t0 = time.perf_counter()
         z = score_rows(args.model, rows, threads=args.threads)
         secs = time.perf_counter() - t0
-        lic = np.array([_licensed(str(r.extra.get("licence", ""))) for r in rows])
+        lic = np.array([is_licensed(str(r.extra.get("licence", ""))) for r in rows])
         report[split] = {
             "all": evaluate_scores(rows, z, seen, threshold_logit),
             "licensed": evaluate_scores(
@@ -241,6 +235,7 @@ def cmd_short_clips(args: argparse.Namespace) -> int:
 
     import soundfile as sf
 
+    from spoof_train.licence import is_licensed
     from spoofsdk import Detector
 
     info = json.loads((Path(args.seen_from) / "training.json").read_text())
@@ -274,7 +269,7 @@ def cmd_short_clips(args: argparse.Namespace) -> int:
             "shifted": np.array(shifted),
             "spoof": np.array([r["label"] == "spoof" for r in rows]),
             "seen": np.array([r["attack"] in seen for r in rows]),
-            "licensed": np.array([_licensed(r["licence"]) for r in rows]),
+            "licensed": np.array([is_licensed(r["licence"]) for r in rows]),
         }
     d = data["dev"]
     lic = d["licensed"]

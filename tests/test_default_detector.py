@@ -169,7 +169,7 @@ def _utt(path: str, licence: str | None, split: str = "train") -> object:
 
 
 def test_licence_filter_drops_unlicensed_and_derivative_rows() -> None:
-    from spoof_train.licence import filter_by_licence, licence_report
+    from spoof_train.licence import filter_by_licence, is_licensed, licence_report
 
     rows = [
         _utt("a.flac", "CC BY 4.0"),
@@ -182,6 +182,9 @@ def test_licence_filter_drops_unlicensed_and_derivative_rows() -> None:
     assert [r.path for r in dropped] == ["b.flac", "c.flac"]  # type: ignore[attr-defined]
     report = licence_report(kept, dropped)
     assert report["kept_per_split"] == {"dev/bonafide": 1, "train/bonafide": 1}
+    assert is_licensed("CC BY 4.0")
+    assert not is_licensed(" Derivative of no licence  stated")
+    assert is_licensed("no licence stated", exclude=["GPL-2"])
 
 
 def test_licence_filter_refuses_rows_without_a_licence() -> None:

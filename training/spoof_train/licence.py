@@ -29,7 +29,14 @@ from typing import Any
 
 from spoof_train.errors import DataError
 
-__all__ = ["EXCLUDED_LICENCES", "filter_by_licence", "licence_report", "main", "write_licensed_manifest"]
+__all__ = [
+    "EXCLUDED_LICENCES",
+    "filter_by_licence",
+    "is_licensed",
+    "licence_report",
+    "main",
+    "write_licensed_manifest",
+]
 
 log = logging.getLogger("spoof_train")
 
@@ -41,6 +48,12 @@ def _norm(value: str) -> str:
     return " ".join(str(value).split()).lower()
 
 
+def is_licensed(value: str, exclude: Sequence[str] = EXCLUDED_LICENCES) -> bool:
+    """Whether a ``licence`` value lets a clip train a shipped model: not one of ``exclude`` (compared
+    case-insensitively, runs of spaces as one)."""
+    return _norm(value) not in {_norm(e) for e in exclude}
+
+
 def filter_by_licence(
     rows: Iterable[Any], *, exclude: Sequence[str] = EXCLUDED_LICENCES, column: str = "licence"
 ) -> tuple[list[Any], list[Any]]:
@@ -49,7 +62,6 @@ def filter_by_licence(
     A row is dropped when its ``extra[column]`` is one of ``exclude``. A row without the column, or with an
     empty / ``-`` value, raises :class:`DataError`: an unknown licence is not a permission.
     """
-    banned = {_norm(e) for e in exclude}
     kept: list[Any] = []
     dropped: list[Any] = []
     for row in rows:
@@ -60,7 +72,7 @@ def filter_by_licence(
                 f"licence filter: row {getattr(row, 'path', row)!r} has no {column!r} value; expected a "
                 f"manifest with a {column!r} column filled for every row, got {value!r}"
             )
-        (dropped if _norm(value) in banned else kept).append(row)
+        (kept if is_licensed(value, exclude) else dropped).append(row)
     return kept, dropped
 
 
