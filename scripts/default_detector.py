@@ -248,20 +248,15 @@ def cmd_short_clips(args: argparse.Namespace) -> int:
             rows = list(csv.DictReader(f, delimiter="\t"))
         logit, secs, shifted = [], [], []
         for r in rows:
-            pcm, sr = sf.read(r["path"], dtype="float32", always_2d=False)
             z = float(r["spoof_logodds"])
+            clip = sf.info(r["path"])
             logit.append(z)
-            secs.append(len(pcm) / sr)
-            if len(pcm) < sr:  # under 1 s: the mean over circular shifts
+            secs.append(clip.frames / clip.samplerate)
+            if clip.frames < clip.samplerate:  # under 1 s (only these are read): mean over circular shifts
+                pcm, sr = sf.read(r["path"], dtype="float32", always_2d=False)
                 n = len(pcm)
-                z = float(
-                    np.mean(
-                        [
-                            det.score(np.roll(pcm, k * n // args.shifts), sample_rate=sr).logit
-                            for k in range(args.shifts)
-                        ]
-                    )
-                )
+                rolled = [np.roll(pcm, k * n // args.shifts) for k in range(args.shifts)]
+                z = float(np.mean([det.score(x, sample_rate=sr).logit for x in rolled]))
             shifted.append(z)
         data[split] = {
             "logit": np.array(logit),
@@ -283,13 +278,18 @@ def cmd_short_clips(args: argparse.Namespace) -> int:
     print(f"duration-aware calibration (fitted on licensed dev): {report['duration_weights']}")
     print("| scoring | licensed dev EER % | dev seen % | test seen % | licensed test EER % |")
     print("|---|---|---|---|---|")
-    for name in ("as scored", "duration-aware calibration", f"mean of {args.shifts} shifts under 1 s"):
+    for s in data.values():
+        s["calibrated"] = apply_duration_calibration(weights, s["logit"], s["seconds"], window_seconds=window)
+    scorings = {
+        "as scored": "logit",
+        "duration-aware calibration": "calibrated",
+        f"mean of {args.shifts} shifts under 1 s": "shifted",
+    }
+    for name, key in scorings.items():
         figures = []
         for split in ("dev", "test"):
             s = data[split]
-            z = {"as scored": s["logit"], f"mean of {args.shifts} shifts under 1 s": s["shifted"]}.get(name)
-            if z is None:
-                z = apply_duration_calibration(weights, s["logit"], s["seconds"], window_seconds=window)
+            z = s[key]
             bona, spoof = ~s["spoof"], s["spoof"]
             figures.append(
                 {
@@ -393,6 +393,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     k.add_argument("--threads", type=int, default=1)
     k.set_defaults(fn=cmd_short_clips)
     args = p.parse_args(argv)
+    if args.cmd == "short-clips" and args.shifts < 1:
+        p.error(f"--shifts must be >= 1, got {args.shifts}")
     return int(args.fn(args))
 
 

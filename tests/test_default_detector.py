@@ -492,3 +492,11 @@ def test_duration_aware_calibration_aligns_short_and_long_clips() -> None:
     np.testing.assert_allclose(aligned[long], weights[0] * logit[long] + weights[3])
     with pytest.raises(ValueError, match="bona fide and spoof"):
         helpers.fit_duration_calibration(logit[spoof], seconds[spoof], spoof[spoof])
+
+
+def test_short_clips_refuses_a_shift_count_below_one(capsys: pytest.CaptureFixture[str]) -> None:
+    helpers = _recipe_helpers()
+    with pytest.raises(SystemExit) as exc:
+        helpers.main(["short-clips", "m.onnx", "--scores-dir", "s", "--seen-from", "c", "--shifts", "0"])
+    assert exc.value.code == 2
+    assert "--shifts must be >= 1, got 0" in capsys.readouterr().err
