@@ -234,6 +234,7 @@ def test_recipe_refuses_bad_options_before_doing_anything(
         {"band_norm": True},
         {"phase": True, "excitation": True, "band_norm": True},
         {"phase": True, "excitation": True, "excitation_bands": [1000, 2000, 4000]},
+        {"phase": True, "excitation": True, "normalize_embedding": True},
     ],
 )
 def test_spectral_model_pads_exactly_is_gain_invariant_and_scores_short_input(
@@ -267,6 +268,57 @@ def test_spectral_model_pads_exactly_is_gain_invariant_and_scores_short_input(
     torch.testing.assert_close(louder, quiet, atol=1e-4, rtol=0)  # level does not change the logits
     with pytest.raises(DataError, match="at least"):
         model(torch.zeros(1, model.min_samples - 1))
+
+
+def test_normalized_embedding_makes_the_contract_score_the_oc_cosine() -> None:
+    """With ``normalize_embedding`` the exported score ``logit_bf - logit_spoof`` is ``|w| cos + b``: an
+    affine, increasing map of the cosine OC-Softmax trains, so ranking and EER are the OC decision's."""
+    torch = pytest.importorskip("torch")
+    from spoof_train.models import DetectorConfig, build_detector
+    from spoof_train.train import OCSoftmaxLoss
+
+    def scores_and_cosines(normalize: bool) -> tuple[object, object]:
+        cfg = DetectorConfig(
+            kind="spectral",
+            backend={
+                "name": "spectral",
+                "config": {
+                    "channels": [8, 8],
+                    "stem_channels": 4,
+                    "embed_dim": 8,
+                    "normalize_embedding": normalize,
+                },
+            },
+        )
+        model = build_detector(cfg, seed=0).eval()
+        loss = OCSoftmaxLoss(model)
+        gen = torch.Generator().manual_seed(1)
+        # Different levels of structure (tone + noise mixtures) so the embeddings' norms differ.
+        t = torch.arange(8000) / 16000
+        wave = torch.stack(
+            [
+                a * torch.sin(2 * torch.pi * f * t) + n * torch.randn(8000, generator=gen)
+                for a, f, n in [
+                    (1, 200, 0.01),
+                    (0.1, 900, 0.5),
+                    (0.5, 3000, 0.05),
+                    (0, 1, 1.0),
+                    (1, 120, 0.2),
+                ]
+            ]
+        )
+        with torch.no_grad():
+            logits = model(wave)
+            cos = loss.cosine_scores()
+        fc = loss.layer
+        w = fc.weight[0] - fc.weight[1]
+        b = fc.bias[0] - fc.bias[1]
+        return (logits[:, 0] - logits[:, 1] - b) / w.norm(), cos
+
+    score, cos = scores_and_cosines(True)
+    torch.testing.assert_close(score, cos, atol=1e-5, rtol=0)
+    score, cos = scores_and_cosines(False)  # unnormalised: the score scales with |x|, not the cosine
+    assert not torch.allclose(score, cos, atol=1e-3)
 
 
 def test_band_norm_cancels_a_stationary_channel_colouration() -> None:

@@ -30,7 +30,8 @@ in some regions and smears them in others (or a codec that blurs the high band) 
 Both are atan2-free, gain-invariant and keep the exact-padding property. ``band_norm=True`` subtracts each
 band's mean log energy over the valid frames (cepstral mean normalisation in the band domain): a stationary
 channel colouration (microphone, handset) adds a constant per band to the log energies and is removed, what
-changes over time stays.
+changes over time stays. ``normalize_embedding=True`` scales the pooled embedding to unit length before the
+final linear layer, so the contract score is monotone in the cosine that ``train.loss: ocsoftmax`` trains.
 """
 
 from __future__ import annotations
@@ -415,6 +416,7 @@ class SpectralCNN(nn.Module):
         excitation_bands: Sequence[float] = (),
         band_norm: bool = False,
         repeat_seconds: float = 0.0,
+        normalize_embedding: bool = False,
     ) -> None:
         super().__init__()
         self.front = SpectralFrontEnd(
@@ -462,6 +464,9 @@ class SpectralCNN(nn.Module):
         self.proj = nn.Linear(cin * bands, embed_dim)
         self.dropout = nn.Dropout(dropout)
         self.fc = nn.Linear(2 * embed_dim, 2)
+        # Unit-length pooled embedding into ``fc``: the contract score ``logit_bf - logit_spoof = w.x + b``
+        # is then ``|w| cos(w, x) + b``, monotone in the cosine that OC-Softmax trains (train.loss).
+        self.normalize_embedding = bool(normalize_embedding)
         if len(spec_augment) != 2:
             raise ConfigError(
                 f"SpectralCNN: spec_augment is [max band mask, max frame mask], got {spec_augment}"
@@ -535,4 +540,6 @@ class SpectralCNN(nn.Module):
             pooled = torch.cat([masked_mean(x, mask, dim=1), masked_max(x, mask, dim=1)], dim=1)
         else:
             pooled = torch.cat([x.mean(dim=1), x.amax(dim=1)], dim=1)
+        if self.normalize_embedding:
+            pooled = F.normalize(pooled, dim=1, eps=1e-6)
         return self.fc(self.dropout(pooled))  # type: ignore[no-any-return]
