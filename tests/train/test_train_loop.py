@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import csv
 import json
 import math
@@ -19,11 +20,13 @@ from spoof_train.models import build_detector
 from spoof_train.presets import get_preset
 from spoof_train.train import (
     OCSoftmaxLoss,
+    SharpnessAware,
     StepState,
     build_criterion,
     build_optimizer,
     build_scheduler,
     fit,
+    frozen_norm_stats,
     get_rng_state,
     load_trainer_state,
     lr_factor,
@@ -108,18 +111,26 @@ class Killed(Exception):
     pass
 
 
-@pytest.mark.parametrize("ema_decay", [None, 0.9])
-def test_killed_and_resumed_run_reproduces_the_uninterrupted_run(tmp_path: Path, ema_decay: Any) -> None:
-    # 22 items / batch 4 = 6 micro-batches per epoch, 2 accumulated per step -> 3 steps per epoch, 9 in all.
-    # Checkpoints every 2 steps; the run dies at step 5, after the step-4 checkpoint: the resumed run replays
-    # step 5 from the middle of epoch 2, with dropout, shuffling and the cosine schedule in flight (and,
-    # with ema_decay, the weight average: its state rides in the trainer state).
-    settings = {
-        "grad_accum_steps": 2,
-        "checkpoint_every_steps": 2,
-        "scheduler": {"name": "cosine", "warmup_steps": 2},
-        "ema_decay": ema_decay,
-    }
+@pytest.mark.parametrize(
+    ("extra", "at_kill"),
+    [
+        ({"grad_accum_steps": 2}, (1, 2, 9)),
+        ({"grad_accum_steps": 2, "ema_decay": 0.9}, (1, 2, 9)),
+        ({"sam_rho": 0.05}, (0, 4, 18)),
+    ],
+    ids=["plain", "ema", "sam"],
+)
+def test_killed_and_resumed_run_reproduces_the_uninterrupted_run(
+    tmp_path: Path, extra: dict[str, Any], at_kill: tuple[int, int, int]
+) -> None:
+    # 22 items / batch 4 = 6 micro-batches per epoch, 2 accumulated per step -> 3 steps per epoch, 9 in all
+    # (SAM: 1 per step, 6 per epoch, 18 in all). Checkpoints every 2 steps; the run dies at step 5, after the
+    # step-4 checkpoint: the resumed run replays step 5 from the middle of an epoch, with dropout, shuffling
+    # and the cosine schedule in flight (and, with ema_decay, the weight average: its state rides in the
+    # trainer state; with SAM, the second gradient of every step and its frozen batch norm statistics).
+    settings = {"checkpoint_every_steps": 2, "scheduler": {"name": "cosine", "warmup_steps": 2}, **extra}
+    ema_decay = extra.get("ema_decay")
+    epoch_at_kill, batch_at_kill, steps = at_kill
     straight, _ = _run(tmp_path / "a", _cfg(tmp_path / "a", **settings))
 
     def kill(st: StepState) -> None:
@@ -130,8 +141,8 @@ def test_killed_and_resumed_run_reproduces_the_uninterrupted_run(tmp_path: Path,
         _run(tmp_path / "b", _cfg(tmp_path / "b", **settings), on_step=kill)
     state = load_trainer_state(tmp_path / "b" / "checkpoints" / "last")
     assert state["step_state"]["global_step"] == 4
-    assert state["step_state"]["epoch"] == 1
-    assert state["step_state"]["batch_in_epoch"] == 2
+    assert state["step_state"]["epoch"] == epoch_at_kill
+    assert state["step_state"]["batch_in_epoch"] == batch_at_kill
     resumed, _ = _run(tmp_path / "b", _cfg(tmp_path / "b", **settings), resume=True)
 
     a, b = straight.state_dict(), resumed.state_dict()
@@ -151,7 +162,7 @@ def test_killed_and_resumed_run_reproduces_the_uninterrupted_run(tmp_path: Path,
     loaded, _, info = load_checkpoint(tmp_path / "b" / "checkpoints" / "last")
     for k, v in loaded.state_dict().items():
         assert torch.equal(v, b[k])
-    assert info["global_step"] == 9
+    assert info["global_step"] == steps
     if ema_decay is not None:
         avg_a = load_trainer_state(tmp_path / "a" / "checkpoints" / "last")["ema"]
         avg_b = load_trainer_state(tmp_path / "b" / "checkpoints" / "last")["ema"]
@@ -354,6 +365,67 @@ def test_ocsoftmax_training_runs(tmp_path: Path) -> None:
     cfg = _cfg(tmp_path, epochs=1, loss="ocsoftmax", early_stopping={"monitor": "train_loss"})
     _, best = _run(tmp_path, cfg)
     assert json.loads((best / "training.json").read_text())["loss"] == "ocsoftmax"
+
+
+@pytest.mark.parametrize("adaptive", [False, True])
+def test_sam_steps_from_w_with_the_gradient_taken_at_w_plus_e(adaptive: bool) -> None:
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Linear(5, 4), torch.nn.Tanh(), torch.nn.Linear(4, 2))
+    x, y = torch.randn(8, 5), torch.tensor([0, 1] * 4)
+    w0 = [p.detach().clone() for p in net.parameters()]
+
+    def grads_at(weights: list[torch.Tensor]) -> list[torch.Tensor]:
+        probe = copy.deepcopy(net)
+        with torch.no_grad():
+            for p, w in zip(probe.parameters(), weights, strict=True):
+                p.copy_(w)
+        torch.nn.functional.cross_entropy(probe(x), y).backward()
+        return [p.grad.detach().clone() for p in probe.parameters()]
+
+    g = grads_at(w0)
+    rho, eta = 0.05, 0.01
+    t = [(w.abs() + eta) if adaptive else torch.ones_like(w) for w in w0]
+    norm = torch.linalg.vector_norm(
+        torch.stack([torch.linalg.vector_norm(ti * gi) for ti, gi in zip(t, g, strict=True)])
+    )
+    e = [ti * ti * gi * rho / norm for ti, gi in zip(t, g, strict=True)]
+    expected = grads_at([w + ei for w, ei in zip(w0, e, strict=True)])
+
+    sam = SharpnessAware(net, rho, adaptive=adaptive, eta=eta)
+    torch.nn.functional.cross_entropy(net(x), y).backward()
+    assert sam.ascend()
+    for p, w, ei in zip(net.parameters(), w0, e, strict=True):
+        torch.testing.assert_close(p.detach(), w + ei)  # at w + e
+    net.zero_grad()
+    torch.nn.functional.cross_entropy(net(x), y).backward()
+    sam.descend()
+    for p, w, ge in zip(net.parameters(), w0, expected, strict=True):
+        assert torch.equal(p.detach(), w)  # back at w exactly
+        torch.testing.assert_close(p.grad, ge)  # holding the gradient taken at w + e
+    net.zero_grad()
+    assert not sam.ascend()  # no gradient: nothing moves
+
+
+def test_frozen_norm_stats_keeps_running_statistics() -> None:
+    bn = torch.nn.Sequential(torch.nn.BatchNorm1d(3), torch.nn.BatchNorm1d(3, momentum=None)).train()
+    bn(torch.randn(6, 3))
+    before = {k: v.clone() for k, v in bn.state_dict().items()}
+    with frozen_norm_stats(bn):
+        out = bn(5 + 3 * torch.randn(6, 3))
+    torch.testing.assert_close(out.mean(0), torch.zeros(3), atol=1e-5, rtol=0)  # still the batch's stats
+    for k, v in bn.state_dict().items():
+        assert torch.equal(v, before[k]), k
+    assert bn[0].momentum == 0.1
+    assert bn[1].momentum is None
+    bn(5 + torch.randn(6, 3))  # outside the block the statistics move again
+    assert not torch.equal(bn[0].running_mean, before["0.running_mean"])
+
+
+def test_sam_config_errors(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="radius > 0"):
+        _cfg(tmp_path, sam_rho=0.0)
+    with pytest.raises(ConfigError, match="grad_accum_steps 1"):
+        _cfg(tmp_path, sam_rho=0.05, grad_accum_steps=2)
 
 
 def test_rng_state_round_trip() -> None:

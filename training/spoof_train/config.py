@@ -132,6 +132,10 @@ class TrainConfig:
     # e.g. 0.999. Dev evaluation (so dev-EER early stopping) and checkpoints/best use the averaged weights;
     # checkpoints/last keeps the raw weights and the average in its trainer state (for resume).
     ema_decay: float | None = None
+    # Sharpness-aware minimisation: null = off, else the radius rho (SAM ~0.05; with sam_adaptive, ASAM
+    # ~0.5-2). Two forward/backward passes per step; needs grad_accum_steps 1 and no fp16 AMP.
+    sam_rho: float | None = None
+    sam_adaptive: bool = False
     amp: str = field(default="auto", metadata=_choice("auto", "off", "bf16", "fp16"))
     freeze_backbone_epochs: int = 0
     early_stopping: EarlyStoppingConfig = field(default_factory=EarlyStoppingConfig)
@@ -201,6 +205,13 @@ class RunConfig:
         if t.ema_decay is not None and not 0.0 < t.ema_decay < 1.0:
             raise ConfigError(
                 f"train.ema_decay: expected null or a number in (0, 1), e.g. 0.999; got {t.ema_decay}"
+            )
+        if t.sam_rho is not None and not t.sam_rho > 0:
+            raise ConfigError(f"train.sam_rho: expected null or a radius > 0, e.g. 0.05; got {t.sam_rho}")
+        if t.sam_rho is not None and t.grad_accum_steps != 1:
+            raise ConfigError(
+                f"train.sam_rho: SAM takes its second gradient on the same batch, so it needs "
+                f"grad_accum_steps 1, got {t.grad_accum_steps}"
             )
         if t.grad_clip_norm is not None and t.grad_clip_norm <= 0:
             raise ConfigError(f"train.grad_clip_norm: expected null or > 0, got {t.grad_clip_norm}")

@@ -193,6 +193,75 @@ class OCSoftmaxLoss:
         return F.softplus(self.alpha * (margin - cos) * sign).mean()
 
 
+class SharpnessAware:
+    """Sharpness-aware minimisation around any optimiser (SAM: Foret et al., ICLR 2021; ``adaptive`` =
+    ASAM: Kwon et al., ICML 2021), for flat minima that generalise better to conditions unseen in training.
+
+    Each optimiser step takes two gradients of the same batch: after the usual backward, :meth:`ascend`
+    moves the weights to ``w + e`` with ``e = rho g / |g|`` (ASAM: ``e = rho T^2 g / |T g|``,
+    ``T = |w| + eta`` elementwise, so the radius is relative to each weight's size); the caller runs the
+    forward and backward again there (under :func:`frozen_norm_stats`, so the batch norm running
+    statistics see the batch once) and calls :meth:`descend`, which puts the weights back; the optimiser
+    then steps from ``w`` with the gradient taken at ``w + e``. No state lives between steps, so resume
+    stays exact.
+    """
+
+    def __init__(self, model: torch.nn.Module, rho: float, adaptive: bool = False, eta: float = 0.01) -> None:
+        self.model = model
+        self.rho = float(rho)
+        self.adaptive = bool(adaptive)
+        self.eta = float(eta)
+        self._moved: list[tuple[torch.nn.Parameter, torch.Tensor]] = []
+
+    def ascend(self) -> bool:
+        """Move to ``w + e``; False (nothing moved) when no parameter has a finite, non-zero gradient."""
+        import torch
+
+        params = [p for p in self.model.parameters() if p.grad is not None]
+        if not params or self._moved:
+            return False
+        with torch.no_grad():
+            scale = [(p.abs() + self.eta if self.adaptive else None) for p in params]
+            scaled = [p.grad if t is None else t * p.grad for p, t in zip(params, scale, strict=True)]
+            norm = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in scaled]))
+            if not bool(torch.isfinite(norm)) or float(norm) == 0.0:
+                return False
+            for p, t, g in zip(params, scale, scaled, strict=True):
+                self._moved.append((p, p.detach().clone()))
+                p.add_((g if t is None else t * g) * (self.rho / norm))
+        return True
+
+    def descend(self) -> None:
+        """Back to exactly ``w`` (the gradients now in ``.grad`` are the ones taken at ``w + e``)."""
+        import torch
+
+        with torch.no_grad():
+            for p, w in self._moved:
+                p.copy_(w)  # the saved weights, not w + e - e: no rounding drift over many steps
+        self._moved = []
+
+
+@contextlib.contextmanager
+def frozen_norm_stats(model: torch.nn.Module) -> Iterator[None]:
+    """Batch norm layers normalise with the batch as usual but leave their running statistics (and
+    ``num_batches_tracked``) as they were: for a second forward pass of the same batch (SAM)."""
+    from torch.nn.modules.batchnorm import _BatchNorm
+
+    saved = []
+    for m in model.modules():
+        if isinstance(m, _BatchNorm):
+            tracked = None if m.num_batches_tracked is None else m.num_batches_tracked.clone()
+            saved.append((m, m.momentum, tracked))
+            m.momentum = 0.0
+    try:
+        yield
+    finally:
+        for m, momentum, tracked in saved:
+            m.momentum = momentum
+            if tracked is not None:
+                m.num_batches_tracked.copy_(tracked)
+
+
 class WeightAverage:
     """Exponential moving average of a model's weights (Polyak averaging, as timm's ``ModelEmaV3``).
 
@@ -622,6 +691,9 @@ def fit(
     scheduler = build_scheduler(optimizer, tcfg, total_steps, steps_per_epoch)
     amp_dtype = _amp_dtype(tcfg.amp, device)
     scaler = torch.amp.GradScaler("cuda", enabled=amp_dtype == torch.float16)
+    if tcfg.sam_rho is not None and scaler.is_enabled():
+        raise ConfigError("train.sam_rho: SAM is not supported with fp16 AMP (use amp bf16 or off)")
+    sam = SharpnessAware(model, tcfg.sam_rho, tcfg.sam_adaptive) if tcfg.sam_rho is not None else None
     st = StepState()
 
     if resume and (ckpt_last / TRAINER_STATE).is_file():
@@ -773,6 +845,12 @@ def fit(
                 dynamic_ncols=True,
             )
             t_log, items_log = time.perf_counter(), 0
+
+            def autocast() -> contextlib.AbstractContextManager[Any]:
+                if amp_dtype:
+                    return torch.autocast(device_type=device.type, dtype=amp_dtype)
+                return contextlib.nullcontext()
+
             for batch in loader:
                 micro += 1
                 boundary = micro % tcfg.grad_accum_steps == 0 or micro == micro_per_epoch
@@ -786,12 +864,7 @@ def fit(
                         contextlib.nullcontext() if boundary or not dist.enabled else ddp_model.no_sync()  # type: ignore[operator]
                     )
                     with sync:
-                        ctx = (
-                            torch.autocast(device_type=device.type, dtype=amp_dtype)
-                            if amp_dtype
-                            else contextlib.nullcontext()
-                        )
-                        with ctx:
+                        with autocast():
                             logits = ddp_model(wave, lengths)
                             loss = criterion(logits.float(), labels)
                         if not torch.isfinite(loss):
@@ -809,6 +882,13 @@ def fit(
                 bar.update(1)
                 if not boundary:
                     continue
+                if sam is not None and len(labels) and sam.ascend():
+                    # the second gradient of the same batch, at w + e (grad_accum_steps is 1 with SAM)
+                    optimizer.zero_grad(set_to_none=True)
+                    with frozen_norm_stats(model), autocast():
+                        loss_sam = criterion(ddp_model(wave, lengths).float(), labels)
+                    loss_sam.backward()
+                    sam.descend()
                 if tcfg.grad_clip_norm is not None:
                     scaler.unscale_(optimizer)
                     torch.nn.utils.clip_grad_norm_(model.parameters(), tcfg.grad_clip_norm)
