@@ -1,11 +1,12 @@
-"""Cost of the weight average (``train.ema_decay``) and of the ``microphone`` augmentation against the
-training step they ride on.
+"""Cost of the weight average (``train.ema_decay``), of sharpness-aware minimisation (``train.sam_rho``)
+and of the ``microphone`` augmentation against the training step they ride on.
 
 Builds the default detector's member from its config (random weights: cost does not depend on them) and
 times, on ``--threads`` torch threads, in the same run and interleaved over ``--rounds``: one training step
-(forward + backward + AdamW on a batch of ``--batch-size`` random 1 s crops), one ``WeightAverage.update``
-and the ``Microphone`` augmentation of the same batch (numpy, per crop). Reports medians and the ratios to
-the step.
+(forward + backward + AdamW on a batch of ``--batch-size`` random 1 s crops), the same step with SAM (a
+second forward + backward at the perturbed weights, batch norm statistics frozen), one
+``WeightAverage.update`` and the ``Microphone`` augmentation of the same batch (numpy, per crop). Reports
+medians and the ratios to the step.
 
     .venv/bin/python benchmarks/weight_average.py --config configs/default-detector.yaml --rounds 5
 """
@@ -37,7 +38,12 @@ def main() -> None:
 
     from spoof_train.augment import Microphone
     from spoof_train.config import run_config_from_dict
-    from spoof_train.train import WeightAverage, build_detector_from_run
+    from spoof_train.train import (
+        SharpnessAware,
+        WeightAverage,
+        build_detector_from_run,
+        frozen_norm_stats,
+    )
 
     torch.set_num_threads(args.threads)
     cfg = run_config_from_dict(yaml.safe_load(Path(args.config).read_text()))
@@ -51,19 +57,34 @@ def main() -> None:
     opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
     avg = WeightAverage(model, 0.998)
     mic = Microphone()
+    sam = SharpnessAware(model, 0.05)
     model.train()
 
-    def step() -> None:
+    def step(with_sam: bool = False) -> None:
         opt.zero_grad(set_to_none=True)
         torch.nn.functional.cross_entropy(model(wave), labels).backward()
+        if with_sam and sam.ascend():
+            opt.zero_grad(set_to_none=True)
+            with frozen_norm_stats(model):
+                torch.nn.functional.cross_entropy(model(wave), labels).backward()
+            sam.descend()
         opt.step()
 
     step()  # warm-up
-    times: dict[str, list[float]] = {"step_ms": [], "average_update_ms": [], "microphone_batch_ms": []}
+    step(with_sam=True)
+    times: dict[str, list[float]] = {
+        "step_ms": [],
+        "sam_step_ms": [],
+        "average_update_ms": [],
+        "microphone_batch_ms": [],
+    }
     for r in range(args.rounds):
         t = time.perf_counter()
         step()
         times["step_ms"].append(1e3 * (time.perf_counter() - t))
+        t = time.perf_counter()
+        step(with_sam=True)
+        times["sam_step_ms"].append(1e3 * (time.perf_counter() - t))
         t = time.perf_counter()
         for i in range(args.updates):
             avg.update(model, r * args.updates + i)
@@ -79,6 +100,7 @@ def main() -> None:
         "batch": f"{args.batch_size} x {args.crop_seconds:g} s",
         "threads": args.threads,
         **{k: round(v, 3) for k, v in med.items()},
+        "sam_step_ratio": round(med["sam_step_ms"] / med["step_ms"], 3),
         "average_share_of_step": round(med["average_update_ms"] / med["step_ms"], 4),
         "microphone_share_of_step": round(med["microphone_batch_ms"] / med["step_ms"], 4),
     }
