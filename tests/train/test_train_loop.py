@@ -30,6 +30,7 @@ from spoof_train.train import (
     get_rng_state,
     load_trainer_state,
     lr_factor,
+    mixup,
     set_rng_state,
     set_seed,
 )
@@ -117,8 +118,9 @@ class Killed(Exception):
         ({"grad_accum_steps": 2}, (1, 2, 9)),
         ({"grad_accum_steps": 2, "ema_decay": 0.9}, (1, 2, 9)),
         ({"sam_rho": 0.05}, (0, 4, 18)),
+        ({"grad_accum_steps": 2, "mixup_alpha": 0.4}, (1, 2, 9)),
     ],
-    ids=["plain", "ema", "sam"],
+    ids=["plain", "ema", "sam", "mixup"],
 )
 def test_killed_and_resumed_run_reproduces_the_uninterrupted_run(
     tmp_path: Path, extra: dict[str, Any], at_kill: tuple[int, int, int]
@@ -419,6 +421,42 @@ def test_frozen_norm_stats_keeps_running_statistics() -> None:
     assert bn[1].momentum is None
     bn(5 + torch.randn(6, 3))  # outside the block the statistics move again
     assert not torch.equal(bn[0].running_mean, before["0.running_mean"])
+
+
+def test_mixup_mixes_rows_and_labels_in_the_same_proportion() -> None:
+    torch.manual_seed(3)
+    wave = torch.stack([torch.full((6,), float(i)) for i in range(5)])
+    wave[3, 4:] = 0.0  # a padded row
+    lengths = torch.tensor([6, 6, 6, 4, 6])
+    labels = torch.tensor([0, 1, 0, 1, 1])
+    ce = torch.nn.CrossEntropyLoss()
+    mixed, mixed_len, loss_of = mixup(wave, lengths, labels, 0.4, ce)
+    torch.manual_seed(3)  # replay the draws: one Beta sample, then the permutation
+    lam = float(torch.distributions.Beta(0.4, 0.4).sample())
+    perm = torch.randperm(5)
+    torch.testing.assert_close(mixed, lam * wave + (1 - lam) * wave[perm])
+    assert torch.equal(mixed_len, torch.maximum(lengths, lengths[perm]))
+    logits = torch.randn(5, 2)
+    torch.testing.assert_close(
+        loss_of(logits, labels), lam * ce(logits, labels) + (1 - lam) * ce(logits, labels[perm])
+    )
+    # a mix of a bona fide and a spoof row is trained towards the soft label of its proportions
+    soft = torch.stack(
+        [
+            lam * torch.nn.functional.one_hot(labels, 2),
+            (1 - lam) * torch.nn.functional.one_hot(labels[perm], 2),
+        ]
+    ).sum(0)
+    torch.testing.assert_close(
+        loss_of(logits, labels), -(soft.float() * logits.log_softmax(-1)).sum(-1).mean()
+    )
+
+
+def test_mixup_config_errors(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="mixup_alpha: expected"):
+        _cfg(tmp_path, mixup_alpha=0)
+    with pytest.raises(ConfigError, match="soft labels"):
+        _cfg(tmp_path, mixup_alpha=0.2, loss="ocsoftmax")
 
 
 def test_sam_config_errors(tmp_path: Path) -> None:

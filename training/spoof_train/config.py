@@ -136,6 +136,8 @@ class TrainConfig:
     # ~0.5-2). Two forward/backward passes per step; needs grad_accum_steps 1 and no fp16 AMP.
     sam_rho: float | None = None
     sam_adaptive: bool = False
+    # Mixup of the training batch's waveforms: null = off, else Beta(alpha, alpha)'s parameter (e.g. 0.2)
+    mixup_alpha: float | None = None
     amp: str = field(default="auto", metadata=_choice("auto", "off", "bf16", "fp16"))
     freeze_backbone_epochs: int = 0
     early_stopping: EarlyStoppingConfig = field(default_factory=EarlyStoppingConfig)
@@ -205,6 +207,14 @@ class RunConfig:
         if t.ema_decay is not None and not 0.0 < t.ema_decay < 1.0:
             raise ConfigError(
                 f"train.ema_decay: expected null or a number in (0, 1), e.g. 0.999; got {t.ema_decay}"
+            )
+        if t.mixup_alpha is not None and not t.mixup_alpha > 0:
+            raise ConfigError(
+                f"train.mixup_alpha: expected null or a number > 0, e.g. 0.2; got {t.mixup_alpha}"
+            )
+        if t.mixup_alpha is not None and t.loss != "ce":
+            raise ConfigError(
+                f"train.mixup_alpha: mixup trains towards soft labels through loss 'ce', got loss {t.loss!r}"
             )
         if t.sam_rho is not None and not t.sam_rho > 0:
             raise ConfigError(f"train.sam_rho: expected null or a radius > 0, e.g. 0.05; got {t.sam_rho}")

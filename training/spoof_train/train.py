@@ -193,6 +193,31 @@ class OCSoftmaxLoss:
         return F.softplus(self.alpha * (margin - cos) * sign).mean()
 
 
+def mixup(
+    wave: torch.Tensor,
+    lengths: torch.Tensor,
+    labels: torch.Tensor,
+    alpha: float,
+    criterion: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+) -> tuple[torch.Tensor, torch.Tensor, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]]:
+    """Mixup (Zhang et al., ICLR 2018) of a batch of waveforms: each row becomes ``lam x_i + (1 - lam) x_j``
+    with ``j`` a random permutation of the batch and ``lam ~ Beta(alpha, alpha)`` (one per batch, from the
+    torch RNG, so resume stays exact); the valid length is the longer of the two. Returns the mixed batch,
+    its lengths and the loss ``lam L(logits, y_i) + (1 - lam) L(logits, y_j)`` (a bona fide + spoof mix is
+    trained towards the soft label of its proportions)."""
+    import torch
+
+    lam = float(torch.distributions.Beta(alpha, alpha).sample())
+    perm = torch.randperm(len(labels), device=labels.device)
+    mixed = lam * wave + (1.0 - lam) * wave[perm]
+    other = labels[perm]
+
+    def loss_of(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return lam * criterion(logits, y) + (1.0 - lam) * criterion(logits, other)
+
+    return mixed, torch.maximum(lengths, lengths[perm]), loss_of
+
+
 class SharpnessAware:
     """Sharpness-aware minimisation around any optimiser (SAM: Foret et al., ICLR 2021; ``adaptive`` =
     ASAM: Kwon et al., ICML 2021), for flat minima that generalise better to conditions unseen in training.
@@ -860,13 +885,16 @@ def fit(
                 else:
                     wave = batch["wave"].to(device, non_blocking=True)
                     lengths = batch["lengths"].to(device)
+                    loss_of = criterion
+                    if tcfg.mixup_alpha is not None and len(labels) > 1:
+                        wave, lengths, loss_of = mixup(wave, lengths, labels, tcfg.mixup_alpha, criterion)
                     sync = (
                         contextlib.nullcontext() if boundary or not dist.enabled else ddp_model.no_sync()  # type: ignore[operator]
                     )
                     with sync:
                         with autocast():
                             logits = ddp_model(wave, lengths)
-                            loss = criterion(logits.float(), labels)
+                            loss = loss_of(logits.float(), labels)
                         if not torch.isfinite(loss):
                             raise FloatingPointError(
                                 f"non-finite training loss {loss.item()} at epoch {epoch + 1}, "
@@ -886,7 +914,7 @@ def fit(
                     # the second gradient of the same batch, at w + e (grad_accum_steps is 1 with SAM)
                     optimizer.zero_grad(set_to_none=True)
                     with frozen_norm_stats(model), autocast():
-                        loss_sam = criterion(ddp_model(wave, lengths).float(), labels)
+                        loss_sam = loss_of(ddp_model(wave, lengths).float(), labels)
                     loss_sam.backward()
                     sam.descend()
                 if tcfg.grad_clip_norm is not None:
