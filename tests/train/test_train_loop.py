@@ -406,6 +406,10 @@ def test_sam_steps_from_w_with_the_gradient_taken_at_w_plus_e(adaptive: bool) ->
         torch.testing.assert_close(p.grad, ge)  # holding the gradient taken at w + e
     net.zero_grad()
     assert not sam.ascend()  # no gradient: nothing moves
+    torch.nn.functional.cross_entropy(net(x), y).backward()
+    assert sam.ascend()
+    with pytest.raises(RuntimeError, match="descend"):
+        sam.ascend()  # twice without descend() would lose w
 
 
 def test_frozen_norm_stats_keeps_running_statistics() -> None:

@@ -242,8 +242,10 @@ class SharpnessAware:
         """Move to ``w + e``; False (nothing moved) when no parameter has a finite, non-zero gradient."""
         import torch
 
+        if self._moved:
+            raise RuntimeError("SharpnessAware.ascend: already at w + e; call descend() first")
         params = [p for p in self.model.parameters() if p.grad is not None]
-        if not params or self._moved:
+        if not params:
             return False
         with torch.no_grad():
             scale = [(p.abs() + self.eta if self.adaptive else None) for p in params]
@@ -719,6 +721,12 @@ def fit(
     if tcfg.sam_rho is not None and scaler.is_enabled():
         raise ConfigError("train.sam_rho: SAM is not supported with fp16 AMP (use amp bf16 or off)")
     sam = SharpnessAware(model, tcfg.sam_rho, tcfg.sam_adaptive) if tcfg.sam_rho is not None else None
+
+    def autocast() -> contextlib.AbstractContextManager[Any]:
+        if amp_dtype:
+            return torch.autocast(device_type=device.type, dtype=amp_dtype)
+        return contextlib.nullcontext()
+
     st = StepState()
 
     if resume and (ckpt_last / TRAINER_STATE).is_file():
@@ -870,12 +878,6 @@ def fit(
                 dynamic_ncols=True,
             )
             t_log, items_log = time.perf_counter(), 0
-
-            def autocast() -> contextlib.AbstractContextManager[Any]:
-                if amp_dtype:
-                    return torch.autocast(device_type=device.type, dtype=amp_dtype)
-                return contextlib.nullcontext()
-
             for batch in loader:
                 micro += 1
                 boundary = micro % tcfg.grad_accum_steps == 0 or micro == micro_per_epoch
