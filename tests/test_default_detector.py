@@ -270,14 +270,18 @@ def test_spectral_model_pads_exactly_is_gain_invariant_and_scores_short_input(
         model(torch.zeros(1, model.min_samples - 1))
 
 
-def test_normalized_embedding_makes_the_contract_score_the_oc_cosine() -> None:
+def test_normalized_embedding_makes_the_contract_score_the_oc_cosine(tmp_path: Path) -> None:
     """With ``normalize_embedding`` the exported score ``logit_bf - logit_spoof`` is ``|w| cos + b``: an
-    affine, increasing map of the cosine OC-Softmax trains, so ranking and EER are the OC decision's."""
+    affine, increasing map of the cosine OC-Softmax trains, so ranking and EER are the OC decision's; the
+    exported graph computes the same and passes the offline TensorRT check."""
     torch = pytest.importorskip("torch")
+    onnx = pytest.importorskip("onnx")
+    pytest.importorskip("onnxruntime")
+    trt_check = pytest.importorskip("spoof_export.tensorrt")
     from spoof_train.models import DetectorConfig, build_detector
     from spoof_train.train import OCSoftmaxLoss
 
-    def scores_and_cosines(normalize: bool) -> tuple[object, object]:
+    def scores_and_cosines(normalize: bool) -> tuple[Any, Any, Any, Any]:
         cfg = DetectorConfig(
             kind="spectral",
             backend={
@@ -313,11 +317,18 @@ def test_normalized_embedding_makes_the_contract_score_the_oc_cosine() -> None:
         fc = loss.layer
         w = fc.weight[0] - fc.weight[1]
         b = fc.bias[0] - fc.bias[1]
-        return (logits[:, 0] - logits[:, 1] - b) / w.norm(), cos
+        return (logits[:, 0] - logits[:, 1] - b) / w.norm(), cos, model, wave
 
-    score, cos = scores_and_cosines(True)
+    score, cos, model, wave = scores_and_cosines(True)
     torch.testing.assert_close(score, cos, atol=1e-5, rtol=0)
-    score, cos = scores_and_cosines(False)  # unnormalised: the score scales with |x|, not the cosine
+    run_onnx = _onnx_run(model, tmp_path / "normalized.onnx")
+    with torch.no_grad():
+        np.testing.assert_allclose(run_onnx(wave.numpy()), model(wave).numpy(), atol=1e-5)
+    report = trt_check.check_tensorrt_compatibility(
+        onnx.load(str(tmp_path / "normalized.onnx")), strict=False
+    )
+    assert report["ok"], report["blockers"]
+    score, cos, _, _ = scores_and_cosines(False)  # unnormalised: the score scales with |x|, not the cosine
     assert not torch.allclose(score, cos, atol=1e-3)
 
 
