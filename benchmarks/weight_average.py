@@ -38,12 +38,7 @@ def main() -> None:
 
     from spoof_train.augment import Microphone
     from spoof_train.config import run_config_from_dict
-    from spoof_train.train import (
-        SharpnessAware,
-        WeightAverage,
-        build_detector_from_run,
-        frozen_norm_stats,
-    )
+    from spoof_train.train import SharpnessAware, WeightAverage, build_detector_from_run
 
     torch.set_num_threads(args.threads)
     cfg = run_config_from_dict(yaml.safe_load(Path(args.config).read_text()))
@@ -63,11 +58,8 @@ def main() -> None:
     def step(with_sam: bool = False) -> None:
         opt.zero_grad(set_to_none=True)
         torch.nn.functional.cross_entropy(model(wave), labels).backward()
-        if with_sam and sam.ascend():
-            opt.zero_grad(set_to_none=True)
-            with frozen_norm_stats(model):
-                torch.nn.functional.cross_entropy(model(wave), labels).backward()
-            sam.descend()
+        if with_sam:
+            sam.take_perturbed_gradient(lambda: torch.nn.functional.cross_entropy(model(wave), labels))
         opt.step()
 
     step()  # warm-up

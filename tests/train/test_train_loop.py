@@ -410,6 +410,15 @@ def test_sam_steps_from_w_with_the_gradient_taken_at_w_plus_e(adaptive: bool) ->
     assert sam.ascend()
     with pytest.raises(RuntimeError, match="descend"):
         sam.ascend()  # twice without descend() would lose w
+    sam.descend()
+
+    # the whole half-step in one call, as fit() and the benchmark use it
+    net.zero_grad()
+    torch.nn.functional.cross_entropy(net(x), y).backward()
+    assert sam.take_perturbed_gradient(lambda: torch.nn.functional.cross_entropy(net(x), y))
+    for p, w, ge in zip(net.parameters(), w0, expected, strict=True):
+        assert torch.equal(p.detach(), w)
+        torch.testing.assert_close(p.grad, ge)
 
 
 def test_frozen_norm_stats_keeps_running_statistics() -> None:

@@ -28,6 +28,7 @@ import contextlib
 import copy
 import csv
 import dataclasses
+import functools
 import json
 import logging
 import math
@@ -266,6 +267,21 @@ class SharpnessAware:
             for p, w in self._moved:
                 p.copy_(w)  # the saved weights, not w + e - e: no rounding drift over many steps
         self._moved = []
+
+    def take_perturbed_gradient(self, loss_fn: Callable[[], torch.Tensor]) -> bool:
+        """The whole SAM half-step, to call after the usual backward and before the optimiser step:
+        :meth:`ascend`, zero the gradients, ``loss_fn().backward()`` at ``w + e`` under
+        :func:`frozen_norm_stats`, :meth:`descend`. ``loss_fn`` recomputes the same batch's loss. False
+        (gradients untouched) when there was no gradient to move along."""
+        if not self.ascend():
+            return False
+        self.model.zero_grad(set_to_none=True)
+        try:
+            with frozen_norm_stats(self.model):
+                loss_fn().backward()
+        finally:
+            self.descend()
+        return True
 
 
 @contextlib.contextmanager
@@ -722,10 +738,17 @@ def fit(
         raise ConfigError("train.sam_rho: SAM is not supported with fp16 AMP (use amp bf16 or off)")
     sam = SharpnessAware(model, tcfg.sam_rho, tcfg.sam_adaptive) if tcfg.sam_rho is not None else None
 
-    def autocast() -> contextlib.AbstractContextManager[Any]:
-        if amp_dtype:
-            return torch.autocast(device_type=device.type, dtype=amp_dtype)
-        return contextlib.nullcontext()
+    def batch_loss(
+        net: Any, loss_of: Any, wave: torch.Tensor, lengths: torch.Tensor, labels: torch.Tensor
+    ) -> torch.Tensor:
+        """Forward of one batch through ``net`` (under autocast when AMP is on) and its loss."""
+        amp = (
+            torch.autocast(device_type=device.type, dtype=amp_dtype)
+            if amp_dtype
+            else contextlib.nullcontext()
+        )
+        with amp:
+            return loss_of(net(wave, lengths).float(), labels)  # type: ignore[no-any-return]
 
     st = StepState()
 
@@ -894,9 +917,7 @@ def fit(
                         contextlib.nullcontext() if boundary or not dist.enabled else ddp_model.no_sync()  # type: ignore[operator]
                     )
                     with sync:
-                        with autocast():
-                            logits = ddp_model(wave, lengths)
-                            loss = loss_of(logits.float(), labels)
+                        loss = batch_loss(ddp_model, loss_of, wave, lengths, labels)
                         if not torch.isfinite(loss):
                             raise FloatingPointError(
                                 f"non-finite training loss {loss.item()} at epoch {epoch + 1}, "
@@ -912,13 +933,11 @@ def fit(
                 bar.update(1)
                 if not boundary:
                     continue
-                if sam is not None and len(labels) and sam.ascend():
+                if sam is not None and len(labels):
                     # the second gradient of the same batch, at w + e (grad_accum_steps is 1 with SAM)
-                    optimizer.zero_grad(set_to_none=True)
-                    with frozen_norm_stats(model), autocast():
-                        loss_sam = loss_of(ddp_model(wave, lengths).float(), labels)
-                    loss_sam.backward()
-                    sam.descend()
+                    sam.take_perturbed_gradient(
+                        functools.partial(batch_loss, ddp_model, loss_of, wave, lengths, labels)
+                    )
                 if tcfg.grad_clip_norm is not None:
                     scaler.unscale_(optimizer)
                     torch.nn.utils.clip_grad_norm_(model.parameters(), tcfg.grad_clip_norm)
