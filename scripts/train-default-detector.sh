@@ -12,7 +12,10 @@
 #   EXTRA=none (default, the shipped recipe) trains on the corpus' licensed rows alone; EXTRA=debian adds the
 #   Debian speech supplement (spoof_train.data.debian_speech: bona fide clips of ktuberling-data / Asterisk
 #   fr-armelle / es-co prompts and their Griffin-Lim and WORLD re-syntheses, built once under
-#   $OUT/debian-speech from packages read in place or fetched with apt-get download)
+#   $OUT/debian-speech from packages read in place or fetched with apt-get download),
+#   TRAIN_FRACTION=1 (default) trains on every licensed train row; 0 < f < 1 keeps that share of them
+#   (spoof_train.data.subsets: per speaker and attack, re-syntheses with their bona fide clip, nested
+#   across fractions; dev unchanged), for the learning curve of the model card
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=.venv/bin/python
@@ -22,6 +25,7 @@ CONFIG=${CONFIG:-configs/default-detector.yaml configs/default-detector-b.yaml}
 RUN=${RUN:-default}
 SET=${SET:-}
 EXTRA=${EXTRA:-none}
+TRAIN_FRACTION=${TRAIN_FRACTION:-1}
 TRAIN=1
 SHIP=1
 for arg in "$@"; do
@@ -55,6 +59,11 @@ esac
 
 echo "== 1/6 licence filter (train + dev rows with a stated licence)"
 $PY -m spoof_train.licence "${MANIFESTS[@]}" -o "$LICENSED" --splits train dev --report "$REPORT"
+if [ "$TRAIN_FRACTION" != 1 ]; then
+  echo "== 1b/6 licensed train rows cut to a share of $TRAIN_FRACTION (learning curve; dev rows unchanged)"
+  $PY -m spoof_train.data.subsets "$LICENSED" -o "$OUT/$RUN/licensed-train-dev.tsv" --fraction "$TRAIN_FRACTION"
+  LICENSED="$OUT/$RUN/licensed-train-dev.tsv"
+fi
 
 CKPT="$OUT/$RUN/checkpoints/best"
 read -r -a CONFIGS <<< "$CONFIG"
