@@ -12,7 +12,8 @@ as it is, so dev and test stay the yardstick:
   cue (re-syntheses whose bona fide clip is not in the rows are stratified like TTS spoofs);
 * **nested**: the order within a stratum is a hash of the seed and the row's path, so the rows of a smaller
   fraction are a subset of those of a larger one with the same seed, and a fraction does not depend on
-  which other rows the manifest holds.
+  which other rows the manifest holds (the hash reads the path as the manifest holds it: the same corpus at
+  another absolute path gives another, equally valid, draw).
 
 Command line (e.g. on the licensed manifest written by :mod:`spoof_train.licence`)::
 
