@@ -20,6 +20,7 @@ from spoof_train.augment import (
     ResampleRoundTrip,
     Reverb,
     ShortCrop,
+    Speed,
     build_augmentation,
     codec_availability,
     colored_noise,
@@ -375,3 +376,49 @@ def test_microphone_config_errors() -> None:
         Microphone(q=(3.0, 1.0))
     chain = build_augmentation([{"name": "microphone", "p": 1.0, "shelf_db": 6.0}])
     assert "Microphone" in repr(chain)
+
+
+def peak_hz(x: np.ndarray) -> float:
+    spec = np.abs(np.fft.rfft(x * np.hanning(len(x))))
+    return float(np.argmax(spec)) * SR / len(x)
+
+
+def test_speed_scales_length_and_pitch_together() -> None:
+    x = tone(500.0, n=16000)
+    for s in (0.9, 1.0, 1.1):
+        y = Speed(factors=s)(x, SR, np.random.default_rng(0))
+        assert y.dtype == np.float32
+        assert np.isfinite(y).all()
+        assert abs(y.shape[0] - 16000 / s) <= 2
+        assert abs(peak_hz(y) - 500.0 * s) < 3.0  # FFT bin of the shortest output: ~1.1 Hz
+        assert abs(rms_db(y[200:-200]) - rms_db(x)) < 0.2  # band-limited resampling keeps the level
+    # speed-up drops what would land above the Nyquist frequency instead of aliasing it back
+    high = Speed(factors=1.1)(tone(7600.0), SR, np.random.default_rng(0))
+    assert rms_db(high[200:-200]) < rms_db(tone(7600.0)) - 40
+    # the factor is drawn from the range, reproducibly
+    aug = Speed(factors=(0.9, 1.1))
+    lengths = {aug(x, SR, np.random.default_rng(k)).shape[0] for k in range(20)}
+    assert len(lengths) > 10
+    assert min(lengths) >= 14545 - 2
+    assert max(lengths) <= 17778 + 2
+    assert np.array_equal(aug(x, SR, np.random.default_rng(3)), aug(x, SR, np.random.default_rng(3)))
+
+
+def test_speed_config_errors_and_chain_placement() -> None:
+    for bad in (0.4, (1.1, 0.9), (0.9, 2.5), -1.0):
+        with pytest.raises(ConfigError, match=r"Speed\.factors"):
+            Speed(factors=bad)
+    x = speechlike()
+    # a length-keeping chain (data.augment, on training crops) rejects it and says where it belongs
+    with pytest.raises(ConfigError, match=r"for an input of 16000 samples \(a length-changing step goes in"):
+        build_augmentation([{"name": "speed", "factors": [1.1, 1.1]}])(x, SR, np.random.default_rng(0))
+    chain = build_augmentation(
+        [{"name": "speed", "factors": [0.9, 1.1]}, {"name": "noise", "p": 0.5}],
+        keep_length=False,
+        where="data.clip_augment",
+    )
+    y = chain(x, SR, np.random.default_rng(5))
+    assert y.shape != x.shape
+    assert np.isfinite(y).all()
+    with pytest.raises(ConfigError, match=r"data\.clip_augment\[0\]: unknown augmentation 'tempo'"):
+        build_augmentation([{"name": "tempo"}], keep_length=False, where="data.clip_augment")

@@ -94,6 +94,32 @@ def test_training_items_are_seeded_per_epoch_and_index(clips: list[Utterance]) -
     assert (item["label"], item["id"], item["attack"]) == (1, "c1", "A1")
 
 
+def test_clip_augment_runs_on_the_whole_clip_before_the_crop(clips: list[Utterance]) -> None:
+    seen: list[int] = []
+
+    def stretch(w: np.ndarray, sr: int, rng: np.random.Generator) -> np.ndarray:
+        seen.append(w.shape[0])
+        return np.repeat(w, 2)  # twice as long: the crop must still be crop_samples
+
+    full = load_audio(clips[3].path)
+    ds = AudioDataset(clips, crop_samples=4000, train=True, clip_augment=stretch, seed=7)
+    wave = ds[3]["wave"].numpy()
+    assert seen == [full.shape[0]]
+    assert wave.shape == (4000,)
+    # the crop is a piece of the stretched clip: every sample appears twice in a row (up to the crop's phase)
+    start = 0 if wave[0] == wave[1] else 1
+    assert np.array_equal(wave[start:-1:2], wave[start + 1 :: 2])
+    assert torch.equal(
+        ds[3]["wave"],
+        AudioDataset(clips, crop_samples=4000, train=True, clip_augment=stretch, seed=7)[3]["wave"],
+    )
+    # evaluation items never see it
+    ev = AudioDataset(clips, crop_samples=4000, train=False, clip_augment=stretch)
+    seen.clear()
+    assert torch.equal(ev[3]["wave"], torch.from_numpy(full[:4000]))
+    assert seen == []
+
+
 def test_collate_pad(clips: list[Utterance]) -> None:
     ds = AudioDataset(clips)
     batch = collate_pad([ds[0], None, ds[2]])
@@ -248,3 +274,39 @@ def test_corpus_clips_load_at_16k_and_chunk(corpus_dir: Path) -> None:
     chunked = ChunkedEvalDataset(picked, window_samples=64000, hop_samples=32000)
     longest = chunked[2]
     assert longest["windows"].shape[0] == len(window_starts(ds[2]["wave"].shape[0], 64000, 32000)) > 1
+
+
+def test_run_config_wires_clip_augment_and_rejects_it_in_augment(
+    tmp_path: Path, clips: list[Utterance]
+) -> None:
+    import dataclasses
+
+    from spoof_train.config import run_config_from_dict
+    from spoof_train.data import write_manifest
+    from spoof_train.errors import ConfigError
+    from spoof_train.train import build_datasets
+
+    rows = [dataclasses.replace(u, split="train") for u in clips]
+    manifest = write_manifest(tmp_path / "m.tsv", rows)
+
+    def config(**data: object) -> object:
+        return run_config_from_dict(
+            {
+                "model": {"preset": "wavlm-tiny"},
+                "output_dir": str(tmp_path / "run"),
+                "data": {"manifest": str(manifest), "dev_split": None, "crop_seconds": 0.25, **data},
+                "train": {"early_stopping": {"monitor": "none"}},
+            }
+        )
+
+    speed = [{"name": "speed", "p": 1.0, "factors": [1.25, 1.25]}]
+    train_set, _, facts = build_datasets(config(clip_augment=speed), 16000)
+    assert facts["data"]["clip_augment"] == speed
+    assert train_set[3]["wave"].shape == (4000,)
+    full = load_audio(clips[3].path)
+    assert len(train_set.clip_augment(full, 16000, np.random.default_rng(0))) == round(len(full) / 1.25)
+    bad, _, _ = build_datasets(config(augment=speed), 16000)
+    with pytest.raises(ConfigError, match=r"a length-changing step goes in data\.clip_augment"):
+        bad[0]
+    with pytest.raises(ConfigError, match=r"data\.clip_augment\[0\]: unknown augmentation 'tempo'"):
+        build_datasets(config(clip_augment=[{"name": "tempo"}]), 16000)

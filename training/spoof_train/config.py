@@ -76,6 +76,7 @@ class DataConfig:
     on_error: str = field(default="raise", metadata=_choice("raise", "skip"))
     cache_audio: bool = False
     augment: list[dict[str, Any]] = field(default_factory=list)
+    clip_augment: list[dict[str, Any]] = field(default_factory=list)
     limit_per_split: int | None = None
 
 

@@ -1175,10 +1175,18 @@ def build_datasets(cfg: RunConfig, sample_rate: int) -> tuple[Any, Any | None, d
         dev_rows = _limit(_select_split(rows, d.dev_split, d.manifest), d.limit_per_split, cfg.seed)
     crop = None if d.crop_seconds is None else round(d.crop_seconds * sample_rate)
     augment = build_augment(d.augment) if d.augment else None
+    clip_augment = build_augment(d.clip_augment, clip=True) if d.clip_augment else None
     common = {"sample_rate": sample_rate, "on_error": d.on_error}
     extra = {"cache": True} if d.cache_audio else {}
     train_set = AudioDataset(
-        train_rows, crop_samples=crop, train=True, augment=augment, seed=cfg.seed, **common, **extra
+        train_rows,
+        crop_samples=crop,
+        train=True,
+        augment=augment,
+        clip_augment=clip_augment,
+        seed=cfg.seed,
+        **common,
+        **extra,
     )
     dev_set = None
     if dev_rows is not None:
@@ -1198,25 +1206,27 @@ def build_datasets(cfg: RunConfig, sample_rate: int) -> tuple[Any, Any | None, d
             "n_dev": 0 if dev_rows is None else len(dev_rows),
             "crop_seconds": d.crop_seconds,
             "augment": d.augment,
+            "clip_augment": d.clip_augment,
         },
         "train_attacks": sorted({str(r.attack) for r in train_rows if r.label == "spoof"}),
     }
     return train_set, dev_set, facts
 
 
-def build_augment(specs: list[dict[str, Any]]) -> Any:
-    """Augmentation chain from ``data.augment`` entries ``{name: ..., p: prob, ...kwargs}``."""
+def build_augment(specs: list[dict[str, Any]], *, clip: bool = False) -> Any:
+    """Augmentation chain from ``data.augment`` entries ``{name: ..., p: prob, ...kwargs}`` (training crops),
+    or with ``clip`` from ``data.clip_augment`` entries (whole clips before the crop; steps may change the
+    length)."""
     from spoof_train import augment as aug_mod
 
+    key = "data.clip_augment" if clip else "data.augment"
     builder = getattr(aug_mod, "build_augmentation", None)
     if builder is None:
-        raise ConfigError(
-            "data.augment: this spoof_train.augment has no build_augmentation(); leave it empty"
-        )
+        raise ConfigError(f"{key}: this spoof_train.augment has no build_augmentation(); leave it empty")
     try:
-        return builder(specs)
+        return builder(specs, keep_length=not clip, where=key)
     except (TypeError, KeyError) as exc:
-        raise ConfigError(f"data.augment: {exc}") from None
+        raise ConfigError(f"{key}: {exc}") from None
 
 
 def train(

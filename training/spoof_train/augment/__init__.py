@@ -2,7 +2,7 @@
 
 RawBoost (algorithms 1-8 of the reference code), codec round trips (G.711 mu/A-law, GSM 06.10, MP3, Opus,
 Vorbis), telephony band-limit and sample-rate round trips, additive noise at an SNR, synthetic reverberation,
-microphone colouration (random shelves, peaks, high-pass), short-segment crops, and
+microphone colouration (random shelves, peaks, high-pass), short-segment crops, speed perturbation, and
 :func:`build_augmentation` to compose them from a config.
 """
 
@@ -16,6 +16,7 @@ from spoof_train.augment.channel import (
     ResampleRoundTrip,
     Reverb,
     ShortCrop,
+    Speed,
     colored_noise,
 )
 from spoof_train.augment.codecs import CODECS, Codec, codec_availability, g711_decode, g711_encode
@@ -41,6 +42,7 @@ __all__ = [
     "ResampleRoundTrip",
     "Reverb",
     "ShortCrop",
+    "Speed",
     "build_augmentation",
     "codec_availability",
     "colored_noise",

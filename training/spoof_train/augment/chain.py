@@ -10,6 +10,8 @@ each fires with its probability. ``one_of`` picks one of its ``choices`` (option
                                             {name: bandlimit, resample_8k: true}]}
         - {name: noise, p: 0.3, snr_db: [5, 20], colors: [white, pink]}
         - {name: reverb, p: 0.2, rt60: [0.2, 0.8]}
+      clip_augment:                     # on the whole clip, before the crop: steps may change the length
+        - {name: speed, p: 0.5, factors: [0.9, 1.1]}
 
 Every random draw (whether a step fires, which choice, the step's own parameters) comes from the generator
 passed at call time, so the same seed gives the same output.
@@ -24,7 +26,15 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from spoof_train.augment.channel import AddNoise, BandLimit, Microphone, ResampleRoundTrip, Reverb, ShortCrop
+from spoof_train.augment.channel import (
+    AddNoise,
+    BandLimit,
+    Microphone,
+    ResampleRoundTrip,
+    Reverb,
+    ShortCrop,
+    Speed,
+)
 from spoof_train.augment.codecs import Codec
 from spoof_train.augment.rawboost import RawBoost
 from spoof_train.errors import ConfigError
@@ -42,18 +52,22 @@ REGISTRY: dict[str, Callable[..., Augment]] = {
     "reverb": Reverb,
     "short_crop": ShortCrop,
     "microphone": Microphone,
+    "speed": Speed,
 }
 
 
 class Chain:
-    """Apply ``steps`` (``(probability, augment)`` pairs) in order; the output is float32, finite and the
-    input's length (a step that breaks this raises :class:`ConfigError` naming it)."""
+    """Apply ``steps`` (``(probability, augment)`` pairs) in order; the output is float32, finite, non-empty
+    and, with ``keep_length`` (the default: a chain on training crops), the input's length (a step that
+    breaks this raises :class:`ConfigError` naming it). ``keep_length=False`` is for chains on whole clips
+    before the crop (``data.clip_augment``), whose steps may change the length (:class:`Speed`)."""
 
-    def __init__(self, steps: Sequence[tuple[float, Augment]]) -> None:
+    def __init__(self, steps: Sequence[tuple[float, Augment]], *, keep_length: bool = True) -> None:
         for p, _ in steps:
             if not 0.0 <= p <= 1.0:
                 raise ConfigError(f"augmentation probability must be in [0, 1], got {p}")
         self.steps = list(steps)
+        self.keep_length = keep_length
 
     def __repr__(self) -> str:
         return "Chain(" + ", ".join(f"p={p:g}: {a!r}" for p, a in self.steps) + ")"
@@ -66,7 +80,12 @@ class Chain:
         for p, aug in self.steps:
             if rng.random() < p:
                 x = np.asarray(aug(x, sample_rate, rng), dtype=np.float32)
-                if x.shape != (n,) or not np.isfinite(x).all():
+                if self.keep_length and x.shape != (n,):
+                    hint = " (a length-changing step goes in data.clip_augment)" if x.ndim == 1 else ""
+                    raise ConfigError(
+                        f"augmentation {aug!r} returned shape {x.shape} for an input of {n} samples{hint}"
+                    )
+                if x.ndim != 1 or x.shape[0] == 0 or not np.isfinite(x).all():
                     raise ConfigError(f"augmentation {aug!r} returned shape {x.shape} / non-finite values")
         return x
 
@@ -122,7 +141,7 @@ def _build_one(spec: Mapping[str, Any], where: str) -> tuple[float, Augment]:
         known = [k for k in sig.parameters if k != "self"]
         raise ConfigError(f"{where} ({name}): unknown parameters {unknown}; known: {known}")
     for k, v in params.items():  # YAML gives lists where the classes take tuples
-        if isinstance(v, list) and k in ("snr_db", "rt60", "quality", "seconds"):
+        if isinstance(v, list) and k in ("snr_db", "rt60", "quality", "seconds", "factors"):
             params[k] = tuple(v)
     try:
         return p, factory(**params)
@@ -130,10 +149,14 @@ def _build_one(spec: Mapping[str, Any], where: str) -> tuple[float, Augment]:
         raise ConfigError(f"{where} ({name}): {exc}") from None
 
 
-def build_augmentation(specs: Sequence[Mapping[str, Any]] | None) -> Chain:
-    """Build a :class:`Chain` from a list of step configs (see the module docstring); [] / None = identity."""
+def build_augmentation(
+    specs: Sequence[Mapping[str, Any]] | None, *, keep_length: bool = True, where: str = "augment"
+) -> Chain:
+    """Build a :class:`Chain` from a list of step configs (see the module docstring); [] / None = identity.
+    ``keep_length=False`` for a chain on whole clips whose steps may change the length; ``where`` names the
+    config key in errors."""
     if specs is None:
-        return Chain([])
+        return Chain([], keep_length=keep_length)
     if isinstance(specs, (Mapping, str)):
-        raise ConfigError(f"augment: expected a list of steps, got {type(specs).__name__}")
-    return Chain([_build_one(s, f"augment[{i}]") for i, s in enumerate(specs)])
+        raise ConfigError(f"{where}: expected a list of steps, got {type(specs).__name__}")
+    return Chain([_build_one(s, f"{where}[{i}]") for i, s in enumerate(specs)], keep_length=keep_length)

@@ -1,8 +1,10 @@
 """Channel effects: telephony band-limit, sample-rate round trips, additive noise at an SNR, reverberation,
-and short-segment crops (what a short clip looks like after repeat-padding).
+microphone colouration, short-segment crops (what a short clip looks like after repeat-padding), and speed
+perturbation.
 
-All are callables ``aug(wave, sample_rate, rng) -> wave`` (float32, same length as the input) whose random
-parameters come from the given ``numpy.random.Generator``.
+All are callables ``aug(wave, sample_rate, rng) -> wave`` (float32) whose random parameters come from the
+given ``numpy.random.Generator``. All keep the input's length except :class:`Speed`, which changes it and so
+runs on the whole clip before the training crop (``data.clip_augment``).
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ __all__ = [
     "ResampleRoundTrip",
     "Reverb",
     "ShortCrop",
+    "Speed",
     "colored_noise",
     "peak_biquad",
     "shelf_biquad",
@@ -371,3 +374,38 @@ class Microphone:
         if peak > 1.0:
             y /= peak
         return y.astype(np.float32)
+
+
+class Speed:
+    """Speed perturbation (Ko et al., Interspeech 2015; Kaldi's ``--speed`` perturbation): the clip played
+    ``s`` times faster, ``s`` uniform in ``factors``.
+
+    Tempo, pitch and formants all scale by ``s``, so a talker's clip sounds like another talker (a shorter
+    or longer vocal tract, a higher or lower voice) of the same material, which is what a small corpus lacks
+    most. It is done by reading the samples as if they had been recorded at ``round(s * sample_rate)`` Hz and
+    resampling them to ``sample_rate`` with soxr (high quality, band-limited; its cost does not depend on the
+    ratio, ~0.4 ms per 4 s clip): the output has about ``n / s`` samples, and a speed-up drops what would land
+    above the Nyquist frequency. Because
+    the length changes, it belongs in ``data.clip_augment`` (the whole clip, before the training crop); a
+    length-keeping chain (``data.augment``) rejects it.
+    """
+
+    def __init__(self, factors: float | Sequence[float] = (0.9, 1.1)) -> None:
+        lo, hi = _range(factors, "Speed.factors")
+        if not 0.5 <= lo <= hi <= 2.0:
+            raise ConfigError(f"Speed.factors: expected values in [0.5, 2.0], got {factors}")
+        self.factors = (lo, hi)
+
+    def __repr__(self) -> str:
+        return f"Speed(factors={self.factors})"
+
+    def __call__(
+        self, wave: NDArray[np.floating], sample_rate: int, rng: np.random.Generator
+    ) -> NDArray[np.float32]:
+        import soxr
+
+        x = np.ascontiguousarray(wave, dtype=np.float32)
+        source_rate = round(float(rng.uniform(*self.factors)) * sample_rate)
+        if source_rate == sample_rate:
+            return x
+        return np.asarray(soxr.resample(x, source_rate, sample_rate, quality="HQ"), dtype=np.float32)

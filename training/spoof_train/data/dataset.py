@@ -7,7 +7,8 @@ clip longer than ``crop_samples`` is cut at a uniformly random start; a shorter 
 :func:`collate_pad` zero-pads the batch and reports ``lengths`` for the model's padding mask.
 
 Randomness is reproducible and independent of the number of workers: item ``i`` in epoch ``e`` draws from
-``numpy.random.default_rng([seed, e, i])`` (crop position first, then the augmentation chain); call
+``numpy.random.default_rng([seed, e, i])`` (the whole-clip chain ``clip_augment`` when there is one, then the
+crop position, then the crop's augmentation chain); call
 :meth:`AudioDataset.set_epoch` at the start of each epoch.
 
 Chunked evaluation (:class:`ChunkedEvalDataset`) scores full-length audio as the SDK does: windows of
@@ -98,7 +99,9 @@ class AudioDataset(Dataset[dict[str, Any] | None]):
     """Manifest rows -> ``{"wave": FloatTensor[T], "label": int, "id": str, "attack": str}``.
 
     ``crop_samples`` fixes the length (random crop when ``train``, see the module docstring); ``augment`` is a
-    callable ``aug(wave, sample_rate, rng) -> wave`` applied after cropping, to training items only.
+    callable ``aug(wave, sample_rate, rng) -> wave`` applied after cropping, to training items only;
+    ``clip_augment`` one applied to the whole decoded clip before cropping (training items only; it may change
+    the length, e.g. speed perturbation).
     ``cache``: an :class:`~spoof_train.data.cache.AudioCache` (decoded audio in a float16 memmap file, shared
     by all workers through the page cache), or ``True`` for an in-process cache that keeps each decoded clip
     as float16 after its first load (one copy per DataLoader worker), or None (decode every time).
@@ -116,6 +119,7 @@ class AudioDataset(Dataset[dict[str, Any] | None]):
         crop_samples: int | None = None,
         train: bool = False,
         augment: Augment | None = None,
+        clip_augment: Augment | None = None,
         seed: int = 0,
         on_error: str = "raise",
         cache: Any | None = None,
@@ -131,6 +135,7 @@ class AudioDataset(Dataset[dict[str, Any] | None]):
         self.crop_samples = crop_samples
         self.train = train
         self.augment = augment
+        self.clip_augment = clip_augment
         self.seed = seed
         self.on_error = on_error
         self.cache = cache if use_file_cache else None
@@ -165,6 +170,8 @@ class AudioDataset(Dataset[dict[str, Any] | None]):
         row = self.rows[index]
         wave = self.load(index)
         rng = np.random.default_rng([self.seed, self.epoch, index])
+        if self.train and self.clip_augment is not None:
+            wave = np.asarray(self.clip_augment(wave, self.sample_rate, rng), dtype=np.float32)
         if self.crop_samples is not None:
             wave = crop_or_pad(wave, self.crop_samples, rng=rng if self.train else None)
         if self.train and self.augment is not None:
