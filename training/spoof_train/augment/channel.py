@@ -384,10 +384,9 @@ class Speed:
     or longer vocal tract, a higher or lower voice) of the same material, which is what a small corpus lacks
     most. It is done by reading the samples as if they had been recorded at ``round(s * sample_rate)`` Hz and
     resampling them to ``sample_rate`` with soxr (high quality, band-limited; its cost does not depend on the
-    ratio, ~0.4 ms per 4 s clip): the output has about ``n / s`` samples, and a speed-up drops what would land
-    above the Nyquist frequency. Because
-    the length changes, it belongs in ``data.clip_augment`` (the whole clip, before the training crop); a
-    length-keeping chain (``data.augment``) rejects it.
+    ratio, under 1 ms per 4 s clip): the output has about ``n / s`` samples, and a speed-up drops what would
+    land above the Nyquist frequency. Because the length changes, it belongs in ``data.clip_augment`` (the
+    whole clip, before the training crop); a length-keeping chain (``data.augment``) rejects it.
     """
 
     def __init__(self, factors: float | Sequence[float] = (0.9, 1.1)) -> None:
