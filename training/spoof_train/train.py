@@ -1217,14 +1217,11 @@ def build_augment(specs: list[dict[str, Any]], *, clip: bool = False) -> Any:
     """Augmentation chain from ``data.augment`` entries ``{name: ..., p: prob, ...kwargs}`` (training crops),
     or with ``clip`` from ``data.clip_augment`` entries (whole clips before the crop; steps may change the
     length)."""
-    from spoof_train import augment as aug_mod
+    from spoof_train.augment import build_augmentation
 
     key = "data.clip_augment" if clip else "data.augment"
-    builder = getattr(aug_mod, "build_augmentation", None)
-    if builder is None:
-        raise ConfigError(f"{key}: this spoof_train.augment has no build_augmentation(); leave it empty")
     try:
-        return builder(specs, keep_length=not clip, where=key)
+        return build_augmentation(specs, keep_length=not clip, where=key)
     except (TypeError, KeyError) as exc:
         raise ConfigError(f"{key}: {exc}") from None
 
