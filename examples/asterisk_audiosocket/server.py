@@ -70,6 +70,7 @@ class AudioSocketServer:
         self.idle_timeout_s = idle_timeout_s
         self._server: asyncio.Server | None = None
         self._handlers: set[asyncio.Task[Any]] = set()
+        self._reading: set[asyncio.Task[Any]] = set()  # handlers still reading: close() may cancel these
         self._stopping = False
 
     async def start(self) -> None:
@@ -83,9 +84,12 @@ class AudioSocketServer:
         self._stopping = True
         if self._server is not None:
             self._server.close()
-        handlers = list(self._handlers)
-        for task in handlers:
+        # cancel only the handlers still reading their call: one that is inside finish() is computing
+        # and writing that call's verdict, and close() waits for it instead
+        for task in list(self._reading):
+            self._reading.discard(task)
             task.cancel()
+        handlers = list(self._handlers)
         if handlers:
             await asyncio.wait(handlers, timeout=grace_s)
 
@@ -93,6 +97,7 @@ class AudioSocketServer:
         task = asyncio.current_task()
         assert task is not None
         self._handlers.add(task)
+        self._reading.add(task)
         peer = writer.get_extra_info("peername")
         peer_s = f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else str(peer)
         call: CallScorer | None = None
@@ -135,6 +140,7 @@ class AudioSocketServer:
             if hasattr(task, "uncancel"):  # Python >= 3.11
                 task.uncancel()
         finally:
+            self._reading.discard(task)  # from here on, shutdown waits for this handler
             try:
                 if call is not None:
                     await call.finish(reason, error)
@@ -154,6 +160,7 @@ class AudioSocketServer:
                 with contextlib.suppress(ConnectionError, OSError, asyncio.CancelledError):
                     await writer.wait_closed()
                 self._handlers.discard(task)
+                self._reading.discard(task)
 
     async def _serve_call(self, reader: asyncio.StreamReader, call: CallScorer) -> str:
         """Feed the call until it ends; return the reason."""

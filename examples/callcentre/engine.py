@@ -215,6 +215,7 @@ class CallScorer:
         self._wake = asyncio.Event()
         self._closing = False
         self._task: asyncio.Task[None] | None = None
+        self._finishing: asyncio.Task[Event] | None = None
         self._error: BaseException | None = None
         self._timeline: deque[tuple[int, float]] = deque()  # (input samples pushed through a frame, arrival)
         self._pushed_samples = 0
@@ -378,49 +379,63 @@ class CallScorer:
 
     # ------------------------------------------------------------------ end of call
     async def finish(self, reason: str, error: BaseException | None = None) -> Event:
-        """End the call: drain, flush, emit ``call_error`` (if ``error``) and the ``verdict``; idempotent."""
-        if self.finished:
-            return {}
-        self.finished = True
+        """End the call: drain, flush, emit ``call_error`` (if ``error``) and the ``verdict``.
+
+        The work runs in its own task, shielded from the caller: cancelling the caller (a server shutting
+        down, a handler torn down) does not lose the verdict, and :meth:`ScoringEngine.shutdown` waits
+        for it. Idempotent: a second call (any reason) awaits the first and returns the same verdict.
+        """
+        if self._finishing is None:
+            self.finished = True
+            self._finishing = asyncio.get_running_loop().create_task(
+                self._finish(reason, error), name=f"spoof-finish-{self.call_id}"
+            )
+            self.engine._track_finishing(self._finishing)
+        return await asyncio.shield(self._finishing)
+
+    async def _finish(self, reason: str, error: BaseException | None) -> Event:
         t_end = time.monotonic()
         error = error or self._error
-        if error is not None:
-            self.engine.emit(
-                {
-                    "event": "call_error",
-                    "call_id": self.call_id,
-                    "track": self.track,
-                    "error": type(error).__name__,
-                    "message": str(error),
-                }
-            )
         verdict: Event = {"event": "verdict", "call_id": self.call_id, "track": self.track, "reason": reason}
         try:
-            await asyncio.wait_for(self._drain_and_flush(), self.engine.config.finish_timeout_s)
-        except asyncio.TimeoutError:  # not the builtin before Python 3.11
-            verdict["detail"] = (
-                f"not scored within finish_timeout_s={self.engine.config.finish_timeout_s:g} s"
-            )
-            logger.error("call %s: %s", self.call_id, verdict["detail"])
-        except InvalidAudioError as exc:  # less audio than the model's minimum
-            verdict["detail"] = str(exc)
-        except (SpoofError, ValueError) as exc:
-            verdict["detail"] = f"{type(exc).__name__}: {exc}"
-            logger.error("call %s: flush failed: %s", self.call_id, verdict["detail"])
+            if error is not None:
+                self.engine.emit(
+                    {
+                        "event": "call_error",
+                        "call_id": self.call_id,
+                        "track": self.track,
+                        "error": type(error).__name__,
+                        "message": str(error),
+                    }
+                )
+            try:
+                await asyncio.wait_for(self._drain_and_flush(), self.engine.config.finish_timeout_s)
+            except asyncio.TimeoutError:  # not the builtin before Python 3.11
+                verdict["detail"] = (
+                    f"not scored within finish_timeout_s={self.engine.config.finish_timeout_s:g} s"
+                )
+                logger.error("call %s: %s", self.call_id, verdict["detail"])
+            except InvalidAudioError as exc:  # less audio than the model's minimum
+                verdict["detail"] = str(exc)
+            except (SpoofError, ValueError) as exc:
+                verdict["detail"] = f"{type(exc).__name__}: {exc}"
+                logger.error("call %s: flush failed: %s", self.call_id, verdict["detail"])
+            finally:
+                if self._task is not None and not self._task.done():
+                    self._task.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await self._task
+                if self.session is not None:
+                    self.session.close()
+            if self.session is None:
+                verdict.setdefault("detail", "no audio received")
+            verdict.update(self._summary())
+            verdict["verdict_latency_ms"] = round((time.monotonic() - t_end) * 1000.0, 3)
+            verdict["wall_s"] = round(time.monotonic() - self._started, 3)
+            self.engine.emit(verdict)
         finally:
-            if self._task is not None and not self._task.done():
-                self._task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await self._task
-            if self.session is not None:
-                self.session.close()
+            # only now does the call leave the engine's list: shutdown() sees it until its verdict is out
             self.engine.release(self)
-        if self.session is None:
-            verdict.setdefault("detail", "no audio received")
-        verdict.update(self._summary())
-        verdict["verdict_latency_ms"] = round((time.monotonic() - t_end) * 1000.0, 3)
-        verdict["wall_s"] = round(time.monotonic() - self._started, 3)
-        self.engine.emit(verdict)
         return verdict
 
     async def _drain_and_flush(self) -> None:
@@ -501,6 +516,7 @@ class ScoringEngine:
         self._on_event = on_event
         self._calls: dict[tuple[str, str], CallScorer] = {}
         self._callbacks: set[asyncio.Task[None]] = set()
+        self._finishing: set[asyncio.Task[Event]] = set()
         self._closed = False
         self.counters = {"calls": 0, "finished": 0, "errors": 0, "rejected": 0, "events": 0}
         self._latency: deque[float] = deque(maxlen=100_000)
@@ -595,6 +611,10 @@ class ScoringEngine:
             lag = max(0.0, (loop.time() - t0 - period_s) * 1000.0)
             self.loop_lag_ms = lag if lag > self.loop_lag_ms else 0.7 * self.loop_lag_ms + 0.3 * lag
 
+    def _track_finishing(self, task: asyncio.Task[Event]) -> None:
+        self._finishing.add(task)
+        task.add_done_callback(self._finishing.discard)
+
     def release(self, scorer: CallScorer) -> None:
         if self._calls.get((scorer.call_id, scorer.track)) is scorer:
             del self._calls[(scorer.call_id, scorer.track)]
@@ -620,8 +640,10 @@ class ScoringEngine:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._monitor
         calls = list(self._calls.values())
-        if calls:
+        if calls:  # a call already inside finish() keeps its own reason; this waits for its verdict
             await asyncio.gather(*(c.finish(reason) for c in calls), return_exceptions=True)
+        while self._finishing:  # finishes started meanwhile (no new call opens once closed)
+            await asyncio.gather(*list(self._finishing), return_exceptions=True)
         if self._callbacks:
             await asyncio.gather(*self._callbacks, return_exceptions=True)
         loop = asyncio.get_running_loop()

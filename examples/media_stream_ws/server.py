@@ -134,6 +134,7 @@ class MediaStreamServer:
         self.idle_timeout_s = idle_timeout_s
         self._server: Server | None = None
         self._handlers: set[asyncio.Task[Any]] = set()
+        self._reading: set[asyncio.Task[Any]] = set()  # handlers still reading: close() may cancel these
         self._stopping = False
 
     async def start(self) -> None:
@@ -156,9 +157,12 @@ class MediaStreamServer:
         self._stopping = True
         if self._server is not None:
             self._server.close(close_connections=False)
-        handlers = list(self._handlers)
-        for task in handlers:
+        # cancel only the handlers still reading their call: one that is inside finish() is computing
+        # and writing that call's verdict, and close() waits for it instead
+        for task in list(self._reading):
+            self._reading.discard(task)
             task.cancel()
+        handlers = list(self._handlers)
         if handlers:
             await asyncio.wait(handlers, timeout=grace_s)
         if self._server is not None:
@@ -169,6 +173,7 @@ class MediaStreamServer:
         task = asyncio.current_task()
         assert task is not None
         self._handlers.add(task)
+        self._reading.add(task)
         peer = ws.remote_address
         peer_s = f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else str(peer)
         st = _Stream()
@@ -205,6 +210,7 @@ class MediaStreamServer:
             if hasattr(task, "uncancel"):  # Python >= 3.11
                 task.uncancel()
         finally:
+            self._reading.discard(task)  # from here on, shutdown waits for this handler
             try:
                 if st.calls:
                     await asyncio.gather(*(c.finish(reason, error) for c in st.calls.values()))
@@ -222,6 +228,7 @@ class MediaStreamServer:
             finally:
                 await _close(ws, close_code, close_reason)
                 self._handlers.discard(task)
+                self._reading.discard(task)
 
     async def _serve_stream(self, ws: ServerConnection, st: _Stream, peer_s: str) -> str:
         with IdleWatchdog(self.idle_timeout_s) as idle:

@@ -534,3 +534,94 @@ def test_admission_by_late_scores(detector: Any) -> None:
             await engine.shutdown()
 
     assert "rejected" in arun(go())
+
+
+class _GatedFlush:
+    """Wraps a session; ``flush`` waits for ``gate`` (a hang-up whose verdict is still being computed)."""
+
+    def __init__(self, inner: Any, gate: threading.Event) -> None:
+        self.inner, self.gate = inner, gate
+        self.flushing = threading.Event()
+
+    def flush(self) -> Any:
+        self.flushing.set()
+        self.gate.wait(20.0)
+        return self.inner.flush()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+
+async def _gate_flush(engine: Any, gate: threading.Event) -> tuple[Any, _GatedFlush]:
+    """Wait for the one active call to open its session, then gate that session's flush."""
+    while not engine._calls or next(iter(engine._calls.values())).session is None:
+        await asyncio.sleep(0.01)
+    (call,) = engine._calls.values()
+    gated = _GatedFlush(call.session, gate)
+    call.session = gated
+    return call, gated
+
+
+def test_shutdown_while_a_call_hangs_up_keeps_its_verdict(detector: Any) -> None:
+    """Issue 21 fault 1: close() used to cancel a handler already inside finish(): no verdict at all."""
+    gate = threading.Event()
+    pcm = call_audio(2.0, seed=61)
+
+    async def go() -> list[dict[str, Any]]:
+        async with running(detector) as (server, events):
+            reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+            frames = b"".join(
+                encode_frame(KIND_AUDIO, pcm[k : k + 160].astype("<i2").tobytes())
+                for k in range(0, 16000, 160)
+            )
+            writer.write(encode_frame(KIND_UUID, UID.bytes) + frames)
+            await writer.drain()
+            _, gated = await _gate_flush(server.engine, gate)
+            writer.write(encode_frame(KIND_HANGUP))
+            await writer.drain()
+            while not gated.flushing.is_set():  # the handler is inside finish(), computing the verdict
+                await asyncio.sleep(0.01)
+            closing = asyncio.create_task(server.close())  # SIGTERM arrives now
+            await asyncio.sleep(0.2)
+            gate.set()
+            await closing
+            await asyncio.wait_for(reader.read(), 5.0)
+            writer.close()
+            return events
+
+    events = arun(go())
+    (v,) = by_kind(events, "verdict")
+    assert v["reason"] == "hangup"
+    assert "detail" not in v
+    assert v["spoof_prob"] == pytest.approx(detector.score(pcm, sample_rate=8000).spoof_prob, rel=1e-4)
+
+
+def test_engine_shutdown_waits_for_a_call_inside_finish(detector: Any) -> None:
+    """A call already finishing when shutdown() starts gets its own verdict, scored, exactly once."""
+    from examples.callcentre.engine import ScoringEngine
+
+    gate = threading.Event()
+
+    async def go() -> list[dict[str, Any]]:
+        events: list[dict[str, Any]] = []
+        engine = ScoringEngine(detector, on_event=events.append)
+        call = engine.open_call("c-fin", source="test")
+        call.feed(call_audio(1.5, 3).astype("<i2").tobytes(), sample_rate=8000, encoding="pcm16")
+        _, gated = await _gate_flush(engine, gate)
+        hangup = asyncio.create_task(call.finish("hangup"))
+        while not gated.flushing.is_set():
+            await asyncio.sleep(0.01)
+        timer = threading.Timer(0.3, gate.set)
+        timer.start()
+        await engine.shutdown()
+        first = await hangup
+        timer.join()
+        assert first["reason"] == "hangup"
+        assert await call.finish("again") is first  # idempotent: the same verdict, no second event
+        return events
+
+    events = arun(go())
+    (v,) = by_kind(events, "verdict")
+    assert v["reason"] == "hangup"
+    assert "detail" not in v
+    assert v["label"] in ("spoof", "bonafide")

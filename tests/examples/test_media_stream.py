@@ -272,3 +272,39 @@ def test_wss_with_tls(detector: Any, tmp_path: Path) -> None:
     (v,) = by_kind(arun(go()), "verdict")
     assert v["reason"] == "stop"
     assert v["spoof_prob"] == pytest.approx(_offline(detector, pcm).spoof_prob, rel=1e-4)
+
+
+def test_shutdown_while_a_stream_stops_keeps_its_verdict(detector: Any) -> None:
+    """Issue 21 fault 1: close() used to cancel a handler already inside finish(): no verdict at all."""
+    import threading
+
+    from test_audiosocket import _gate_flush
+
+    gate = threading.Event()
+    pcm = call_audio(2.0, seed=62)
+    msgs = twilio_messages(CALL, STREAM, pcm)
+
+    async def go() -> list[dict[str, Any]]:
+        async with (
+            running(detector, "media_stream") as (server, events),
+            connect(f"ws://127.0.0.1:{server.port}/", compression=None) as ws,
+        ):
+            for m in msgs[:-1]:
+                await ws.send(m)
+            _, gated = await _gate_flush(server.engine, gate)
+            await ws.send(msgs[-1])  # stop
+            while not gated.flushing.is_set():
+                await asyncio.sleep(0.01)
+            closing = asyncio.create_task(server.close())
+            await asyncio.sleep(0.2)
+            gate.set()
+            await closing
+            with pytest.raises(ConnectionClosed):
+                await asyncio.wait_for(ws.recv(), 5.0)
+            return events
+
+    events = arun(go())
+    (v,) = by_kind(events, "verdict")
+    assert v["reason"] == "stop"
+    assert "detail" not in v
+    assert v["spoof_prob"] == pytest.approx(_offline(detector, pcm).spoof_prob, rel=1e-4)
