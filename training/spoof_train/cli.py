@@ -6,8 +6,11 @@ Each sub-command is argparse over one typed function of the package::
     spoof-train evaluate CHECKPOINT --manifest M --split S [...]        -> spoof_train.train.evaluate
     spoof-train analyse-layers [CONFIG] [--checkpoint C ...] -o DIR     -> spoof_train.analysis.layers
     spoof-train explain CHECKPOINT AUDIO -o DIR [...]                   -> spoof_train.analysis.explain
-    spoof-train init --preset NAME --backend NAME -o DIR       -> spoof_train.presets.init_checkpoint
+    spoof-train init --preset NAME --backend NAME [--pretrained SRC] -o DIR
+                                                                        -> spoof_train.presets.init_checkpoint
+    spoof-train convert SRC -o HF_DIR                  -> spoof_train.models.whisper_weights.convert_whisper
     spoof-train make-manifest FORMAT --audio-root R [--protocol P] -o M -> spoof_train.data.make_manifest
+    spoof-train synth MANIFEST -o OUT --generator NAME [...]            -> spoof_train.synth.synth
 
 Distributed training: ``torchrun --nproc_per_node=K -m spoof_train.cli train CONFIG``.
 
@@ -15,7 +18,8 @@ Exit codes (also in docs/training.md):
   0 success; 1 unexpected internal error (a bug: the traceback is printed); 2 usage error (argparse);
   3 invalid configuration (ConfigError); 4 data problem (DataError: manifest, audio, empty split);
   5 checkpoint problem (CheckpointError: missing, corrupt, mismatched); 6 metric error (MetricError);
-  7 other file-system error (OSError); 130 interrupted (Ctrl-C).
+  7 other file-system error (OSError); 8 a generator's package is missing (GeneratorUnavailableError);
+  130 interrupted (Ctrl-C).
 """
 
 from __future__ import annotations
@@ -41,6 +45,7 @@ EXIT_DATA = 4
 EXIT_CHECKPOINT = 5
 EXIT_METRIC = 6
 EXIT_OS = 7
+EXIT_UNAVAILABLE = 8
 EXIT_INTERRUPTED = 130
 
 EXIT_CODES = {
@@ -52,6 +57,7 @@ EXIT_CODES = {
     EXIT_CHECKPOINT: "missing, corrupt or mismatched checkpoint (CheckpointError)",
     EXIT_METRIC: "metric cannot be computed (MetricError)",
     EXIT_OS: "other file-system error (OSError)",
+    EXIT_UNAVAILABLE: "a generator's package or library is not installed (GeneratorUnavailableError)",
     EXIT_INTERRUPTED: "interrupted",
 }
 
@@ -228,8 +234,40 @@ def cmd_init(args: argparse.Namespace) -> int:
     kwargs: dict[str, Any] = {"seed": args.seed}
     if args.layers is not None:
         kwargs["layers"] = args.layers
+    if args.pretrained is not None:
+        kwargs["pretrained"] = args.pretrained
     out = init_checkpoint(args.preset, args.backend, args.out, **kwargs)
-    print(f"wrote randomly initialised {args.preset} + {args.backend} checkpoint to {out}")
+    what = f"pretrained ({args.pretrained})" if args.pretrained is not None else "randomly initialised"
+    print(f"wrote {what} {args.preset} + {args.backend} checkpoint to {out}")
+    return EXIT_OK
+
+
+def cmd_convert(args: argparse.Namespace) -> int:
+    from spoof_train.models.whisper_weights import convert_whisper
+
+    out = convert_whisper(args.source, args.out, overwrite=args.overwrite)
+    print(f"wrote the Hugging Face WhisperEncoder layout of {args.source} to {out}")
+    return EXIT_OK
+
+
+def cmd_synth(args: argparse.Namespace) -> int:
+    from spoof_train.synth import synth
+
+    summary = synth(
+        args.manifest,
+        args.out,
+        args.generator,
+        splits=args.splits,
+        seed=args.seed,
+        workers=args.workers,
+        p_channel=args.p_channel,
+        p_8k=args.p_8k,
+        limit=args.limit,
+        progress=not args.no_progress,
+    )
+    print(summary.line())
+    if summary.failed:
+        print(f"the failed inputs and why: {Path(args.out) / 'failures.tsv'}")
     return EXIT_OK
 
 
@@ -369,8 +407,22 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--layers", type=int, default=None, help="keep the first N transformer layers")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--pretrained",
+        default=None,
+        help="backbone weights: a local HF directory, fairseq / openai-whisper .pt, CTranslate2 directory, "
+        "or 'pinned' for the preset's pinned registry weights (sha256-checked)",
+    )
     p.add_argument("-o", "--out", required=True)
     p.set_defaults(func=cmd_init)
+
+    p = sub.add_parser(
+        "convert", help="write a Whisper encoder (HF dir, openai .pt, CTranslate2 dir) as an HF directory"
+    )
+    p.add_argument("source", help="HF directory, openai-whisper .pt, CTranslate2 directory or pinned:NAME")
+    p.add_argument("-o", "--out", required=True, help="output directory (WhisperEncoder.from_pretrained)")
+    p.add_argument("--overwrite", action="store_true")
+    p.set_defaults(func=cmd_convert)
 
     p = sub.add_parser(
         "make-manifest", help="turn a protocol / key file or bonafide/spoof folders into a manifest"
@@ -389,6 +441,27 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--on-missing", choices=("raise", "skip"), default="raise")
     p.add_argument("--no-check", action="store_true", help="do not check that the audio files exist")
     p.set_defaults(func=cmd_make_manifest)
+
+    p = sub.add_parser(
+        "synth",
+        help="make spoofs of a manifest's bona fide clips (re-synthesis) or of a text manifest (TTS)",
+        description="Make spoof clips with generator plug-ins, conditioned like corpus-v1, and write "
+        "OUT/MANIFEST.tsv with the licence of every clip. Generators: lpcnet, lpcnet-codec, piper, kokoro "
+        "(neural); griffinlim, world, lpc, codec2, espeak (classic). A spec may carry options: "
+        "NAME:KEY=VALUE,... (list values joined by +), e.g. kokoro:voices=jf_alpha+jm_kumo. A rerun skips "
+        "the clips already made.",
+    )
+    p.add_argument("manifest", help="clip manifest (its bona fide rows) or text manifest (id text language split)")
+    p.add_argument("-o", "--out", required=True, help="output folder (audio/, MANIFEST.tsv, failures.tsv, synth.json)")
+    p.add_argument("--generator", action="append", required=True, metavar="SPEC", help="generator spec (repeatable)")
+    p.add_argument("--splits", nargs="+", default=None, help="only these splits of the input")
+    p.add_argument("--seed", type=int, default=20261207)
+    p.add_argument("--workers", type=int, default=1, help="parallel worker processes (default 1)")
+    p.add_argument("--p-channel", type=float, default=0.3, help="share given a G.711/GSM round trip (0.3)")
+    p.add_argument("--p-8k", type=float, default=0.65, help="share of TTS clips stored at 8 kHz (0.65)")
+    p.add_argument("--limit", type=int, default=None, help="at most N inputs per generator (trials)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_synth)
 
     from spoof_train.distill import add_distil_parser  # owned by the export helper (issue 5)
 
@@ -419,7 +492,12 @@ def main(argv: Sequence[str] | None = None) -> int:
                 print(f"spoof-train: {label}{exc}", file=sys.stderr)
                 return code
         raise  # pragma: no cover - every caught type is in the table
-    except Exception:
+    except Exception as exc:
+        from spoof_train.synth.base import GeneratorUnavailableError
+
+        if isinstance(exc, GeneratorUnavailableError):
+            print(f"spoof-train: {exc}", file=sys.stderr)
+            return EXIT_UNAVAILABLE
         traceback.print_exc()
         print("spoof-train: internal error (please report it with the traceback above)", file=sys.stderr)
         return EXIT_INTERNAL

@@ -13,6 +13,7 @@ __all__ = [
     "DataError",
     "MetricError",
     "SpoofTrainError",
+    "WeightsHashError",
 ]
 
 
@@ -26,6 +27,10 @@ class ConfigError(SpoofTrainError, ValueError):
 
 class CheckpointError(SpoofTrainError, OSError):
     """A checkpoint directory or weight file that is missing, corrupt, unsafe or inconsistent."""
+
+
+class WeightsHashError(CheckpointError):
+    """Pinned pretrained weights whose installed version or SHA-256 differs from the pin."""
 
 
 class DataError(SpoofTrainError, ValueError):

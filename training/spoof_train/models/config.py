@@ -28,7 +28,7 @@ CONFIG_FORMAT = "spoof_train.detector"
 CONFIG_FORMAT_VERSION = 1
 LABEL_ORDER = ("bonafide", "spoof")
 KINDS = ("ssl", "aasist", "aasist-l", "rawnet2", "spectral", "ensemble")
-SSL_FAMILIES = ("wavlm", "wav2vec2", "hubert")
+SSL_FAMILIES = ("wavlm", "wav2vec2", "hubert", "whisper")
 # Back-ends that run over the hidden-state stack of an SSL backbone.
 BACKEND_NAMES = ("ffn", "layer-weighted", "sls", "aasist", "mhfa")
 
@@ -46,9 +46,10 @@ class DetectorConfig:
 
     - ``kind``: ``"ssl"`` (SSL backbone + back-end) or a raw-waveform model ``"aasist"``, ``"aasist-l"``,
       ``"rawnet2"``.
-    - ``backbone`` (ssl only): ``{"family": "wavlm"|"wav2vec2"|"hubert", "config": <HF config dict of the
-      unpruned model>, "final_norm": bool}``. ``final_norm`` applies the stable-layer-norm models' final
-      ``encoder.layer_norm`` to the last kept hidden state (see docs/training-models.md).
+    - ``backbone`` (ssl only): ``{"family": "wavlm"|"wav2vec2"|"hubert"|"whisper", "config": <HF config dict
+      of the unpruned model (for whisper: the encoder fields of a WhisperConfig)>, "final_norm": bool}``.
+      ``final_norm`` applies the stable-layer-norm models' (and Whisper's) final ``encoder.layer_norm`` to
+      the last kept hidden state (see docs/training-models.md).
     - ``layers``: transformer layers kept (ssl only; ``None`` = all); the built model has exactly these.
     - ``backend``: ``{"name": ..., "config": {...}}``; for raw-waveform kinds the name equals the kind and the
       config holds the architecture (filters, GAT dims, ...).

@@ -17,6 +17,7 @@ from spoof_train.models.config import DetectorConfig
 from spoof_train.models.raw import AASIST, RawNet2
 from spoof_train.models.spectral import SpectralCNN
 from spoof_train.models.ssl import SSLBackbone, clean_hf_config_dict
+from spoof_train.models.whisper import WhisperBackbone
 
 __all__ = [
     "EnsembleDetector",
@@ -65,9 +66,15 @@ class SSLDetector(_DetectorAPI):
         assert config.backbone is not None
         self.config = config
         bb = config.backbone
-        self.backbone = SSLBackbone(
-            bb["family"], bb["config"], config.layers, final_norm=bool(bb["final_norm"])
-        )
+        self.backbone: SSLBackbone | WhisperBackbone
+        if bb["family"] == "whisper":
+            self.backbone = WhisperBackbone(
+                bb["config"], config.layers, final_norm=bool(bb["final_norm"]), sample_rate=config.sample_rate
+            )
+        else:
+            self.backbone = SSLBackbone(
+                bb["family"], bb["config"], config.layers, final_norm=bool(bb["final_norm"])
+            )
         self.backend = build_backend(
             config.backend_name,
             self.backbone.hidden_size,
@@ -81,13 +88,16 @@ class SSLDetector(_DetectorAPI):
     @property
     def min_samples(self) -> int:
         """Shortest input: the conv encoder's receptive field (400 samples for the standard encoder), plus
-        two frame hops for back-ends that max-pool 3 frames (``sls``, ``aasist``)."""
+        two frame hops for back-ends that max-pool 3 frames (``sls``, ``aasist``). Whisper: enough samples
+        for one encoder frame (three for ``sls`` / ``aasist``), see ``WhisperBackbone.min_samples``."""
+        extra_frames = 2 if self.config.backend_name in ("sls", "aasist") else 0
+        if isinstance(self.backbone, WhisperBackbone):
+            return self.backbone.min_samples(1 + extra_frames)
         hf = self.backbone.hf_config
         field, hop = 1, 1
         for kernel, stride in zip(hf.conv_kernel, hf.conv_stride, strict=True):
             field += (kernel - 1) * hop
             hop *= stride
-        extra_frames = 2 if self.config.backend_name in ("sls", "aasist") else 0
         return int(field + extra_frames * hop)
 
     def forward(self, wave: Tensor, lengths: Tensor | None = None) -> Tensor:
@@ -250,15 +260,39 @@ def _read_hf_dir(path: Path) -> tuple[str, dict[str, Any], Mapping[str, Tensor]]
     return family, clean_hf_config_dict(family, raw), state
 
 
+def _is_whisper_source(source: str | Path) -> bool:
+    """``pinned:NAME``, a CTranslate2 directory / model.bin, an HF whisper directory or an openai .pt."""
+    from spoof_train.models.whisper_weights import PINNED_PREFIX, is_openai_checkpoint
+
+    if str(source).startswith(PINNED_PREFIX):
+        return True
+    path = Path(source)
+    if path.is_dir():
+        if (path / "model.bin").is_file():
+            return True
+        try:
+            return json.loads((path / "config.json").read_text()).get("model_type") == "whisper"
+        except (OSError, json.JSONDecodeError, AttributeError):
+            return False
+    return path.is_file() and (path.name == "model.bin" or is_openai_checkpoint(path))
+
+
 def read_pretrained_backbone(
     source: str | Path, *, trust_checkpoint: bool = False
 ) -> tuple[str, dict[str, Any], Mapping[str, Tensor]]:
-    """``(family, hf_config_dict, state)`` from a local HF directory or a fairseq wav2vec2/XLS-R ``.pt``.
+    """``(family, hf_config_dict, state)`` from a local HF directory, a fairseq wav2vec2/XLS-R ``.pt`` or a
+    Whisper source (HF directory, openai-whisper ``.pt``, CTranslate2 directory, ``pinned:NAME``; see
+    :mod:`spoof_train.models.whisper_weights`).
 
     ``state`` is HF-layout and lazy where the format allows (safetensors, memory-mapped torch files), so
     layers removed by pruning are never read into memory.
     """
     path = Path(source)
+    if _is_whisper_source(source):
+        from spoof_train.models.whisper_weights import read_whisper_source
+
+        whisper_config, whisper_state = read_whisper_source(source)
+        return "whisper", whisper_config, whisper_state
     if path.is_dir():
         return _read_hf_dir(path)
     if path.is_file():
