@@ -815,3 +815,58 @@ def test_init_from_the_pinned_wheel(tmp_path: Path) -> None:
     assert info["pretrained"]["sha256"] == PINNED_WHISPER["whisper-tiny.en"].sha256
     _, state = read_whisper_source("pinned:whisper-tiny.en")
     assert torch.equal(model.backbone.encoder.layers[1].fc2.weight, state["layers.1.fc2.weight"].float())
+
+
+def _labelled_dir(root: Path) -> Path:
+    import soundfile as sf
+
+    (root / "audio").mkdir(parents=True)
+    lines = ["path\tlabel\tattack\tspeaker\tsplit"]
+    for i in range(16):
+        label = "bonafide" if i % 2 == 0 else "spoof"
+        wave = (
+            _speechlike(17600, 60 + i)
+            if label == "bonafide"
+            else (0.05 * np.random.default_rng(i).standard_normal(17600)).astype("f4")
+        )
+        sf.write(root / "audio" / f"c{i:02d}.wav", wave, 16000)
+        split = "train" if i < 10 else "dev"
+        lines.append(f"audio/c{i:02d}.wav\t{label}\t{'-' if i % 2 == 0 else 'A01'}\tspk{i % 3}\t{split}")
+    (root / "MANIFEST.tsv").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return root
+
+
+@pytest.mark.parametrize("narrow", [False, True], ids=["same-width", "narrower"])
+def test_distil_a_whisper_teacher_into_a_pruned_student(tmp_path: Path, narrow: bool) -> None:
+    from spoof_train.checkpoint import load_checkpoint
+    from spoof_train.cli import main
+    from spoof_train.presets import init_checkpoint
+
+    teacher = init_checkpoint("whisper-tiny-test", "layer-weighted", tmp_path / "teacher", seed=2)
+    data = _labelled_dir(tmp_path / "data")
+    args = [
+        "distil",
+        "--teacher",
+        str(teacher),
+        "--manifest",
+        str(data / "MANIFEST.tsv"),
+        "-o",
+        str(tmp_path / "student"),
+        "--layers",
+        "1",
+        "--max-steps",
+        "2",
+        "--batch-size",
+        "4",
+        "--crop-seconds",
+        "1",
+    ]
+    if narrow:
+        args += ["--hidden-size", "16", "--intermediate-size", "32"]
+    assert main(args) == 0
+    model, config, info = load_checkpoint(tmp_path / "student")
+    assert config.kept_layers == 1
+    assert len(model.backbone.encoder.layers) == 1
+    assert model.backbone.hidden_size == (16 if narrow else 32)
+    assert info["layer_map"] == [[0, 0], [1, 2]]
+    assert model(torch.zeros(1, 16000)).shape == (1, 2)

@@ -86,21 +86,29 @@ _ENCODER_KEYS = (
 )
 
 
+# Family-independent names the rest of the package reads and writes (detector config validation, the
+# exporter's backbone name, spoof-train distil's student config) -> the WhisperConfig fields they stand for.
+GENERIC_NAMES = {
+    "num_hidden_layers": "encoder_layers",
+    "hidden_size": "d_model",
+    "num_attention_heads": "encoder_attention_heads",
+    "intermediate_size": "encoder_ffn_dim",
+}
+
+
 def clean_whisper_config(config: Any) -> dict[str, Any]:
     """A compact JSON dict of the encoder fields of a ``WhisperConfig`` (object or dict).
 
-    ``num_hidden_layers`` / ``hidden_size`` (transformers' aliases of ``encoder_layers`` / ``d_model``) are
-    written too, since the detector config and the exporter read those names for every family.
-    ``encoder_layerdrop`` is written as 0 (LayerDrop would remove entries of the hidden-state stack).
+    The generic names (``num_hidden_layers``, ``hidden_size``, ``num_attention_heads``,
+    ``intermediate_size``) are written too, equal to ``encoder_layers``, ``d_model``,
+    ``encoder_attention_heads`` and ``encoder_ffn_dim``: the detector config, the exporter and
+    ``spoof-train distil`` read and edit those names for every family. ``encoder_layerdrop`` is written as 0
+    (LayerDrop would remove entries of the hidden-state stack).
     """
     from transformers import WhisperConfig
 
     if isinstance(config, Mapping):
-        d = {k: v for k, v in config.items() if k not in ("num_hidden_layers", "hidden_size")}
-        if "num_hidden_layers" in config and "encoder_layers" not in config:
-            d["encoder_layers"] = config["num_hidden_layers"]
-        if "hidden_size" in config and "d_model" not in config:
-            d["d_model"] = config["hidden_size"]
+        d = _resolve_generic_names(config)
         model_type = d.pop("model_type", "whisper")
         if model_type != "whisper":
             raise ConfigError(f"a whisper backbone needs model_type 'whisper', got {model_type!r}")
@@ -109,28 +117,33 @@ def clean_whisper_config(config: Any) -> dict[str, Any]:
     for key in _ENCODER_KEYS:
         out[key] = getattr(config, key)
     out["encoder_layerdrop"] = 0.0
-    out["num_hidden_layers"] = int(out["encoder_layers"])
-    out["hidden_size"] = int(out["d_model"])
+    for generic, specific in GENERIC_NAMES.items():
+        out[generic] = int(out[specific])
     return out
+
+
+def _resolve_generic_names(config: Mapping[str, Any]) -> dict[str, Any]:
+    """A copy where each generic name present overrides its WhisperConfig field, then is removed.
+
+    The generic name wins because it is what the rest of the package edits (``spoof-train distil`` sets
+    ``num_hidden_layers`` to the teacher's kept layers and may narrow ``hidden_size``)."""
+    d = dict(config)
+    for generic, specific in GENERIC_NAMES.items():
+        if generic in d:
+            d[specific] = d.pop(generic)
+    return d
 
 
 def make_whisper_config(config: Mapping[str, Any], layers: int | None = None) -> Any:
     """``WhisperConfig`` of the encoder with ``encoder_layers`` reduced to ``layers`` (pruned config)."""
     from transformers import WhisperConfig
 
-    d = dict(config)
+    d = _resolve_generic_names(config)
     model_type = d.pop("model_type", "whisper")
     if model_type != "whisper":
         raise ConfigError(f"backbone family 'whisper' needs model_type 'whisper', got {model_type!r}")
-    total = d.pop("num_hidden_layers", None)
-    hidden = d.pop("hidden_size", None)
-    enc_layers = int(d.get("encoder_layers", total if total is not None else 0))
-    if total is not None and int(total) != enc_layers:
-        raise ConfigError(
-            f"whisper config: num_hidden_layers ({total}) and encoder_layers ({enc_layers}) must agree"
-        )
-    if hidden is not None and "d_model" in d and int(hidden) != int(d["d_model"]):
-        raise ConfigError(f"whisper config: hidden_size ({hidden}) and d_model ({d['d_model']}) must agree")
+    d.pop("output_hidden_size", None)  # written by spoof-train distil for wav2vec2-style configs
+    enc_layers = int(d.get("encoder_layers", 0))
     if enc_layers < 1:
         raise ConfigError(f"whisper config needs encoder_layers >= 1, got {enc_layers}")
     if layers is not None:
@@ -306,7 +319,8 @@ class WhisperBackbone(nn.Module):
         self.frontend = WhisperLogMel(int(hf_config.num_mel_bins), sample_rate)
         self.encoder = WhisperEncoder(hf_config)
         if not self.final_norm:
-            self.encoder.layer_norm = nn.Identity()  # raw layer outputs; the final norm would be dead weight
+            # raw layer outputs: the final norm would be dead weight
+            self.encoder.layer_norm = nn.Identity()  # type: ignore[assignment]
 
     @property
     def num_hidden_states(self) -> int:
@@ -362,7 +376,7 @@ class WhisperBackbone(nn.Module):
             x = x * lengths_to_mask(mel_lengths, x.shape[2]).unsqueeze(1).to(x.dtype)
         x = act(enc.conv2(x)).permute(0, 2, 1)  # [B, F, D]
         frames = x.shape[1]
-        if not torch.jit.is_tracing() and frames > self.max_frames:
+        if not torch.jit.is_tracing() and frames > self.max_frames:  # type: ignore[attr-defined,no-untyped-call]
             raise DataError(
                 f"whisper encoder input: expected at most {self.max_frames} frames (30 s, "
                 f"{self.max_samples} samples), got {frames}"
