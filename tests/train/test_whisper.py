@@ -645,6 +645,17 @@ def test_export_validates_and_the_sdk_matches_torch(tmp_path: Path) -> None:
         ours = float(logits[1] - logits[0])
         sdk = float(det.infer_logits([wave])[0])
         assert abs(ours - sdk) < 1e-4, n
+    # streaming in 20 ms pushes gives the offline windows and score
+    x = _speechlike(100000, 51)  # 6.25 s: several 4.04 s windows with hop 2.02 s
+    offline = det.score(x, 16000)
+    with det.stream(16000, encoding="float32") as sess:
+        for k in range(0, x.size, 320):
+            sess.push(x[k : k + 320])
+        final = sess.flush()
+    assert [(w.start_s, w.end_s) for w in final.windows] == [(w.start_s, w.end_s) for w in offline.windows]
+    assert len(offline.windows) >= 2
+    assert np.allclose([w.logit for w in final.windows], [w.logit for w in offline.windows], atol=1e-5)
+    assert final.logit == pytest.approx(offline.logit, abs=1e-5)
 
 
 # ---- training ---------------------------------------------------------------------------------------------
