@@ -881,3 +881,13 @@ def test_distil_a_whisper_teacher_into_a_pruned_student(tmp_path: Path, narrow: 
     assert model.backbone.hidden_size == (16 if narrow else 32)
     assert info["layer_map"] == [[0, 0], [1, 2]]
     assert model(torch.zeros(1, 16000)).shape == (1, 2)
+
+
+def test_front_end_stays_float32_under_autocast() -> None:
+    front = WhisperLogMel()
+    wave = torch.from_numpy(_speechlike(16000, 70))[None]
+    ref, _ = front(wave)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        feats, _ = front(wave)
+    assert feats.dtype == torch.float32
+    assert torch.equal(feats, ref)

@@ -228,6 +228,12 @@ class WhisperLogMel(nn.Module):
         return torch.gather(wave, 1, idx.expand(wave.shape[0], -1))
 
     def forward(self, wave: Tensor, lengths: Tensor | None = None) -> tuple[Tensor, Tensor | None]:
+        # Always float32, also under autocast: in bf16 / fp16 the DFT of a 400-sample frame loses the bins
+        # the max - 8 clamp keeps (the convolutions after it may run in reduced precision).
+        with torch.autocast(device_type=wave.device.type, enabled=False):
+            return self._log_mel(wave.float(), lengths)
+
+    def _log_mel(self, wave: Tensor, lengths: Tensor | None) -> tuple[Tensor, Tensor | None]:
         batch = wave.shape[0]
         frames = wave.shape[1] // HOP_LENGTH
         padded = self._reflect_padded(wave, lengths)
