@@ -451,9 +451,15 @@ def build_parser() -> argparse.ArgumentParser:
         "NAME:KEY=VALUE,... (list values joined by +), e.g. kokoro:voices=jf_alpha+jm_kumo. A rerun skips "
         "the clips already made.",
     )
-    p.add_argument("manifest", help="clip manifest (its bona fide rows) or text manifest (id text language split)")
-    p.add_argument("-o", "--out", required=True, help="output folder (audio/, MANIFEST.tsv, failures.tsv, synth.json)")
-    p.add_argument("--generator", action="append", required=True, metavar="SPEC", help="generator spec (repeatable)")
+    p.add_argument(
+        "manifest", help="clip manifest (its bona fide rows) or text manifest (id text language split)"
+    )
+    p.add_argument(
+        "-o", "--out", required=True, help="output folder (audio/, MANIFEST.tsv, failures.tsv, synth.json)"
+    )
+    p.add_argument(
+        "--generator", action="append", required=True, metavar="SPEC", help="generator spec (repeatable)"
+    )
     p.add_argument("--splits", nargs="+", default=None, help="only these splits of the input")
     p.add_argument("--seed", type=int, default=20261207)
     p.add_argument("--workers", type=int, default=1, help="parallel worker processes (default 1)")

@@ -31,6 +31,7 @@ from spoof_train.errors import DataError
 
 __all__ = [
     "EXCLUDED_LICENCES",
+    "LICENCE_SEPARATOR",
     "filter_by_licence",
     "is_licensed",
     "licence_report",
@@ -48,10 +49,27 @@ def _norm(value: str) -> str:
     return " ".join(str(value).split()).lower()
 
 
+#: Separator of the parts of a composite licence value: the source audio's licence, then the generator's
+#: weights (``derivative of CC BY-SA 3.0 + LPCNet lpcnet191005 weights: LGPL-2.1``), as
+#: :mod:`spoof_train.synth` writes them.
+LICENCE_SEPARATOR = " + "
+
+
 def is_licensed(value: str, exclude: Sequence[str] = EXCLUDED_LICENCES) -> bool:
-    """Whether a ``licence`` value lets a clip train a shipped model: not one of ``exclude`` (compared
-    case-insensitively, runs of spaces as one)."""
-    return _norm(value) not in {_norm(e) for e in exclude}
+    """Whether a ``licence`` value lets a clip train a shipped model.
+
+    A value may have several parts joined by :data:`LICENCE_SEPARATOR` (source audio, generator weights,
+    text): every part must allow it. A part is refused when it is one of ``exclude`` (compared
+    case-insensitively, runs of spaces as one, with or without a leading ``derivative of``) or says that a
+    licence is not stated (``... licence not stated ...``), so an unknown link of a chain is not a permission.
+    """
+    excluded = {_norm(e) for e in exclude}
+    excluded |= {e.removeprefix("derivative of ") for e in excluded}
+    for part in str(value).split(LICENCE_SEPARATOR):
+        norm = _norm(part)
+        if norm in excluded or norm.removeprefix("derivative of ") in excluded or "not stated" in norm:
+            return False
+    return True
 
 
 def filter_by_licence(
