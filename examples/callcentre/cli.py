@@ -46,6 +46,9 @@ def add_engine_arguments(parser: argparse.ArgumentParser) -> None:
     c.add_argument("--push-interval-ms", type=float, default=0.0,
                    help="push each call's audio at most this often (0 = every frame)")  # fmt: skip
     c.add_argument("--out", default="-", help="JSON-lines event file (appended; '-' = stdout)")
+    c.add_argument("--out-queue", type=int, default=10_000,
+                   help="events waiting for a slow --out consumer (per kind: windows / others) before "
+                        "new ones are dropped (counted, reported as an events_dropped line)")  # fmt: skip
     c.add_argument("--no-windows", action="store_true", help="write verdicts only, not per-window scores")
     c.add_argument("--log-level", default="INFO", choices=("DEBUG", "INFO", "WARNING", "ERROR"))
 
@@ -62,7 +65,6 @@ def build_engine(args: argparse.Namespace, on_event: Any = None) -> tuple[Scorin
     """Load the detector and build the engine from parsed options (raises SpoofError on a bad model)."""
     detector = Detector(args.model, backend=args.backend, num_threads=args.threads)
     logger.info("loaded %r (backend %s)", detector, detector.backend)
-    sink = JsonLinesSink(args.out)
     config = EngineConfig(
         max_calls=args.max_calls,
         max_pending_s=args.max_pending_s,
@@ -78,7 +80,14 @@ def build_engine(args: argparse.Namespace, on_event: Any = None) -> tuple[Scorin
     }
     if args.max_batch is not None:
         options["max_batch"] = args.max_batch
-    engine = ScoringEngine(detector, config=config, sink=sink, on_event=on_event, scheduler_options=options)
+    sink = JsonLinesSink(args.out, max_queue=args.out_queue)
+    try:
+        engine = ScoringEngine(
+            detector, config=config, sink=sink, on_event=on_event, scheduler_options=options
+        )
+    except BaseException:
+        sink.close()
+        raise
     return engine, sink
 
 

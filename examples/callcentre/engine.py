@@ -35,7 +35,9 @@ import inspect
 import json
 import logging
 import math
+import os
 import sys
+import threading
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable
@@ -124,28 +126,209 @@ class EngineConfig:
 
 
 class JsonLinesSink:
-    """Writes each event as one JSON line to a file (appended) or to stdout (``"-"``), flushed per line."""
+    """Writes each event as one JSON line to a file (appended), to stdout (``"-"``) or to a text stream.
 
-    def __init__(self, target: str | Path | IO[str] = "-") -> None:
-        self._owned = False
+    :meth:`write` never blocks its caller (the event loop): it encodes the event and appends the line
+    to a bounded queue; a writer thread writes and flushes the lines in order. Window events and the
+    other events (``call_start``, ``verdict``, ``call_error`` ...) have a queue each of ``max_queue``
+    lines, so a flood of windows never crowds out a verdict.
+
+    Drop policy, counted and reported, never silent:
+
+    * the consumer *stalls* (a pipe nobody reads, a slow disk) and an event's queue is full: the new
+      event is dropped;
+    * the consumer is *gone* (broken pipe, closed or failing file): the queued and every later event
+      are dropped;
+    * at :meth:`close`, what the writer could not write within ``timeout_s`` is dropped.
+
+    Each drop is counted in :attr:`dropped` (by event kind); the first drop of a run of drops is logged
+    as a WARNING (gone: an ERROR), and the next line the writer manages to write after a run of drops is
+    ``{"event": "events_dropped", "count": N, "by_kind": {...}, "reason": ...}``, so a reader of the
+    output sees where events are missing and which.
+    """
+
+    def __init__(self, target: str | Path | IO[str] = "-", *, max_queue: int = 10_000) -> None:
+        if isinstance(max_queue, bool) or not isinstance(max_queue, int) or max_queue < 1:
+            raise InvalidArgumentError(f"max_queue: expected an integer >= 1 (events), given {max_queue!r}")
+        self.max_queue = max_queue
+        self._fd: int | None = None
+        self._fh: IO[str] | None = None
+        self._owns_fd = False
         if isinstance(target, (str, Path)):
             if str(target) == "-":
-                self._fh: IO[str] = sys.stdout
+                try:
+                    fd: int | None = sys.stdout.fileno()
+                except (AttributeError, OSError, ValueError):  # a replaced stdout (tests, notebooks)
+                    fd = None
+                if fd is None:
+                    self._fh = sys.stdout
+                else:
+                    # a private descriptor, written with os.write: a writer blocked on a stalled pipe then
+                    # holds no lock of sys.stdout (which the interpreter takes at exit)
+                    sys.stdout.flush()
+                    self._fd, self._owns_fd = os.dup(fd), True
             else:
-                self._fh = open(target, "a", encoding="utf-8")  # noqa: SIM115 - closed in close()
-                self._owned = True
+                self._fd = os.open(target, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+                self._owns_fd = True
         else:
             self._fh = target
+        self._cond = threading.Condition()
+        self._windows: deque[tuple[int, str, bytes]] = deque()
+        self._others: deque[tuple[int, str, bytes]] = deque()
+        self._seq = 0
+        self._closing = False
+        self._gone: str | None = None
         self.lines = 0
+        self.dropped: dict[str, int] = {}
+        self._unreported: dict[str, int] = {}
+        self._unreported_reason = ""
+        self._thread = threading.Thread(target=self._run, name="spoof-events", daemon=True)
+        self._thread.start()
+
+    @property
+    def dropped_total(self) -> int:
+        with self._cond:
+            return sum(self.dropped.values())
+
+    @property
+    def queued(self) -> int:
+        with self._cond:
+            return len(self._windows) + len(self._others)
 
     def write(self, event: Event) -> None:
-        self._fh.write(json.dumps(event, separators=(",", ":"), allow_nan=False) + "\n")
-        self._fh.flush()
-        self.lines += 1
+        """Queue one event (never blocks); a full queue or a gone consumer drops it (counted)."""
+        line = (json.dumps(event, separators=(",", ":"), allow_nan=False) + "\n").encode("utf-8")
+        kind = str(event.get("event"))
+        with self._cond:
+            if self._closing:
+                reason = "the event sink is closed"
+            elif self._gone is not None:
+                reason = self._gone
+            else:
+                queue = self._windows if kind == "window" else self._others
+                if len(queue) < self.max_queue:
+                    queue.append((self._seq, kind, line))
+                    self._seq += 1
+                    self._cond.notify()
+                    return
+                what = "window" if kind == "window" else "non-window"
+                reason = f"the consumer stalls: {self.max_queue} {what} events are waiting to be written"
+            first = not self._unreported
+            self._drop_locked({kind: 1}, reason)
+            self._cond.notify()
+        if first and self._gone is None:
+            logger.warning("event output: %s; dropping events (counted, reported in the output)", reason)
 
-    def close(self) -> None:
-        if self._owned:
-            self._fh.close()
+    def _drop_locked(self, kinds: dict[str, int], reason: str) -> None:
+        for kind, n in kinds.items():
+            self.dropped[kind] = self.dropped.get(kind, 0) + n
+            self._unreported[kind] = self._unreported.get(kind, 0) + n
+        self._unreported_reason = reason
+
+    def _take_locked(self, limit: int) -> list[tuple[int, str, bytes]]:
+        """Up to ``limit`` queued lines, oldest first across both queues."""
+        out: list[tuple[int, str, bytes]] = []
+        w, o = self._windows, self._others
+        while (w or o) and len(out) < limit:
+            out.append(w.popleft() if w and (not o or w[0][0] < o[0][0]) else o.popleft())
+        return out
+
+    def _write_bytes(self, data: bytes) -> None:
+        if self._fd is not None:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(self._fd, view) :]
+        else:
+            assert self._fh is not None
+            self._fh.write(data.decode("utf-8"))
+            self._fh.flush()
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                while not (self._windows or self._others or self._closing or self._report_due_locked()):
+                    self._cond.wait()
+                batch = self._take_locked(256)
+                if not batch and not self._report_due_locked():
+                    return  # closing and drained
+                if self._gone is not None:
+                    self._drop_locked(_count_kinds(batch), self._gone)
+                    continue
+                report = b""
+                reported = dict(self._unreported)
+                if reported:
+                    report = self._report_line(reported, self._unreported_reason)
+                    self._unreported.clear()
+            try:
+                self._write_bytes(report + b"".join(line for _, _, line in batch))
+            except (OSError, ValueError) as exc:  # broken pipe, closed or failing file
+                gone = f"the consumer is gone ({type(exc).__name__}: {exc})"
+                with self._cond:
+                    self._gone = gone
+                    for kind, n in reported.items():  # the report line was not written either
+                        self._unreported[kind] = self._unreported.get(kind, 0) + n
+                    self._drop_locked(_count_kinds(batch), gone)
+                logger.error("event output: %s; every further event is dropped (counted)", gone)
+                continue
+            with self._cond:
+                self.lines += len(batch)
+            if reported:
+                logger.warning(
+                    "event output resumed after dropping %d events (%s)",
+                    sum(reported.values()),
+                    ", ".join(f"{k} {n}" for k, n in sorted(reported.items())),
+                )
+
+    def _report_due_locked(self) -> bool:
+        return bool(self._unreported) and self._gone is None
+
+    @staticmethod
+    def _report_line(kinds: dict[str, int], reason: str) -> bytes:
+        event = {
+            "event": "events_dropped",
+            "count": sum(kinds.values()),
+            "by_kind": dict(sorted(kinds.items())),
+            "reason": reason,
+            "ts": round(time.time(), 6),
+        }
+        return (json.dumps(event, separators=(",", ":")) + "\n").encode("utf-8")
+
+    def close(self, timeout_s: float = 10.0) -> None:
+        """Write what is queued (waiting at most ``timeout_s`` for a stalled consumer), then close."""
+        with self._cond:
+            if self._closing:
+                return
+            self._closing = True
+            self._cond.notify_all()
+        self._thread.join(timeout_s)
+        if self._thread.is_alive():  # blocked on a consumer that does not read: give up on the rest
+            with self._cond:
+                left = self._take_locked(len(self._windows) + len(self._others))
+                self._drop_locked(_count_kinds(left), f"not written within {timeout_s:g} s at close")
+            logger.error(
+                "event output: %d queued events not written within %g s at close (the consumer stalls)",
+                len(left),
+                timeout_s,
+            )
+        elif self._owns_fd and self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+        elif self._fh is not None:
+            with contextlib.suppress(OSError, ValueError):
+                self._fh.flush()
+        if self.dropped:
+            logger.warning(
+                "event output: %d events dropped in all (%s)",
+                sum(self.dropped.values()),
+                ", ".join(f"{k} {n}" for k, n in sorted(self.dropped.items())),
+            )
+
+
+def _count_kinds(items: list[tuple[int, str, bytes]]) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for _, kind, _ in items:
+        out[kind] = out.get(kind, 0) + 1
+    return out
 
 
 class PendingAudio:

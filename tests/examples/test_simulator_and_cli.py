@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import queue
@@ -25,6 +26,7 @@ from ex_helpers import HAVE_WEBSOCKETS, arun, by_kind
 from examples.asterisk_audiosocket.protocol import KIND_AUDIO, KIND_UUID, encode_frame
 from examples.callcentre.engine import JsonLinesSink, ScoringEngine
 from examples.simulate_calls import check_loopback, main, simulate, synth_audio
+from spoofsdk.errors import InvalidArgumentError
 
 ROOT = Path(__file__).resolve().parents[2]
 needs_websockets = pytest.mark.skipif(
@@ -146,8 +148,13 @@ def test_synthetic_speech_from_espeak() -> None:
 
 # ---------------------------------------------------------------------------------------------- CLIs
 @contextlib.contextmanager
-def _server_process(module: str, tiny_model: Path, out: Path) -> Iterator[tuple[subprocess.Popen[str], int]]:
-    """Run a server CLI on an ephemeral loopback port; always reaped and its pipe closed."""
+def _server_process(
+    module: str, tiny_model: Path, out: Path | None, *extra: str
+) -> Iterator[tuple[subprocess.Popen[str], int]]:
+    """Run a server CLI on an ephemeral loopback port; always reaped and its pipes closed.
+
+    ``out=None``: events go to the process's stdout, a pipe the test reads (or not) as ``proc.stdout``.
+    """
     proc = subprocess.Popen(
         [
             sys.executable,
@@ -162,11 +169,12 @@ def _server_process(module: str, tiny_model: Path, out: Path) -> Iterator[tuple[
             "--port",
             "0",
             "--out",
-            str(out),
+            "-" if out is None else str(out),
+            *extra,
         ],
         cwd=ROOT,
         stderr=subprocess.PIPE,
-        stdout=subprocess.DEVNULL,
+        stdout=subprocess.PIPE if out is None else subprocess.DEVNULL,
         text=True,
     )
     assert proc.stderr is not None
@@ -190,6 +198,8 @@ def _server_process(module: str, tiny_model: Path, out: Path) -> Iterator[tuple[
         proc.wait()
         reader.join(5)
         stderr.close()
+        if proc.stdout is not None:
+            proc.stdout.close()
 
 
 def _wait_for(out: Path, kind: str, timeout: float = 15.0) -> list[dict[str, Any]]:
@@ -244,3 +254,121 @@ def test_cli_exits_2_on_a_bad_model(tmp_path: Path) -> None:
     assert r.returncode == 2
     assert "ModelLoadError" in r.stderr
     assert str(bad) in r.stderr
+
+
+# ---------------------------------------------------------------------------------------------- event sink
+def _ev(kind: str, i: int) -> dict[str, Any]:
+    return {"event": kind, "call_id": f"c{i}", "pad": "x" * 200}
+
+
+@pytest.mark.timeout(60)
+def test_sink_never_blocks_on_a_stalled_consumer(caplog: pytest.LogCaptureFixture) -> None:
+    """Issue 21 fault 2: the sink used to write and flush on the caller's thread (the event loop)."""
+    import os
+
+    r, w = os.pipe()
+    wfile = os.fdopen(w, "w", encoding="utf-8")
+    sink = JsonLinesSink(wfile, max_queue=100)
+    total = {"window": 2000, "verdict": 50}
+    done = threading.Event()
+
+    def produce() -> None:
+        with contextlib.suppress(OSError, ValueError):  # before the fix: blocked, then a broken pipe
+            for i in range(total["window"]):
+                sink.write(_ev("window", i))
+                if i % 40 == 0:
+                    sink.write(_ev("verdict", i // 40))
+            done.set()
+
+    chunks: list[bytes] = []
+
+    def consume() -> None:
+        with os.fdopen(r, "rb") as reader:
+            chunks.append(reader.read())
+
+    producer = threading.Thread(target=produce, daemon=True)
+    consumer = threading.Thread(target=consume, daemon=True)
+    producer.start()
+    try:
+        assert done.wait(5.0), "write() blocked on a consumer that does not read"
+        # nobody reads: the pipe (64 KiB) and one queue per kind are full, the rest is counted
+        assert sink.dropped["window"] >= total["window"] - 100 - 64 * 1024 // 200
+        assert "the consumer stalls: 100 window events are waiting" in caplog.text
+        consumer.start()  # the consumer comes back
+        sink.close(timeout_s=10.0)
+    finally:
+        if consumer.ident is None:  # failed before the consumer came back: unblock a stuck writer
+            os.close(r)
+        with contextlib.suppress(OSError):
+            wfile.close()  # EOF for the consumer
+        producer.join(10)
+        consumer.join(10)
+    lines = [json.loads(x) for x in chunks[0].splitlines()]
+    kinds = [e["event"] for e in lines]
+    assert kinds.count("verdict") == total["verdict"]  # never crowded out by windows
+    reports = [e for e in lines if e["event"] == "events_dropped"]
+    assert reports
+    assert sum(e["by_kind"].get("window", 0) for e in reports) == sink.dropped["window"]
+    assert kinds.count("window") + sink.dropped["window"] == total["window"]
+    assert sink.lines == kinds.count("window") + kinds.count("verdict")
+
+
+@pytest.mark.timeout(60)
+def test_sink_counts_events_for_a_consumer_that_is_gone(caplog: pytest.LogCaptureFixture) -> None:
+    import os
+
+    r, w = os.pipe()
+    os.close(r)  # the reader is gone: writes raise BrokenPipeError
+    wfile = os.fdopen(w, "w", encoding="utf-8")
+    try:
+        sink = JsonLinesSink(wfile)
+        for i in range(10):
+            sink.write(_ev("verdict", i))
+        sink.close()
+    finally:
+        with contextlib.suppress(OSError):
+            wfile.close()
+    assert sink.lines == 0
+    assert sink.dropped == {"verdict": 10}
+    assert "event output: the consumer is gone (BrokenPipeError" in caplog.text
+    assert "10 events dropped in all (verdict 10)" in caplog.text
+    with pytest.raises(
+        InvalidArgumentError, match=r"max_queue: expected an integer >= 1 \(events\), given 0"
+    ):
+        JsonLinesSink("-", max_queue=0)
+
+
+def test_cli_with_a_stalled_stdout_reader_keeps_serving(tiny_model: Path) -> None:
+    """Issue 21 fault 2: with ``--out -`` piped to a reader that stalls, every call used to stall, SIGTERM
+    was not serviced and no verdict came out; now the calls end, the drops are counted and reported."""
+    from examples.simulate_calls import audiosocket_call
+
+    calls = {str(uuid.uuid4()): synth_audio("tones", 8.0, seed=i) for i in range(20)}
+
+    async def play(port: int) -> float:
+        t0 = time.monotonic()
+        await asyncio.wait_for(
+            asyncio.gather(
+                *(audiosocket_call("127.0.0.1", port, cid, pcm, realtime=False) for cid, pcm in calls.items())
+            ),
+            25.0,
+        )
+        return time.monotonic() - t0
+
+    with _server_process("examples.asterisk_audiosocket", tiny_model, None, "--out-queue", "50") as (
+        proc,
+        port,
+    ):
+        wall = arun(play(port), timeout=60)  # nobody reads the server's stdout meanwhile
+        proc.send_signal(signal.SIGTERM)
+        assert proc.stdout is not None
+        text = proc.stdout.read()  # the consumer comes back
+        assert proc.wait(timeout=20) == 0
+    assert wall < 25.0
+    events = [json.loads(x) for x in text.splitlines()]
+    verdicts = by_kind(events, "verdict")
+    assert sorted(v["call_id"] for v in verdicts) == sorted(calls)
+    windows = len(by_kind(events, "window"))
+    dropped = sum(e["by_kind"].get("window", 0) for e in by_kind(events, "events_dropped"))
+    assert dropped > 0  # the pipe (64 KiB) + 50 queued windows could not hold them all
+    assert windows + dropped == sum(v["n_windows"] for v in verdicts)
