@@ -173,6 +173,7 @@ class AudioSocketServer:
                 if rate is not None:
                     if frame.payload:
                         call.feed(frame.payload, sample_rate=rate, encoding="pcm16", arrival=time.monotonic())
+                        await idle.read(call.pace())  # a burst of buffered frames: let the scorer run
                 elif frame.kind == KIND_HANGUP:
                     return "hangup"
                 elif frame.kind == KIND_ERROR:

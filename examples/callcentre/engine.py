@@ -399,6 +399,9 @@ class CallScorer:
         self._closing = False
         self._task: asyncio.Task[None] | None = None
         self._finishing: asyncio.Task[Event] | None = None
+        self._taken = asyncio.Event()  # set whenever the scorer task takes the pending frames
+        self._behind = False  # the scorer did not take a burst within its duration: read on, drop oldest
+        self._burst_bytes = 0
         self._error: BaseException | None = None
         self._timeline: deque[tuple[int, float]] = deque()  # (input samples pushed through a frame, arrival)
         self._pushed_samples = 0
@@ -453,6 +456,39 @@ class CallScorer:
             )
         self._wake.set()
 
+    async def pace(self) -> None:
+        """Let the scorer task catch up on a burst; the call's reader awaits this after :meth:`feed`.
+
+        A reader that finds frames already buffered (a burst: audio that waited in socket buffers, a
+        peer sending faster than real time) reads them without ever suspending, so without this the
+        scorer task would not run and the pending bound would drop audio on an idle server. Returns at
+        once while less than ``min(0.5 s, max_pending_s / 2)`` of audio is pending. Past that it waits
+        until the scorer task has taken the pending audio, for at most as long as that audio lasts: a
+        scorer that keeps up with real time takes it sooner, so a burst is scored, not dropped. One that
+        does not is behind the live call: the reader then reads on without waiting (until the scorer
+        next takes the pending audio), and the pending bound drops the oldest audio, so that the scores
+        follow the live call and the backlog does not move into the socket buffers.
+        """
+        pending = self._pending
+        if pending is None or self._behind or pending.nbytes < self._burst_bytes:
+            return
+        if self._task is None or self._task.done():
+            return
+        assert self.sample_rate is not None
+        assert self.encoding is not None
+        pending_s = pending.nbytes / BYTES_PER_SAMPLE[self.encoding] / self.sample_rate
+        self._taken.clear()
+        try:
+            await asyncio.wait_for(self._taken.wait(), pending_s)
+        except asyncio.TimeoutError:  # not the builtin before Python 3.11
+            self._behind = True
+            logger.info(
+                "call %s: scoring is slower than real time (%.2f s pending not taken within as long); "
+                "reading on",
+                self.call_id,
+                pending_s,
+            )
+
     def _open(self, sample_rate: int, encoding: str) -> None:
         self.session = self.engine.scheduler.stream(sample_rate, encoding=encoding)
         self.sample_rate = sample_rate
@@ -462,6 +498,8 @@ class CallScorer:
         self._inline_margin = 0.05 * sample_rate
         bound = max(1, round(self.engine.config.max_pending_s * sample_rate)) * BYTES_PER_SAMPLE[encoding]
         self._pending = PendingAudio(bound)
+        burst_s = min(0.5, self.engine.config.max_pending_s / 2)
+        self._burst_bytes = max(1, round(burst_s * sample_rate)) * BYTES_PER_SAMPLE[encoding]
         self._task = asyncio.get_running_loop().create_task(self._run(), name=f"spoof-call-{self.call_id}")
         self.engine.emit(
             {
@@ -477,6 +515,12 @@ class CallScorer:
 
     # ------------------------------------------------------------------ scoring task
     async def _run(self) -> None:
+        try:
+            await self._score_pending()
+        finally:
+            self._taken.set()  # a reader waiting in pace() goes on (the call ends or failed)
+
+    async def _score_pending(self) -> None:
         assert self._pending is not None
         assert self.session is not None
         assert self.encoding is not None
@@ -497,6 +541,8 @@ class CallScorer:
                     await asyncio.sleep(delay)
                 last_push = loop.time()
             frames = self._pending.take_all()
+            self._behind = False
+            self._taken.set()
             for data, arrival in frames:
                 self._pushed_samples += len(data) // bps
                 self._timeline.append((self._pushed_samples, arrival))

@@ -252,7 +252,9 @@ class MediaStreamServer:
                     )
                 event = msg.get("event")
                 if event == "media":
-                    self._media(msg, st)
+                    call = self._media(msg, st)
+                    if call is not None:  # a burst of buffered messages: let the scorer run
+                        await idle.read(call.pace())
                 elif event == "start":
                     self._start(msg, st, peer_s)
                 elif event == "stop":
@@ -303,7 +305,8 @@ class MediaStreamServer:
                 "stream %s: none of its tracks %r is scored (--tracks %s)", sid, tracks, self.tracks
             )
 
-    def _media(self, msg: dict[str, Any], st: _Stream) -> None:
+    def _media(self, msg: dict[str, Any], st: _Stream) -> CallScorer | None:
+        """Feed one media message to its track's call; return that call (None: the track is not scored)."""
         if st.stream_sid is None:
             raise StreamProtocolError("a media message before the start message")
         media = _field(msg, "media", dict, "media")
@@ -325,9 +328,10 @@ class MediaStreamServer:
         st.media_messages += 1
         if call is None:
             st.ignored_media += 1
-            return
+            return None
         if data:
             call.feed(data, sample_rate=st.sample_rate, encoding=st.encoding, arrival=time.monotonic())
+        return call
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -308,3 +308,22 @@ def test_shutdown_while_a_stream_stops_keeps_its_verdict(detector: Any) -> None:
     assert v["reason"] == "stop"
     assert "detail" not in v
     assert v["spoof_prob"] == pytest.approx(_offline(detector, pcm).spoof_prob, rel=1e-4)
+
+
+def test_a_burst_is_scored_not_dropped_on_an_idle_server(detector: Any) -> None:
+    """Issue 21 fault 3: buffered WebSocket messages were read without yielding to the scorer task."""
+    from examples.callcentre.engine import EngineConfig
+
+    pcm = call_audio(20.0, seed=72)
+
+    async def go() -> list[dict[str, Any]]:
+        config = EngineConfig(max_pending_s=1.0)
+        async with running(detector, "media_stream", config=config) as (server, events):
+            await media_stream_call(f"ws://127.0.0.1:{server.port}/", CALL, pcm, realtime=False)
+            return events
+
+    events = arun(go())
+    (v,) = by_kind(events, "verdict")
+    assert v["dropped_s"] == 0.0
+    assert v["spoof_prob"] == pytest.approx(_offline(detector, pcm).spoof_prob, rel=1e-4)
+    assert v["n_windows"] == len(_offline(detector, pcm).windows)
