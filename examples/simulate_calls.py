@@ -46,7 +46,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from .asterisk_audiosocket.protocol import KIND_AUDIO, KIND_HANGUP, KIND_UUID, encode_frame
+from .asterisk_audiosocket.protocol import AUDIO_KINDS, KIND_HANGUP, KIND_UUID, encode_frame
 from .callcentre.g711 import mulaw_encode
 
 __all__ = [
@@ -175,17 +175,24 @@ async def audiosocket_call(
     realtime: bool = True,
     hangup: bool = True,
     result: CallResult | None = None,
+    sample_rate: int = SAMPLE_RATE,
 ) -> CallResult:
-    """Act as Asterisk: UUID, 16-bit 8 kHz audio frames of ``frame_ms``, then hangup (or just close)."""
-    res = result or CallResult(call_id, pcm.size / SAMPLE_RATE)
+    """Act as Asterisk: UUID, 16-bit audio frames of ``frame_ms`` at ``sample_rate`` (its slin kind,
+    0x10 for 8 kHz), then the hangup message, or (``hangup=False``) just close, as app_audiosocket does."""
+    kind = AUDIO_KINDS.get(sample_rate)
+    if kind is None:
+        raise ValueError(
+            f"sample_rate: expected one of the AudioSocket rates {sorted(AUDIO_KINDS)}, given {sample_rate}"
+        )
+    res = result or CallResult(call_id, pcm.size / sample_rate)
     reader, writer = await asyncio.open_connection(host, port)
     try:
         res.started = time.monotonic()
         writer.write(encode_frame(KIND_UUID, uuid.UUID(call_id).bytes))
-        step = SAMPLE_RATE * frame_ms // 1000
+        step = sample_rate * frame_ms // 1000
         data = pcm.astype("<i2").tobytes()
         for i, k in enumerate(range(0, pcm.size, step)):
-            writer.write(encode_frame(KIND_AUDIO, data[2 * k : 2 * (k + step)]))
+            writer.write(encode_frame(kind, data[2 * k : 2 * (k + step)]))
             await writer.drain()
             await _pace(res.started, i, frame_ms / 1000, realtime)
         if hangup:

@@ -5,16 +5,34 @@ Each message is a 3-byte header (1-byte kind, 2-byte big-endian payload length) 
 ======  ==========================================================================================
 kind    payload
 ======  ==========================================================================================
-0x00    hangup (length 0); closing the socket also ends the call
+0x00    hangup (length 0); Asterisk itself ends a call by closing the socket instead (see below)
 0x01    the call's UUID, 16 bytes (binary form); Asterisk sends it first
 0x03    one ASCII DTMF digit (added to Asterisk in 2025; older releases never send it)
-0x10    audio: signed linear 16-bit little-endian, 8 kHz, mono (20 ms = 320 bytes)
-0x11    audio: the same at 16 kHz (``slin16``; recent Asterisk only)
+0x10    audio: signed linear 16-bit little-endian, mono, 8 kHz (``slin``; 20 ms = 320 bytes)
+0x11    the same at 12 kHz (``slin12``)
+0x12    16 kHz (``slin16``)
+0x13    24 kHz (``slin24``)
+0x14    32 kHz (``slin32``)
+0x15    44.1 kHz (``slin44``)
+0x16    48 kHz (``slin48``)
+0x17    96 kHz (``slin96``)
+0x18    192 kHz (``slin192``)
 0xff    error; optional 1-byte code: 0x01 hangup, 0x02 frame forwarding, 0x04 memory
 ======  ==========================================================================================
 
-Reference: Asterisk ``include/asterisk/res_audiosocket.h`` and ``res/res_audiosocket.c``, and the
-protocol description of the CyCoreSystems/audiosocket Go library.
+Kinds 0x11-0x18 were added to Asterisk in October 2025 ("res_audiosocket: add message types for all
+slin sample rates"): ``res_audiosocket.c`` picks the kind from the format of the frame it forwards, so
+``AudioSocket()`` (which sets the channel to ``slin``) sends 0x10 and ``chan_audiosocket`` /
+ARI ``externalMedia`` send the kind of the format they were created with. Earlier releases send
+only 0x10.
+
+How a call ends: ``app_audiosocket`` returns when the channel hangs up and closes the socket without
+sending 0x00; ``res_audiosocket`` reads a closed socket as a hang-up too. So a connection closed
+(TCP FIN) between two messages is a normal end of call, exactly like 0x00. A connection *reset*, a
+socket error, or a close inside a message (truncated header or payload) is a broken connection.
+
+Reference: Asterisk ``include/asterisk/res_audiosocket.h``, ``res/res_audiosocket.c`` and
+``apps/app_audiosocket.c``.
 """
 
 from __future__ import annotations
@@ -23,10 +41,18 @@ import asyncio
 from dataclasses import dataclass
 
 __all__ = [
+    "AUDIO_KINDS",
     "AUDIO_RATES",
     "ERROR_CODES",
     "KIND_AUDIO",
+    "KIND_AUDIO_SLIN12",
     "KIND_AUDIO_SLIN16",
+    "KIND_AUDIO_SLIN24",
+    "KIND_AUDIO_SLIN32",
+    "KIND_AUDIO_SLIN44",
+    "KIND_AUDIO_SLIN48",
+    "KIND_AUDIO_SLIN96",
+    "KIND_AUDIO_SLIN192",
     "KIND_DTMF",
     "KIND_ERROR",
     "KIND_HANGUP",
@@ -34,6 +60,7 @@ __all__ = [
     "Frame",
     "ProtocolError",
     "encode_frame",
+    "max_audio_bytes",
     "read_frame",
 ]
 
@@ -41,20 +68,45 @@ KIND_HANGUP = 0x00
 KIND_UUID = 0x01
 KIND_DTMF = 0x03
 KIND_AUDIO = 0x10
-KIND_AUDIO_SLIN16 = 0x11
+KIND_AUDIO_SLIN12 = 0x11
+KIND_AUDIO_SLIN16 = 0x12
+KIND_AUDIO_SLIN24 = 0x13
+KIND_AUDIO_SLIN32 = 0x14
+KIND_AUDIO_SLIN44 = 0x15
+KIND_AUDIO_SLIN48 = 0x16
+KIND_AUDIO_SLIN96 = 0x17
+KIND_AUDIO_SLIN192 = 0x18
 KIND_ERROR = 0xFF
-AUDIO_RATES = {KIND_AUDIO: 8000, KIND_AUDIO_SLIN16: 16000}
+#: audio kind -> sample rate (Hz)
+AUDIO_RATES = {
+    KIND_AUDIO: 8000,
+    KIND_AUDIO_SLIN12: 12000,
+    KIND_AUDIO_SLIN16: 16000,
+    KIND_AUDIO_SLIN24: 24000,
+    KIND_AUDIO_SLIN32: 32000,
+    KIND_AUDIO_SLIN44: 44100,
+    KIND_AUDIO_SLIN48: 48000,
+    KIND_AUDIO_SLIN96: 96000,
+    KIND_AUDIO_SLIN192: 192000,
+}
+#: sample rate (Hz) -> audio kind
+AUDIO_KINDS = {rate: kind for kind, rate in AUDIO_RATES.items()}
 KINDS = {
     KIND_HANGUP: "hangup",
     KIND_UUID: "uuid",
     KIND_DTMF: "dtmf",
     KIND_AUDIO: "audio",
-    KIND_AUDIO_SLIN16: "audio-slin16",
+    **{kind: f"audio-slin{rate // 1000}" for kind, rate in AUDIO_RATES.items() if kind != KIND_AUDIO},
     KIND_ERROR: "error",
 }
 ERROR_CODES = {0x00: "none", 0x01: "hangup", 0x02: "frame forwarding", 0x04: "memory"}
 HEADER_BYTES = 3
 MAX_LENGTH = 0xFFFF
+
+
+def max_audio_bytes(kind: int, max_audio_ms: int) -> int:
+    """Largest payload of audio ``kind`` accepted: ``max_audio_ms`` of audio (even, within 16 bits)."""
+    return min(MAX_LENGTH - 1, AUDIO_RATES[kind] * 2 * max_audio_ms // 1000 // 2 * 2)
 
 
 class ProtocolError(ValueError):
@@ -79,7 +131,7 @@ def encode_frame(kind: int, payload: bytes = b"") -> bytes:
     return bytes((kind,)) + len(payload).to_bytes(2, "big") + bytes(payload)
 
 
-def _check(kind: int, length: int, max_audio_bytes: int) -> None:
+def _check(kind: int, length: int, max_audio_ms: int) -> None:
     if kind not in KINDS:
         known = ", ".join(f"0x{k:02x}" for k in KINDS)
         raise ProtocolError(f"unknown message kind 0x{kind:02x} (length {length}): expected one of {known}")
@@ -92,10 +144,11 @@ def _check(kind: int, length: int, max_audio_bytes: int) -> None:
     if kind == KIND_ERROR and length > 16:
         raise ProtocolError(f"error message: expected at most a 16-byte code, given {length} bytes")
     if kind in AUDIO_RATES:
-        if length > max_audio_bytes:
+        limit = max_audio_bytes(kind, max_audio_ms)
+        if length > limit:
             raise ProtocolError(
-                f"audio message of {length} bytes: expected at most {max_audio_bytes} bytes "
-                f"({max_audio_bytes // 2 * 1000 // AUDIO_RATES[kind]} ms)"
+                f"audio message of {length} bytes: expected at most {limit} bytes "
+                f"({max_audio_ms} ms at {AUDIO_RATES[kind]} Hz)"
             )
         if length % 2:
             raise ProtocolError(
@@ -103,8 +156,8 @@ def _check(kind: int, length: int, max_audio_bytes: int) -> None:
             )
 
 
-async def read_frame(reader: asyncio.StreamReader, *, max_audio_bytes: int = 3200) -> Frame | None:
-    """Read one message; ``None`` when the peer closed the connection between messages.
+async def read_frame(reader: asyncio.StreamReader, *, max_audio_ms: int = 200) -> Frame | None:
+    """Read one message; ``None`` when the peer closed the connection between messages (a hang-up).
 
     Raises :class:`ProtocolError` for an unknown kind, a payload length that does not fit its kind
     (checked from the header before the payload is read, so a bogus length allocates nothing) or a
@@ -121,7 +174,7 @@ async def read_frame(reader: asyncio.StreamReader, *, max_audio_bytes: int = 320
         ) from None
     kind = header[0]
     length = int.from_bytes(header[1:3], "big")
-    _check(kind, length, max_audio_bytes)
+    _check(kind, length, max_audio_ms)
     try:
         payload = await reader.readexactly(length) if length else b""
     except asyncio.IncompleteReadError as exc:

@@ -4,12 +4,24 @@ Run (from the repository root)::
 
     python -m examples.asterisk_audiosocket --model detector.onnx --port 9092 --out calls.jsonl
 
-Each TCP connection is one call: the UUID message opens it, audio messages are fed to the call's
+Each TCP connection is one call: the UUID message opens it, audio messages (any of the slin kinds
+0x10-0x18; the first one sets the call's rate) are fed to the call's
 :class:`~examples.callcentre.CallScorer` (one :class:`~spoofsdk.StreamingSession` on the shared
-:class:`~spoofsdk.BatchScheduler`), and hangup, an Asterisk error message, an idle timeout or the
-connection closing ends it with a verdict. A malformed message ends that call with a ``call_error``
-event and a logged error; the server keeps serving the other calls. SIGINT / SIGTERM stop accepting,
-finish every active call (verdict reason ``shutdown``) and exit 0.
+:class:`~spoofsdk.BatchScheduler`), and the end of the call gives its verdict. The verdict's
+``reason`` says how the call ended:
+
+* ``hangup``: a hangup message (0x00), or the connection closed between two messages, which is how
+  Asterisk ends every call (``app_audiosocket`` closes the socket without sending 0x00);
+* ``disconnect``: the connection broke (reset by the peer, a socket error; logged as a WARNING);
+* ``protocol_error``: a malformed message, or the connection closed inside one (``call_error`` event);
+* ``unsupported_audio``: audio at a rate the detector's front end cannot take (``call_error`` event);
+* ``asterisk_error_0xNN``: Asterisk sent an error message; ``timeout``: nothing received for
+  ``idle_timeout_s``; ``max_duration``; ``error``: any other failure (``call_error`` event);
+* ``shutdown``: SIGINT / SIGTERM, which stop accepting, finish every active call and exit 0.
+
+Note that a crashed Asterisk also closes its sockets (the kernel sends FIN, as nothing we sent is left
+unread), so it reads as ``hangup``; a dead host or network reads as ``timeout`` or ``disconnect``.
+The server keeps serving the other calls whatever one call does.
 """
 
 from __future__ import annotations
@@ -22,7 +34,7 @@ import time
 import uuid
 from typing import Any
 
-from spoofsdk.errors import SpoofError
+from spoofsdk.errors import InvalidArgumentError, InvalidAudioError, SpoofError
 
 from ..callcentre.cli import add_engine_arguments, configure_logging, run_server
 from ..callcentre.engine import CallRejectedError, CallScorer, CallTooLongError, ScoringEngine
@@ -34,20 +46,25 @@ from .protocol import (
     KIND_ERROR,
     KIND_HANGUP,
     KIND_UUID,
+    KINDS,
     ProtocolError,
     read_frame,
 )
 
-__all__ = ["AudioSocketServer", "main"]
+__all__ = ["AudioSocketServer", "UnsupportedAudioError", "main"]
 
 logger = logging.getLogger("spoofsdk.examples")
+
+
+class UnsupportedAudioError(ValueError):
+    """Audio of a kind the detector's front end cannot take (its sample rate); it ends that call."""
 
 
 class AudioSocketServer:
     """Asyncio TCP server speaking AudioSocket; one :class:`CallScorer` per connection.
 
-    ``max_audio_bytes``: largest audio payload accepted (default 3200 bytes = 200 ms at 8 kHz; Asterisk
-    sends 320-byte, 20 ms frames). ``first_message_timeout_s``: the UUID must arrive within this.
+    ``max_audio_ms``: longest audio payload accepted, at the kind's rate (default 200 ms = 3200 bytes at
+    8 kHz; Asterisk sends 20 ms frames). ``first_message_timeout_s``: the UUID must arrive within this.
     ``idle_timeout_s``: a call with no message for this long is ended (Asterisk sends audio every 20 ms
     while the channel is up).
     """
@@ -58,14 +75,22 @@ class AudioSocketServer:
         *,
         host: str = "127.0.0.1",
         port: int = 9092,
-        max_audio_bytes: int = 3200,
+        max_audio_ms: int = 200,
         first_message_timeout_s: float = 5.0,
         idle_timeout_s: float = 10.0,
     ) -> None:
         self.engine = engine
         self.host = host
         self.port = port
-        self.max_audio_bytes = max_audio_bytes
+        if (
+            isinstance(max_audio_ms, bool)
+            or not isinstance(max_audio_ms, int)
+            or not 1 <= max_audio_ms <= 10_000
+        ):
+            raise InvalidArgumentError(
+                f"max_audio_ms: expected an integer in [1, 10000], given {max_audio_ms!r}"
+            )
+        self.max_audio_ms = max_audio_ms
         self.first_message_timeout_s = first_message_timeout_s
         self.idle_timeout_s = idle_timeout_s
         self._server: asyncio.Server | None = None
@@ -108,7 +133,7 @@ class AudioSocketServer:
             if self._stopping:
                 return
             first = await asyncio.wait_for(
-                read_frame(reader, max_audio_bytes=self.max_audio_bytes), self.first_message_timeout_s
+                read_frame(reader, max_audio_ms=self.max_audio_ms), self.first_message_timeout_s
             )
             if first is None:
                 logger.info("%s closed before sending a UUID", peer_s)
@@ -129,12 +154,15 @@ class AudioSocketServer:
         except asyncio.TimeoutError:  # not the builtin before Python 3.11
             reason = "timeout"
             logger.warning("%s call %s: no message within the timeout; ending the call", peer_s, call_id)
+        except UnsupportedAudioError as exc:
+            reason, error = "unsupported_audio", exc
+            logger.error("%s call %s: %s", peer_s, call_id, exc)
         except (SpoofError, ValueError) as exc:
             reason, error = "error", exc
             logger.error("%s call %s: %s: %s", peer_s, call_id, type(exc).__name__, exc)
-        except (ConnectionError, OSError) as exc:
+        except (ConnectionError, OSError) as exc:  # reset or failed: not how Asterisk ends a call
             reason = "disconnect"
-            logger.info("%s call %s: connection lost: %s", peer_s, call_id, exc)
+            logger.warning("%s call %s: connection broken: %s: %s", peer_s, call_id, type(exc).__name__, exc)
         except asyncio.CancelledError:  # our own close(): finish the call below instead of propagating
             reason = "shutdown"
             if hasattr(task, "uncancel"):  # Python >= 3.11
@@ -166,13 +194,14 @@ class AudioSocketServer:
         """Feed the call until it ends; return the reason."""
         with IdleWatchdog(self.idle_timeout_s) as idle:
             while not self._stopping:
-                frame = await idle.read(read_frame(reader, max_audio_bytes=self.max_audio_bytes))
-                if frame is None:
-                    return "disconnect"
+                frame = await idle.read(read_frame(reader, max_audio_ms=self.max_audio_ms))
+                if frame is None:  # closed between messages: how app_audiosocket ends every call
+                    logger.debug("call %s: connection closed without a hangup message: hangup", call.call_id)
+                    return "hangup"
                 rate = AUDIO_RATES.get(frame.kind)
                 if rate is not None:
                     if frame.payload:
-                        call.feed(frame.payload, sample_rate=rate, encoding="pcm16", arrival=time.monotonic())
+                        self._feed(call, frame.kind, rate, frame.payload)
                         await idle.read(call.pace())  # a burst of buffered frames: let the scorer run
                 elif frame.kind == KIND_HANGUP:
                     return "hangup"
@@ -191,6 +220,18 @@ class AudioSocketServer:
                     raise ProtocolError("a second UUID message on the same connection")
         return "shutdown"
 
+    @staticmethod
+    def _feed(call: CallScorer, kind: int, rate: int, payload: bytes) -> None:
+        if call.session is not None:
+            call.feed(payload, sample_rate=rate, encoding="pcm16", arrival=time.monotonic())
+            return
+        try:  # the first audio opens the session at the kind's rate
+            call.feed(payload, sample_rate=rate, encoding="pcm16", arrival=time.monotonic())
+        except InvalidAudioError as exc:
+            raise UnsupportedAudioError(
+                f"audio kind 0x{kind:02x} ({KINDS[kind]}, {rate} Hz) cannot be scored: {exc}"
+            ) from None
+
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
@@ -199,7 +240,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--host", default="127.0.0.1", help="listen address (default loopback)")
     p.add_argument("--port", type=int, default=9092)
-    p.add_argument("--max-audio-bytes", type=int, default=3200, help="largest audio payload accepted")
+    p.add_argument("--max-audio-ms", type=int, default=200,
+                   help="longest audio payload accepted, at its rate (Asterisk sends 20 ms)")  # fmt: skip
     p.add_argument("--idle-timeout-s", type=float, default=10.0)
     add_engine_arguments(p)
     return p
@@ -215,7 +257,7 @@ def main(argv: list[str] | None = None) -> int:
             engine,
             host=args.host,
             port=args.port,
-            max_audio_bytes=args.max_audio_bytes,
+            max_audio_ms=args.max_audio_ms,
             idle_timeout_s=args.idle_timeout_s,
         ),
     )

@@ -14,8 +14,11 @@ import pytest
 from ex_helpers import arun, by_kind, call_audio, running
 
 from examples.asterisk_audiosocket.protocol import (
+    AUDIO_RATES,
     KIND_AUDIO,
+    KIND_AUDIO_SLIN12,
     KIND_AUDIO_SLIN16,
+    KIND_AUDIO_SLIN192,
     KIND_DTMF,
     KIND_ERROR,
     KIND_HANGUP,
@@ -243,7 +246,7 @@ def test_audio_before_uuid_is_rejected(detector: Any, caplog: pytest.LogCaptureF
 @pytest.mark.parametrize(
     ("body", "reason", "label", "detail"),
     [
-        (AUDIO_1S * 2, "disconnect", None, None),
+        (AUDIO_1S * 2, "hangup", None, None),  # app_audiosocket closes the socket: a normal hang-up
         (AUDIO_1S + encode_frame(KIND_ERROR, b"\x02"), "asterisk_error_0x02", None, None),
         (
             encode_frame(KIND_AUDIO, b"\0\1" * 40) + encode_frame(KIND_HANGUP),
@@ -258,7 +261,7 @@ def test_audio_before_uuid_is_rejected(detector: Any, caplog: pytest.LogCaptureF
             r"no audio received",
         ),
     ],
-    ids=["abrupt-close", "asterisk-error", "too-short", "no-audio"],
+    ids=["closed-without-hangup", "asterisk-error", "too-short", "no-audio"],
 )
 def test_call_endings(detector: Any, body: bytes, reason: str, label: str | None, detail: str | None) -> None:
     async def go() -> list[dict[str, Any]]:
@@ -643,3 +646,110 @@ def test_a_burst_is_scored_not_dropped_on_an_idle_server(detector: Any) -> None:
     (v,) = by_kind(events, "verdict")
     assert v["dropped_s"] == 0.0
     _check_against_offline(detector, events, str(UID), pcm)
+
+
+def test_audio_kinds_follow_asterisk() -> None:
+    """Issue 21 fault 4: res_audiosocket.h (Asterisk, October 2025) numbers the slin kinds 0x10-0x18."""
+    assert AUDIO_RATES == {
+        0x10: 8000,
+        0x11: 12000,
+        0x12: 16000,
+        0x13: 24000,
+        0x14: 32000,
+        0x15: 44100,
+        0x16: 48000,
+        0x17: 96000,
+        0x18: 192000,
+    }
+    assert (KIND_AUDIO, KIND_AUDIO_SLIN12, KIND_AUDIO_SLIN16, KIND_AUDIO_SLIN192) == (0x10, 0x11, 0x12, 0x18)
+
+
+@pytest.mark.parametrize("kind", sorted(AUDIO_RATES), ids=lambda k: f"0x{k:02x}")
+def test_every_audio_kind_is_scored_at_its_rate(detector: Any, kind: int) -> None:
+    """A call in any slin kind is scored at that kind's rate, equal to offline scoring of the same audio."""
+    from examples.simulate_calls import audiosocket_call
+
+    rate = AUDIO_RATES[kind]
+    t = np.arange(round(1.6 * rate)) / rate
+    rng = np.random.default_rng(kind)
+    pcm = (8000 * np.sin(2 * np.pi * 180 * t * (1 + 0.1 * t)) + 300 * rng.standard_normal(t.size)).astype(
+        np.int16
+    )
+
+    async def go() -> list[dict[str, Any]]:
+        async with running(detector) as (server, events):
+            await audiosocket_call("127.0.0.1", server.port, str(UID), pcm, realtime=False, sample_rate=rate)
+            return events
+
+    events = arun(go())
+    assert not by_kind(events, "call_error")
+    (start,) = by_kind(events, "call_start")
+    assert start["sample_rate"] == rate
+    ref = detector.score(pcm, sample_rate=rate)
+    (v,) = by_kind(events, "verdict")
+    assert v["reason"] == "hangup"
+    assert v["received_s"] == pytest.approx(pcm.size / rate)
+    assert v["n_windows"] == len(ref.windows)
+    assert v["spoof_prob"] == pytest.approx(ref.spoof_prob, rel=1e-4, abs=1e-6)
+
+
+def test_audio_at_a_rate_the_front_end_cannot_take_is_a_clear_error(
+    detector: Any, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Every AudioSocket rate is within the SDK's 4-384 kHz today; a front end that refused one (here: a
+    bound lowered to 96 kHz) ends that call with a call_error event, never the server."""
+    import spoofsdk.detector
+
+    monkeypatch.setattr(spoofsdk.detector, "MAX_SAMPLE_RATE", 96000)
+    bad = str(uuid.uuid4())
+
+    async def go() -> list[dict[str, Any]]:
+        async with running(detector) as (server, events):
+            await _raw_call(
+                server.port,
+                encode_frame(KIND_UUID, uuid.UUID(bad).bytes)
+                + encode_frame(KIND_AUDIO_SLIN192, b"\0" * 7680),
+            )
+            await audiosocket_call("127.0.0.1", server.port, str(UID), call_audio(1.2, 5), realtime=False)
+            return events
+
+    events = arun(go())
+    (err,) = by_kind(events, "call_error")
+    assert (err["call_id"], err["error"]) == (bad, "UnsupportedAudioError")
+    assert re.search(
+        r"audio kind 0x18 \(audio-slin192, 192000 Hz\) cannot be scored: "
+        r"sample_rate: expected 4000\.\.96000 Hz",
+        err["message"],
+    ), err["message"]
+    (v,) = by_kind(events, "verdict", bad)
+    assert (v["reason"], v["label"]) == ("unsupported_audio", "undetermined")
+    (ok,) = by_kind(events, "verdict", str(UID))
+    assert ok["label"] in ("spoof", "bonafide")  # the server went on
+    assert "cannot be scored" in caplog.text
+
+
+def test_a_reset_connection_is_a_disconnect_not_a_hangup(
+    detector: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Closed between messages = Asterisk's normal hang-up; reset (RST) = a broken connection."""
+    import socket
+    import struct
+
+    async def go() -> list[dict[str, Any]]:
+        async with running(detector) as (server, events):
+            _, writer = await asyncio.open_connection("127.0.0.1", server.port)
+            writer.write(encode_frame(KIND_UUID, UID.bytes) + AUDIO_1S * 2)
+            await writer.drain()
+            while len(by_kind(events, "window")) < 2:  # the server has read the audio
+                await asyncio.sleep(0.01)
+            sock = writer.get_extra_info("socket")
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            writer.transport.abort()  # close with linger 0: RST
+            while not by_kind(events, "verdict"):
+                await asyncio.sleep(0.01)
+            return events
+
+    (v,) = by_kind(arun(go()), "verdict")
+    assert v["reason"] == "disconnect"
+    assert v["label"] in ("spoof", "bonafide")
+    assert "connection broken: ConnectionResetError" in caplog.text
