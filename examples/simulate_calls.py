@@ -396,7 +396,7 @@ async def simulate(
         from .callcentre.engine import EngineConfig, ScoringEngine
 
         opts = dict(engine_options or {})
-        detector = Detector(model, backend=opts.pop("backend", "cpu"), num_threads=opts.pop("threads", 0))
+        detector = Detector(model, backend=opts.pop("backend", "cpu"), num_threads=opts.pop("threads", 1))
         config = EngineConfig(max_calls=max(concurrency, 1) + 8, **opts.pop("config", {}))
         engine = ScoringEngine(detector, config=config, on_event=collector, scheduler_options=opts)
         if server == "audiosocket":
@@ -512,7 +512,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seconds", type=float, default=10.0, help="audio per call")
     p.add_argument("--fast", action="store_true", help="send as fast as possible instead of in real time")
     p.add_argument("--audio", choices=("tones", "noise", "speech"), default="tones")
-    p.add_argument("--threads", type=int, default=0, help="ONNX Runtime threads of the in-process detector")
+    p.add_argument(
+        "--threads", type=int, default=1, help="ONNX Runtime intra-op threads of the in-process detector"
+    )
     p.add_argument("--max-batch", type=int, default=None)
     p.add_argument("--max-wait-ms", type=float, default=2.0)
     p.add_argument("--push-interval-ms", type=float, default=0.0, help="see EngineConfig.push_interval_ms")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
 import queue
 import re
 import shutil
@@ -372,3 +373,36 @@ def test_cli_with_a_stalled_stdout_reader_keeps_serving(tiny_model: Path) -> Non
     dropped = sum(e["by_kind"].get("window", 0) for e in by_kind(events, "events_dropped"))
     assert dropped > 0  # the pipe (64 KiB) + 50 queued windows could not hold them all
     assert windows + dropped == sum(v["n_windows"] for v in verdicts)
+
+
+@pytest.mark.parametrize("module", ["asterisk_audiosocket", "media_stream_ws"])
+def test_servers_default_to_one_intra_op_thread(module: str, tiny_model: Path) -> None:
+    """Issue 21 fault 5: ONNX Runtime's default (one thread per core) cost 106 % CPU against 45 % with
+    one thread at 50 calls; the servers now default to 1, and --threads still sets it."""
+    import importlib
+
+    from examples.callcentre.cli import build_engine
+
+    if module == "media_stream_ws" and not HAVE_WEBSOCKETS:
+        pytest.skip("the examples extra (websockets) is not installed")
+    parser = importlib.import_module(f"examples.{module}.server").build_parser()
+
+    def intra_op_threads(*argv: str) -> int:
+        args = parser.parse_args(["--model", str(tiny_model), "--backend", "cpu", "--out", os.devnull, *argv])
+        engine, sink = build_engine(args)
+        try:
+            return int(engine.detector._backend.session.get_session_options().intra_op_num_threads)
+        finally:
+            arun(engine.shutdown())
+            sink.close()
+            engine.detector.close()
+
+    assert parser.parse_args([]).threads == 1
+    assert intra_op_threads() == 1
+    assert intra_op_threads("--threads", "2") == 2
+
+
+def test_simulator_defaults_to_one_intra_op_thread() -> None:
+    from examples.simulate_calls import build_parser
+
+    assert build_parser().parse_args([]).threads == 1
