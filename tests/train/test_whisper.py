@@ -891,3 +891,26 @@ def test_front_end_stays_float32_under_autocast() -> None:
         feats, _ = front(wave)
     assert feats.dtype == torch.float32
     assert torch.equal(feats, ref)
+
+
+def test_audio_classification_checkpoint_loads_its_encoder_only(tmp_path: Path) -> None:
+    from transformers import WhisperConfig, WhisperForAudioClassification
+
+    cfg = WhisperConfig(
+        **{k: v for k, v in TINY.items() if k != "model_type"},
+        decoder_layers=1,
+        decoder_attention_heads=2,
+        vocab_size=64,
+        pad_token_id=0,
+        num_labels=3,
+        use_weighted_layer_sum=True,
+    )
+    torch.manual_seed(9)
+    WhisperForAudioClassification(cfg).save_pretrained(tmp_path / "cls")
+    config, state = read_whisper_source(tmp_path / "cls")
+    bb = WhisperBackbone(config, 2).eval()
+    bb.load_backbone_state(state, source="cls")  # projector / classifier / layer_weights are not encoder keys
+    assert torch.equal(bb.encoder.layers[1].fc1.weight, state["encoder.layers.1.fc1.weight"])
+    broken = {k: v for k, v in state.items() if k != "encoder.layers.0.fc1.weight"}
+    with pytest.raises(CheckpointError, match=r"missing \['layers\.0\.fc1\.weight'\]"):
+        WhisperBackbone(config, 2).load_backbone_state(broken, source="cls")

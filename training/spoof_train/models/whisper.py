@@ -265,14 +265,18 @@ class WhisperLogMel(nn.Module):
         return features, mel_lengths
 
 
+_ENCODER_MODULES = ("conv1", "conv2", "embed_positions", "layers", "layer_norm")
+
+
 def prune_whisper_state(
     state: Mapping[str, Tensor], *, layers: int, keep_final_norm: bool
 ) -> tuple[dict[str, Tensor], list[str]]:
     """Filter an encoder state dict (``WhisperEncoder`` key layout) to its first ``layers`` layers.
 
     Strips the ``model.encoder.`` / ``encoder.`` prefixes of ``WhisperForConditionalGeneration`` /
-    ``WhisperModel`` checkpoints and drops the decoder and output projection. Returns ``(kept, dropped)``
-    where ``dropped`` lists the non-encoder keys.
+    ``WhisperModel`` / ``WhisperForAudioClassification`` checkpoints and drops everything that is not an
+    encoder module (decoder, output projection, classification heads). Returns ``(kept, dropped)`` where
+    ``dropped`` lists those keys; a missing encoder key is caught by the strict load that follows.
     """
     kept: dict[str, Tensor] = {}
     foreign: list[str] = []
@@ -282,10 +286,9 @@ def prune_whisper_state(
             if key.startswith(prefix):
                 key = key[len(prefix) :]
                 break
-        else:
-            if key.startswith(("model.decoder.", "decoder.", "proj_out.", "model.")):
-                foreign.append(raw_key)
-                continue
+        if key.split(".", 1)[0] not in _ENCODER_MODULES or raw_key.startswith(("model.decoder.", "decoder.")):
+            foreign.append(raw_key)  # decoder, proj_out, an audio-classification head, ...
+            continue
         if key.startswith("layers."):
             index = int(key.split(".", 2)[1])
             if index < layers:
