@@ -131,11 +131,13 @@ class AudioSocketServer:
         error: BaseException | None = None
         try:
             if self._stopping:
+                reason = "shutdown"
                 return
             first = await asyncio.wait_for(
                 read_frame(reader, max_audio_ms=self.max_audio_ms), self.first_message_timeout_s
             )
             if first is None:
+                reason = "hangup"
                 logger.info("%s closed before sending a UUID", peer_s)
                 return
             if first.kind != KIND_UUID:
@@ -149,7 +151,8 @@ class AudioSocketServer:
         except CallTooLongError as exc:
             reason = "max_duration"
             logger.warning("%s", exc)
-        except CallRejectedError as exc:
+        except CallRejectedError as exc:  # the engine emitted a call_rejected event
+            reason = "rejected"
             logger.warning("%s: %s", peer_s, exc)
         except asyncio.TimeoutError:  # not the builtin before Python 3.11
             reason = "timeout"
@@ -180,6 +183,23 @@ class AudioSocketServer:
                             "track": "inbound",
                             "error": type(error).__name__,
                             "message": str(error),
+                            "meta": {"peer": peer_s},
+                        }
+                    )
+                elif reason != "rejected":  # no call was opened: say why the connection ended
+                    before = {
+                        "hangup": "closed before a UUID message",
+                        "timeout": f"no UUID message within {self.first_message_timeout_s:g} s",
+                        "shutdown": "the server is shutting down",
+                    }
+                    self.engine.emit(
+                        {
+                            "event": "connection_closed",
+                            "call_id": call_id,
+                            "track": "inbound",
+                            "source": "audiosocket",
+                            "reason": reason,
+                            "message": before.get(reason, f"{reason} before a UUID message"),
                             "meta": {"peer": peer_s},
                         }
                     )

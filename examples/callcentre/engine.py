@@ -13,8 +13,10 @@ Events (``"event"`` key):
 
 * ``call_start``: ``call_id``, ``track``, ``source``, ``sample_rate``, ``encoding``, ``meta``.
 * ``window``: ``call_id``, ``track``, ``index``, ``start_s``, ``end_s`` (seconds of call audio handed to
-  the session), ``spoof_prob``, ``logit``, ``is_final``, ``latency_ms`` (arrival of the frame holding
-  the window's last sample to the score being emitted).
+  the session), ``spoof_prob``, ``logit``, ``is_final``, ``state`` (``scored``; ``no_speech`` for a
+  window the detector's speech gate left unscored: its ``spoof_prob`` and ``logit`` are null),
+  ``speech`` (share of speech frames; null without gating), ``latency_ms`` (arrival of the frame
+  holding the window's last sample to the score being emitted).
 * ``overload``: the scheduler refused a push (back-pressure); its windows were not scored.
 * ``call_error``: ``call_id``, ``track``, ``error`` (exception type), ``message``; the call ended.
 * ``verdict`` (exactly one per opened call): ``label`` ("spoof" / "bonafide" / "undetermined"),
@@ -24,7 +26,18 @@ Events (``"event"`` key):
   event loop, the others in the thread pool), ``pushes_shed`` (pushes refused by the scheduler),
   ``reason`` (why the call ended), ``detail``, ``verdict_latency_ms`` (end-of-call signal to
   verdict), ``wall_s``.
-* ``call_rejected``: the server is at ``max_calls``.
+* ``call_rejected``: the server is at ``max_calls`` (or overloaded, shutting down, a duplicate call).
+* ``connection_closed``: a connection that ended without opening a call (and without a ``call_error``
+  or ``call_rejected``): ``reason`` and ``message`` say why (closed before identifying a call, no
+  first message in time, a media stream none of whose tracks is scored, shutdown).
+* ``stream_ignored``: a media stream none of whose tracks is scored (``tracks``, ``scored_tracks``).
+* ``events_dropped`` (written by :class:`JsonLinesSink`, not the engine): ``count`` and ``by_kind``
+  of the events the output could not take (stalled or gone consumer), just before the next line it
+  could write.
+
+Every connection a server accepts ends with one of: a ``verdict`` per opened call (after a
+``call_error`` when an error ended it), a ``call_rejected``, a ``call_error`` (malformed input before
+a call was opened), or a ``connection_closed``.
 """
 
 from __future__ import annotations
@@ -324,6 +337,11 @@ class JsonLinesSink:
             )
 
 
+def _finite(x: float) -> float | None:
+    """``x``, or None when it is NaN or infinite (JSON has no such numbers)."""
+    return x if math.isfinite(x) else None
+
+
 def _count_kinds(items: list[tuple[int, str, bytes]]) -> dict[str, int]:
     out: dict[str, int] = {}
     for _, kind, _ in items:
@@ -598,8 +616,11 @@ class CallScorer:
                         "index": self._n_windows - 1,
                         "start_s": round(w.start_s, 6),
                         "end_s": round(w.end_s, 6),
-                        "spoof_prob": w.spoof_prob,
-                        "logit": w.logit,
+                        # a window the speech gate left unscored has NaN scores: null in JSON
+                        "spoof_prob": _finite(w.spoof_prob),
+                        "logit": _finite(w.logit),
+                        "state": getattr(w, "state", "scored"),
+                        "speech": getattr(w, "speech", None),
                         "is_final": w.is_final,
                         "latency_ms": None if arrival is None else round((now - arrival) * 1000.0, 3),
                     }
@@ -659,6 +680,8 @@ class CallScorer:
             if self.session is None:
                 verdict.setdefault("detail", "no audio received")
             verdict.update(self._summary())
+            if verdict["label"] == "undetermined":
+                verdict.setdefault("detail", "no window held speech (the detector's speech gate)")
             verdict["verdict_latency_ms"] = round((time.monotonic() - t_end) * 1000.0, 3)
             verdict["wall_s"] = round(time.monotonic() - self._started, 3)
             self.engine.emit(verdict)
@@ -700,8 +723,8 @@ class CallScorer:
         s = self.score
         out.update(
             label=s.label,
-            spoof_prob=s.spoof_prob,
-            logit=s.logit,
+            spoof_prob=_finite(s.spoof_prob),  # NaN when no window held speech ("undetermined")
+            logit=_finite(s.logit),
             is_spoof=s.is_spoof,
             threshold=s.threshold,
             aggregate=s.aggregate,

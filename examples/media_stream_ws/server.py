@@ -43,7 +43,7 @@ from ..callcentre.cli import add_engine_arguments, configure_logging, run_server
 from ..callcentre.engine import CallRejectedError, CallScorer, CallTooLongError, ScoringEngine
 from ..callcentre.idle import IdleWatchdog
 
-__all__ = ["ENCODINGS", "MediaStreamServer", "StreamProtocolError", "main"]
+__all__ = ["ENCODINGS", "MediaStreamServer", "MessageTooBigError", "StreamProtocolError", "main"]
 
 logger = logging.getLogger("spoofsdk.examples")
 
@@ -51,6 +51,7 @@ logger = logging.getLogger("spoofsdk.examples")
 ENCODINGS = {"audio/x-mulaw": "mulaw", "audio/x-alaw": "alaw"}
 CLOSE_INVALID_DATA = 1007
 CLOSE_POLICY = 1008
+CLOSE_MESSAGE_TOO_BIG = 1009
 
 
 class StreamProtocolError(ValueError):
@@ -59,6 +60,13 @@ class StreamProtocolError(ValueError):
     def __init__(self, message: str, close_code: int = CLOSE_POLICY) -> None:
         super().__init__(message)
         self.close_code = close_code
+
+
+class MessageTooBigError(StreamProtocolError):
+    """A WebSocket message over ``max_message_bytes``; websockets closed the connection with 1009."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, CLOSE_MESSAGE_TOO_BIG)
 
 
 def _field(obj: dict[str, Any], key: str, kind: type, where: str) -> Any:
@@ -203,8 +211,7 @@ class MediaStreamServer:
             close_code, close_reason = 1011, type(exc).__name__
             logger.error("%s stream %s: %s: %s", peer_s, st.stream_sid, type(exc).__name__, exc)
         except ConnectionClosed as exc:
-            reason = "disconnect"
-            logger.info("%s stream %s: connection closed: %s", peer_s, st.stream_sid, exc)
+            reason, error = self._closed_by_peer_or_websocket(exc, st, peer_s)
         except asyncio.CancelledError:  # our own close()
             reason, close_code, close_reason = "shutdown", 1001, "server shutting down"
             if hasattr(task, "uncancel"):  # Python >= 3.11
@@ -225,10 +232,49 @@ class MediaStreamServer:
                             "meta": {"peer": peer_s, "streamSid": st.stream_sid},
                         }
                     )
+                elif reason != "rejected":  # a call_rejected event already said why
+                    if st.stream_sid is None:
+                        message = f"closed ({reason}) before the start message"
+                    else:
+                        message = f"no scored track: {st.ignored_media} media messages ignored"
+                    self.engine.emit(
+                        {
+                            "event": "connection_closed",
+                            "call_id": st.call_id,
+                            "track": None,
+                            "source": "media_stream",
+                            "reason": reason,
+                            "message": message,
+                            "meta": {"peer": peer_s, "streamSid": st.stream_sid},
+                        }
+                    )
             finally:
                 await _close(ws, close_code, close_reason)
                 self._handlers.discard(task)
                 self._reading.discard(task)
+
+    def _closed_by_peer_or_websocket(
+        self, exc: ConnectionClosed, st: _Stream, peer_s: str
+    ) -> tuple[str, BaseException | None]:
+        """Why ``recv`` found the connection closed: (verdict reason, error for a ``call_error``)."""
+        sent = exc.sent
+        if sent is not None and sent.code == CLOSE_MESSAGE_TOO_BIG:  # websockets enforced max_size
+            err: StreamProtocolError = MessageTooBigError(
+                f"a WebSocket message over max_message_bytes={self.max_message_bytes} bytes: the connection "
+                f"was closed with 1009 ({sent.reason or 'message too big'})"
+            )
+            logger.warning("%s stream %s: %s", peer_s, st.stream_sid, err)
+            return "message_too_big", err
+        if sent is not None and exc.rcvd is None and sent.code not in (1000, 1001):
+            # websockets failed the connection itself (an invalid frame, invalid UTF-8 ...)
+            err = StreamProtocolError(
+                f"WebSocket protocol error: the connection was closed with {sent.code} ({sent.reason})",
+                sent.code,
+            )
+            logger.warning("%s stream %s: %s", peer_s, st.stream_sid, err)
+            return "protocol_error", err
+        logger.info("%s stream %s: connection closed without a stop message: %s", peer_s, st.stream_sid, exc)
+        return "disconnect", None
 
     async def _serve_stream(self, ws: ServerConnection, st: _Stream, peer_s: str) -> str:
         with IdleWatchdog(self.idle_timeout_s) as idle:
@@ -258,6 +304,8 @@ class MediaStreamServer:
                 elif event == "start":
                     self._start(msg, st, peer_s)
                 elif event == "stop":
+                    if st.stream_sid is None:
+                        raise StreamProtocolError("a stop message before the start message")
                     return "stop"
                 elif event == "connected":
                     logger.debug(
@@ -301,8 +349,18 @@ class MediaStreamServer:
                     call_sid, source="media_stream", track=track, meta=meta
                 )
         if not st.calls:
-            logger.warning(
-                "stream %s: none of its tracks %r is scored (--tracks %s)", sid, tracks, self.tracks
+            message = f"none of its tracks {tracks!r} is scored (--tracks {','.join(self.tracks)})"
+            logger.warning("stream %s: %s", sid, message)
+            self.engine.emit(
+                {
+                    "event": "stream_ignored",
+                    "call_id": call_sid,
+                    "track": None,
+                    "tracks": tracks,
+                    "scored_tracks": list(self.tracks),
+                    "message": message,
+                    "meta": meta,
+                }
             )
 
     def _media(self, msg: dict[str, Any], st: _Stream) -> CallScorer | None:

@@ -327,3 +327,80 @@ def test_a_burst_is_scored_not_dropped_on_an_idle_server(detector: Any) -> None:
     assert v["dropped_s"] == 0.0
     assert v["spoof_prob"] == pytest.approx(_offline(detector, pcm).spoof_prob, rel=1e-4)
     assert v["n_windows"] == len(_offline(detector, pcm).windows)
+
+
+def test_an_oversized_message_gives_a_call_error(detector: Any, caplog: pytest.LogCaptureFixture) -> None:
+    """Issue 21 fault 6: a message over 64 KiB closed with 1009 but read as a plain disconnect."""
+    big = json.dumps({"event": "media", "streamSid": STREAM, "media": {"payload": "A" * 70_000}})
+
+    async def go() -> tuple[list[dict[str, Any]], tuple[int | None, str]]:
+        async with running(detector, "media_stream") as (server, events):
+            closed = await _session(server.port, [GOOD_START, *MEDIA_1S, big])
+            while not by_kind(events, "verdict"):
+                await asyncio.sleep(0.01)
+            return events, closed
+
+    events, (code, _) = arun(go())
+    assert code == 1009
+    (err,) = by_kind(events, "call_error")
+    assert (err["call_id"], err["error"]) == (CALL, "MessageTooBigError")
+    assert "a WebSocket message over max_message_bytes=65536 bytes" in err["message"]
+    (v,) = by_kind(events, "verdict")
+    assert v["reason"] == "message_too_big"
+    assert v["received_s"] == pytest.approx(1.0)
+    warnings = [
+        r for r in caplog.records if r.levelname == "WARNING" and "max_message_bytes" in r.getMessage()
+    ]
+    assert warnings
+
+
+def test_a_stream_with_no_scored_track_gives_events(detector: Any) -> None:
+    """Issue 21 fault 6: a stream whose only track is not scored was silently ignored."""
+    start = json.loads(GOOD_START)
+    start["start"]["tracks"] = ["outbound"]
+    media = [m.replace('"track": "inbound"', '"track": "outbound"') for m in MEDIA_1S]
+    stop = json.dumps({"event": "stop", "streamSid": STREAM, "stop": {"callSid": CALL}})
+
+    async def go() -> tuple[list[dict[str, Any]], tuple[int | None, str]]:
+        async with running(detector, "media_stream") as (server, events):
+            return events, await _session(server.port, [json.dumps(start), *media, stop])
+
+    events, (code, _) = arun(go())
+    assert code == 1000
+    (ign,) = by_kind(events, "stream_ignored")
+    assert (ign["call_id"], ign["tracks"], ign["scored_tracks"]) == (CALL, ["outbound"], ["inbound"])
+    assert "none of its tracks ['outbound'] is scored" in ign["message"]
+    (end,) = by_kind(events, "connection_closed")
+    assert (end["call_id"], end["reason"]) == (CALL, "stop")
+    assert "50 media messages ignored" in end["message"]
+    assert not by_kind(events, "verdict")
+
+
+def test_stop_before_start_gives_a_call_error(detector: Any) -> None:
+    """Issue 21 fault 6: "stop" before "start" closed the stream with no event."""
+    stop = json.dumps({"event": "stop", "streamSid": STREAM, "stop": {"callSid": CALL}})
+
+    async def go() -> tuple[list[dict[str, Any]], tuple[int | None, str]]:
+        async with running(detector, "media_stream") as (server, events):
+            return events, await _session(server.port, [stop])
+
+    events, (code, _) = arun(go())
+    assert code == 1008
+    (err,) = by_kind(events, "call_error")
+    assert err["message"] == "a stop message before the start message"
+    assert not by_kind(events, "verdict")
+
+
+def test_a_connection_closed_before_start_gives_an_event(detector: Any) -> None:
+    async def go() -> list[dict[str, Any]]:
+        async with running(detector, "media_stream") as (server, events):
+            async with connect(f"ws://127.0.0.1:{server.port}/", compression=None) as ws:
+                await ws.send(json.dumps({"event": "connected", "protocol": "Call", "version": "1.0.0"}))
+            while not by_kind(events, "connection_closed"):
+                await asyncio.sleep(0.01)
+            return events
+
+    (end,) = by_kind(arun(go()), "connection_closed")
+    assert end["call_id"] is None
+    assert end["reason"] == "disconnect"
+    assert "before the start message" in end["message"]
