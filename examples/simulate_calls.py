@@ -147,6 +147,7 @@ class CallResult:
     call_id: str
     seconds: float
     started: float = 0.0
+    started_wall: float = 0.0  # time.time() at the start, to compare with the events' ``ts``
     ended: float = 0.0  # monotonic time the hangup / stop was sent
     error: str | None = None
     verdict: dict[str, Any] | None = None
@@ -154,6 +155,7 @@ class CallResult:
     windows: list[float] = field(default_factory=list)  # per-window latency_ms from the server
     realtime: bool = False
     lags: list[float] = field(default_factory=list)  # real-time calls: score time - time the audio was sent
+    window_events: int = 0
 
 
 async def _pace(t0: float, i: int, frame_s: float, realtime: bool) -> None:
@@ -187,7 +189,7 @@ async def audiosocket_call(
     res = result or CallResult(call_id, pcm.size / sample_rate)
     reader, writer = await asyncio.open_connection(host, port)
     try:
-        res.started = time.monotonic()
+        res.started, res.started_wall = time.monotonic(), time.time()
         writer.write(encode_frame(KIND_UUID, uuid.UUID(call_id).bytes))
         step = sample_rate * frame_ms // 1000
         data = pcm.astype("<i2").tobytes()
@@ -276,7 +278,7 @@ async def media_stream_call(
     res = result or CallResult(call_sid, pcm.size / SAMPLE_RATE)
     messages = twilio_messages(call_sid, "MZ" + uuid.uuid4().hex, pcm, frame_ms)
     async with connect(uri, compression=None, max_size=2**16, ssl=ssl_context) as ws:
-        res.started = time.monotonic()
+        res.started, res.started_wall = time.monotonic(), time.time()
         await ws.send(messages[0])
         await ws.send(messages[1])
         for i, msg in enumerate(messages[2:-1]):
@@ -337,10 +339,19 @@ class _Collector:
         if kind == "call_rejected":
             res.error = f"rejected: {event.get('message')}"
             self.done[res.call_id].set()
+        if kind == "window":
+            res.window_events += 1
         if kind == "window" and event.get("latency_ms") is not None:
             res.windows.append(float(event["latency_ms"]))
             if res.realtime and res.started:
-                res.lags.append(1000.0 * (time.monotonic() - res.started - float(event["end_s"])))
+                # the score's time (the event's ts, same clock: loopback only) minus the time the
+                # window's last sample was sent (real-time pacing: start + end_s)
+                ts = event.get("ts")
+                if isinstance(ts, (int, float)) and res.started_wall:
+                    lag = ts - res.started_wall - float(event["end_s"])
+                else:
+                    lag = time.monotonic() - res.started - float(event["end_s"])
+                res.lags.append(1000.0 * lag)
         elif kind == "verdict":
             res.verdict = event
             res.verdict_at = time.monotonic()
@@ -377,8 +388,10 @@ async def simulate(
     max_wall_s: float = 300.0,
     ramp_s: float = 1.0,
     engine_options: dict[str, Any] | None = None,
+    raw: bool = False,
 ) -> dict[str, Any]:
-    """Run the simulation and return the report (see the module docstring)."""
+    """Run the simulation and return the report (see the module docstring); ``raw`` adds every
+    window lag and per-call counts (to pool the reports of several client processes)."""
     if server not in ("audiosocket", "media_stream"):
         raise ValueError(f"server: expected 'audiosocket' or 'media_stream', given {server!r}")
     if not (1 <= calls <= MAX_CALLS and 1 <= concurrency <= MAX_CALLS and 0 < seconds <= MAX_SECONDS):
@@ -482,6 +495,8 @@ async def simulate(
         ),
         "window_latency_ms": percentiles([x for r in rs for x in r.windows]),
         "window_lag_ms": percentiles([x for r in rs for x in r.lags]),
+        "window_events": sum(r.window_events for r in rs),
+        "verdict_windows": sum(int(r.verdict.get("n_windows") or 0) for r in done if r.verdict),
         "labels": {
             lab: sum(1 for r in done if r.verdict and r.verdict.get("label") == lab)
             for lab in ("spoof", "bonafide", "undetermined")
@@ -489,6 +504,15 @@ async def simulate(
         "dropped_s": round(sum(float(r.verdict.get("dropped_s") or 0) for r in done if r.verdict), 3),
         "pushes_shed": sum(int(r.verdict.get("pushes_shed") or 0) for r in done if r.verdict),
     }
+    if raw:
+        report["raw"] = {
+            "window_lags_ms": [round(x, 3) for r in rs for x in r.lags],
+            "verdict_latency_ms": [
+                round(1000.0 * (r.verdict_at - r.ended), 3)
+                for r in done
+                if r.verdict_at is not None and r.ended
+            ],
+        }
     if sched is not None:
         report["scheduler"] = {
             "batches": sched.batches,
@@ -521,6 +545,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-lag-ms", type=float, default=0.0, help="see EngineConfig.max_lag_ms")
     p.add_argument("--max-wall-s", type=float, default=300.0, help="hard bound on the whole run")
     p.add_argument("--ramp-s", type=float, default=1.0, help="calls start spread over this many seconds")
+    p.add_argument("--raw", action="store_true", help="add every window lag to the report (to pool runs)")
     p.add_argument("--log-level", default="WARNING", choices=("DEBUG", "INFO", "WARNING", "ERROR"))
     return p
 
@@ -554,6 +579,7 @@ def main(argv: list[str] | None = None) -> int:
                 max_wall_s=args.max_wall_s,
                 ramp_s=args.ramp_s,
                 engine_options=opts,
+                raw=args.raw,
             )
         )
     except (ValueError, OSError, RuntimeError) as exc:

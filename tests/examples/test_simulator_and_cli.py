@@ -406,3 +406,26 @@ def test_simulator_defaults_to_one_intra_op_thread() -> None:
     from examples.simulate_calls import build_parser
 
     assert build_parser().parse_args([]).threads == 1
+
+
+def test_capacity_bench_with_independent_client_processes(
+    tiny_model: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """examples.bench_capacity: server and clients in their own processes, results pooled and checked."""
+    from examples.bench_capacity import main as bench
+
+    rc = bench(
+        ["--model", str(tiny_model), "--calls", "3", "--clients", "2", "--seconds", "1.5", "--ramp-s", "0.1"]
+    )
+    out = capsys.readouterr().out
+    (row,) = [json.loads(x) for x in out.splitlines() if x.startswith("{")]
+    assert rc == 0
+    assert (row["completed"], row["verdicts"], row["duplicate_verdicts"], row["server_exit"]) == (3, 3, 0, 0)
+    assert (
+        row["windows_in_verdicts"] == row["windows_expected"] == row["window_events"] == 3 * 2
+    )  # 0-1, 0.5-1.5 s
+    assert row["window_lag_ms"]["n"] == 6
+    assert row["server_cpu_pct"] > 0
+    assert row["server_peak_rss_mb"] > 10
+    assert "| 3 | 3/3 | 3 | 6 / 6 |" in out
+    assert bench(["--calls", "0"]) == 2
