@@ -33,6 +33,9 @@ def add_engine_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--threads", type=int, default=1,
                    help="ONNX Runtime intra-op threads (default 1: measured best for these servers, whose "
                         "parallelism is across calls; 0 = ONNX Runtime's default, one per core)")  # fmt: skip
+    g.add_argument("--workers", type=int, default=1,
+                   help="inference threads of the batching scheduler, each running one batch at a time with "
+                        "--threads intra-op threads (raise to use more cores for inference)")  # fmt: skip
     g.add_argument("--max-batch", type=int, default=None, help="largest inference batch (default 16)")
     g.add_argument("--max-wait-ms", type=float, default=2.0, help="batch fill wait once work is queued")
     g.add_argument("--max-queue", type=int, default=1024, help="scheduler queue bound, in windows")
@@ -79,6 +82,7 @@ def build_engine(args: argparse.Namespace, on_event: Any = None) -> tuple[Scorin
         "max_wait_ms": args.max_wait_ms,
         "max_queue": args.max_queue,
         "timeout_s": args.queue_timeout_s,
+        "num_workers": args.workers,
     }
     if args.max_batch is not None:
         options["max_batch"] = args.max_batch

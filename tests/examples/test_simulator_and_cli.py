@@ -402,6 +402,23 @@ def test_servers_default_to_one_intra_op_thread(module: str, tiny_model: Path) -
     assert intra_op_threads("--threads", "2") == 2
 
 
+def test_workers_option_sets_the_scheduler_threads(tiny_model: Path) -> None:
+    from examples.asterisk_audiosocket.server import build_parser
+    from examples.callcentre.cli import build_engine
+
+    args = build_parser().parse_args(["--model", str(tiny_model), "--backend", "cpu", "--out", os.devnull])
+    assert args.workers == 1
+    args.workers = 3
+    engine, sink = build_engine(args)
+    try:
+        names = {t.name for t in threading.enumerate()}
+        assert {"spoofsdk-scheduler-0", "spoofsdk-scheduler-1", "spoofsdk-scheduler-2"} <= names
+    finally:
+        arun(engine.shutdown())
+        sink.close()
+        engine.detector.close()
+
+
 def test_simulator_defaults_to_one_intra_op_thread() -> None:
     from examples.simulate_calls import build_parser
 
