@@ -264,7 +264,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.model is None:
         p.error("give --model PATH or --synthetic C")
     load0 = os.getloadavg()
-    report = {"model": model_cost(args.model, args.threads)}
+    report: dict[str, Any] = {"model": model_cost(args.model, args.threads)}
     report.update(asyncio.run(run(args)))
     report["loadavg_before_after"] = [round(load0[0], 2), round(os.getloadavg()[0], 2)]
     report["cpus"] = os.cpu_count()

@@ -119,19 +119,22 @@ def synth_audio(kind: str, seconds: float, seed: int) -> npt.NDArray[np.int16]:
         total = 0
         i = seed
         while total < n:
-            x = _espeak(PHRASES[i % len(PHRASES)], voices[i % len(voices)])
+            phrase = _espeak(PHRASES[i % len(PHRASES)], voices[i % len(voices)])
             pause = np.zeros(int(rng.uniform(0.2, 0.8) * SAMPLE_RATE), dtype=np.int16)
-            parts += [x, pause]
-            total += x.size + pause.size
+            parts += [phrase, pause]
+            total += phrase.size + pause.size
             i += 1
         return np.concatenate(parts)[:n]
     t = np.arange(n) / SAMPLE_RATE
     env = np.clip(np.sin(2 * np.pi * rng.uniform(2.5, 4.5) * t + rng.uniform(0, 6)), 0, None) ** 0.7
+    x: npt.NDArray[np.float64]
     if kind == "tones":
         f0 = rng.uniform(95, 210) * (1 + 0.12 * np.sin(2 * np.pi * rng.uniform(0.2, 0.9) * t))
         phase = 2 * np.pi * np.cumsum(f0) / SAMPLE_RATE
-        x = sum(np.sin(k * phase) / k for k in range(1, 12))
-        x = env * x + 0.01 * rng.standard_normal(n)
+        harmonics = np.zeros(n)
+        for k in range(1, 12):
+            harmonics = harmonics + np.sin(k * phase) / k
+        x = env * harmonics + 0.01 * rng.standard_normal(n)
     elif kind == "noise":
         w = rng.standard_normal(n + 8)
         x = env * np.convolve(w, np.ones(8) / 8, mode="valid")[:n]
@@ -400,7 +403,8 @@ async def simulate(
             f"calls={calls}, concurrency={concurrency}, seconds={seconds}"
         )
     collector = _Collector()
-    engine = srv = None
+    engine: Any = None
+    srv: Any = None
     stop_tail = asyncio.Event()
     tail_task = None
     if connect is None:

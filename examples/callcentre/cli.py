@@ -7,7 +7,7 @@ import asyncio
 import logging
 import signal
 import sys
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
 from spoofsdk import Detector, SpoofError
@@ -136,7 +136,7 @@ def run_server(args: argparse.Namespace, make_server: Callable[[ScoringEngine], 
     return main_guard(run)
 
 
-def main_guard(run: Callable[[], Awaitable[None]]) -> int:
+def main_guard(run: Callable[[], Coroutine[Any, Any, None]]) -> int:
     """asyncio.run(run()) with typed exit codes: 0 ok, 2 bad model or options, 3 cannot listen."""
     try:
         asyncio.run(run())

@@ -793,13 +793,13 @@ class ScoringEngine:
                 result = self._on_event(event)
                 if inspect.isawaitable(result):
                     task = asyncio.ensure_future(result)
-                    self._callbacks.add(task)  # type: ignore[arg-type]
+                    self._callbacks.add(task)
                     task.add_done_callback(self._callback_done)
             except Exception as exc:
                 logger.error("on_event callback raised %s: %s", type(exc).__name__, exc)
 
     def _callback_done(self, task: asyncio.Future[Any]) -> None:
-        self._callbacks.discard(task)  # type: ignore[arg-type]
+        self._callbacks.discard(task)
         if not task.cancelled() and task.exception() is not None:
             exc = task.exception()
             logger.error("on_event callback raised %s: %s", type(exc).__name__, exc)

@@ -20,4 +20,5 @@ def mulaw_encode(pcm: npt.NDArray[np.int16]) -> bytes:
     mag = np.minimum(np.abs(x), _CLIP) + _BIAS
     exponent = np.floor(np.log2(mag)).astype(np.int32) - 7
     mantissa = (mag >> (exponent + 3)) & 0x0F
-    return (~(sign | (exponent << 4) | mantissa) & 0xFF).astype(np.uint8).tobytes()
+    out: bytes = (~(sign | (exponent << 4) | mantissa) & 0xFF).astype(np.uint8).tobytes()
+    return out

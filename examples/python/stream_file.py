@@ -36,7 +36,8 @@ def mulaw_encode(x: np.ndarray) -> bytes:
     mag = np.minimum(np.abs(pcm), 32635) + 0x84
     exponent = np.floor(np.log2(mag)).astype(np.int32) - 7
     mantissa = (mag >> (exponent + 3)) & 0x0F
-    return (~(sign | (exponent << 4) | mantissa) & 0xFF).astype(np.uint8).tobytes()
+    out: bytes = (~(sign | (exponent << 4) | mantissa) & 0xFF).astype(np.uint8).tobytes()
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -12,13 +12,14 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests" / "sdk"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from sdk_models import save_tiny_detector  # noqa: E402 - after the sys.path set-up
+from sdk_models import save_tiny_detector  # type: ignore[import-not-found]  # noqa: E402 - after sys.path
 
 
 @pytest.fixture(scope="session")
 def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """1 s window, 0.5 s hop, 16 kHz model rate (tests/sdk/sdk_models.py)."""
-    return save_tiny_detector(tmp_path_factory.mktemp("models") / "tiny.onnx")
+    path: Path = save_tiny_detector(tmp_path_factory.mktemp("models") / "tiny.onnx")
+    return path
 
 
 @pytest.fixture(scope="session")

@@ -44,10 +44,15 @@ async def running(
     """A loopback server (``audiosocket`` or ``media_stream``) on an ephemeral port, and its event list."""
     from examples.callcentre.engine import EngineConfig, ScoringEngine
 
+    cls: Any
     if kind == "audiosocket":
-        from examples.asterisk_audiosocket.server import AudioSocketServer as cls
+        from examples.asterisk_audiosocket.server import AudioSocketServer
+
+        cls = AudioSocketServer
     else:
-        from examples.media_stream_ws.server import MediaStreamServer as cls  # needs websockets
+        from examples.media_stream_ws.server import MediaStreamServer  # needs websockets
+
+        cls = MediaStreamServer
 
     events: list[dict[str, Any]] = []
     engine = ScoringEngine(

@@ -9,6 +9,7 @@ import re
 import shutil
 import ssl
 import subprocess
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +27,7 @@ CALL = "CA" + "1" * 32
 STREAM = "MZ" + "2" * 32
 
 
-async def _session(port: int, messages: list[str | bytes]) -> tuple[int | None, str]:
+async def _session(port: int, messages: Sequence[str | bytes]) -> tuple[int | None, str]:
     """Send messages, then wait for the server to close; return (close code, reason)."""
     async with connect(f"ws://127.0.0.1:{port}/media", compression=None) as ws:
         try:

@@ -181,7 +181,12 @@ def _server_process(
     assert proc.stderr is not None
     stderr = proc.stderr
     lines: queue.Queue[str] = queue.Queue()
-    reader = threading.Thread(target=lambda: [lines.put(line) for line in stderr], daemon=True)
+
+    def pump() -> None:
+        for line in stderr:
+            lines.put(line)
+
+    reader = threading.Thread(target=pump, daemon=True)
     reader.start()
     try:
         port = None
@@ -391,7 +396,8 @@ def test_servers_default_to_one_intra_op_thread(module: str, tiny_model: Path) -
         args = parser.parse_args(["--model", str(tiny_model), "--backend", "cpu", "--out", os.devnull, *argv])
         engine, sink = build_engine(args)
         try:
-            return int(engine.detector._backend.session.get_session_options().intra_op_num_threads)
+            session = engine.detector._backend.session  # type: ignore[attr-defined]
+            return int(session.get_session_options().intra_op_num_threads)
         finally:
             arun(engine.shutdown())
             sink.close()
