@@ -24,7 +24,7 @@ import numpy as np
 import pytest
 from ex_helpers import HAVE_WEBSOCKETS, arun, by_kind
 
-from examples.asterisk_audiosocket.protocol import KIND_AUDIO, KIND_UUID, encode_frame
+from examples.asterisk_audiosocket.protocol import KIND_AUDIO, KIND_HANGUP, KIND_UUID, encode_frame
 from examples.callcentre.engine import JsonLinesSink, ScoringEngine
 from examples.simulate_calls import check_loopback, main, simulate, synth_audio
 from spoofsdk.errors import InvalidArgumentError
@@ -452,3 +452,36 @@ def test_capacity_bench_with_independent_client_processes(
     assert row["server_peak_rss_mb"] > 10
     assert "| 3 | 3/3 | 3 | 6 / 6 |" in out
     assert bench(["--calls", "0"]) == 2
+
+
+def test_audiosocket_cli_sigterm_while_calls_hang_up_loses_no_verdict(
+    tiny_model: Path, tmp_path: Path
+) -> None:
+    """Issue 21 fault 1, end to end: SIGTERM right after 30 calls sent their hangup lost most verdicts."""
+    out = tmp_path / "calls.jsonl"
+    ids = [uuid.uuid4() for _ in range(30)]
+    pcm = synth_audio("tones", 1.5, seed=3).astype("<i2").tobytes()
+    audio = b"".join(encode_frame(KIND_AUDIO, pcm[k : k + 320]) for k in range(0, len(pcm), 320))
+    with _server_process("examples.asterisk_audiosocket", tiny_model, out) as (proc, port):
+        socks = [socket.create_connection(("127.0.0.1", port), timeout=10) for _ in ids]
+        try:
+            for sock, cid in zip(socks, ids, strict=True):
+                sock.sendall(encode_frame(KIND_UUID, cid.bytes) + audio)
+            deadline = time.monotonic() + 20
+            while time.monotonic() < deadline:  # every call scored its audio so far: windows out
+                events = [json.loads(x) for x in out.read_text().splitlines() if x.strip()]
+                if len({e["call_id"] for e in by_kind(events, "window")}) == len(ids):
+                    break
+                time.sleep(0.05)
+            for sock in socks:
+                sock.sendall(encode_frame(KIND_HANGUP))
+            proc.send_signal(signal.SIGTERM)  # while the calls are hanging up
+            assert proc.wait(timeout=30) == 0
+        finally:
+            for sock in socks:
+                sock.close()
+    events = [json.loads(x) for x in out.read_text().splitlines() if x.strip()]
+    verdicts = by_kind(events, "verdict")
+    assert sorted(v["call_id"] for v in verdicts) == sorted(str(c) for c in ids)  # exactly one each
+    assert {v["reason"] for v in verdicts} <= {"hangup", "shutdown"}
+    assert all(v["n_windows"] >= 2 for v in verdicts)
