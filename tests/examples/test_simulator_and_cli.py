@@ -485,3 +485,27 @@ def test_audiosocket_cli_sigterm_while_calls_hang_up_loses_no_verdict(
     assert sorted(v["call_id"] for v in verdicts) == sorted(str(c) for c in ids)  # exactly one each
     assert {v["reason"] for v in verdicts} <= {"hangup", "shutdown"}
     assert all(v["n_windows"] >= 2 for v in verdicts)
+
+
+@pytest.mark.timeout(60)
+def test_sink_close_gives_up_on_a_consumer_that_never_reads(caplog: pytest.LogCaptureFixture) -> None:
+    """Shutdown is bounded: close() waits timeout_s for a stalled consumer, then counts what is left."""
+    r, w = os.pipe()
+    wfile = os.fdopen(w, "w", encoding="utf-8")
+    try:
+        sink = JsonLinesSink(wfile, max_queue=1000)
+        for i in range(600):  # ~140 KB: more than the pipe holds
+            sink.write(_ev("verdict", i))
+        t0 = time.monotonic()
+        sink.close(timeout_s=0.5)
+        waited = time.monotonic() - t0
+        assert 0.4 <= waited < 5.0
+        assert sink.queued == 0
+        assert sink.dropped["verdict"] > 0
+        assert "queued events not written within 0.5 s at close (the consumer stalls)" in caplog.text
+    finally:
+        os.close(r)  # the blocked writer thread gets EPIPE and ends
+        sink._thread.join(10)
+        with contextlib.suppress(OSError):
+            wfile.close()
+    assert sink.lines + sink.dropped["verdict"] == 600  # every event written or counted, none lost
