@@ -46,7 +46,9 @@ BUDGET=${GPU_CHECK_BUDGET_S:-430}
 OUT=${OUT:-$ROOT/runs/gpu-check/out}
 CARRY=$ROOT/.gpu-wheels/carry
 if ((REHEARSE)); then
-  STATE=${GPU_CHECK_STATE:-$ROOT/runs/gpu-check/state$( ((QUICK)) && echo -quick)}
+  suffix=""
+  if ((QUICK)); then suffix=-quick; fi
+  STATE=${GPU_CHECK_STATE:-$ROOT/runs/gpu-check/state$suffix}
   PY=${PYTHON:-$ROOT/.venv/bin/python}
   [[ -x $PY ]] || PY=python3
   PYARGS+=(--rehearse)
@@ -55,7 +57,7 @@ else
   PY=${PYTHON:-python3}
 fi
 mkdir -p "$OUT" "$STATE"
-((RESET)) && rm -f "$STATE/results.json"
+if ((RESET)); then rm -f "$STATE/results.json"; fi
 LOG=$OUT/gpu-check.log
 
 elapsed() { echo $(($(date +%s) - T0)); }
@@ -173,7 +175,9 @@ rehearse_install() {
 }
 
 main() {
-  say "$( ((REHEARSE)) && echo "rehearsal" || echo "device run") on $(hostname), state $STATE, out $OUT, budget ${BUDGET} s"
+  local what="device run"
+  if ((REHEARSE)); then what="rehearsal"; fi
+  say "$what on $(hostname), state $STATE, out $OUT, budget ${BUDGET} s"
   command -v nvidia-smi >/dev/null && nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader || true
   if ((REHEARSE)); then
     rehearse_install
@@ -181,7 +185,7 @@ main() {
     install_device
   fi
   local left=$((BUDGET - $(elapsed)))
-  ((left > 30)) || left=30
+  ((left > 10)) || left=10
   say "running the items with ${left} s of budget"
   local rc=0
   # Items stop starting when the budget is spent; the hard stop leaves time to return OUT.
