@@ -44,7 +44,7 @@ done
 
 BUDGET=${GPU_CHECK_BUDGET_S:-430}
 OUT=${OUT:-$ROOT/runs/gpu-check/out}
-CARRY=$ROOT/.gpu-wheels/carry
+CARRY=${GPU_CHECK_CARRY:-$ROOT/.gpu-wheels/carry}
 if ((REHEARSE)); then
   suffix=""
   if ((QUICK)); then suffix=-quick; fi
@@ -174,7 +174,18 @@ rehearse_install() {
   say "rehearsal: the device's pip (3.12, manylinux_2_28 x86_64) accepts all ${#wheels[@]} wheels"
 }
 
+# If the run ends before the items wrote their JSON (a failed install or build), say so in the JSON.
+# shellcheck disable=SC2329  # invoked by the EXIT trap
+json_if_missing() {
+  local rc=$?
+  if [[ ! -f $OUT/gpu-check.json ]]; then
+    printf '{"status": "failed_before_items", "exit": %d, "log": "gpu-check.log"}\n' "$rc" >"$OUT/gpu-check.json"
+  fi
+}
+
 main() {
+  rm -f "$OUT/gpu-check.json"
+  trap json_if_missing EXIT
   local what="device run"
   if ((REHEARSE)); then what="rehearsal"; fi
   say "$what on $(hostname), state $STATE, out $OUT, budget ${BUDGET} s"
