@@ -267,8 +267,12 @@ def convert_fp16(fp32_path: str | Path, out_path: str | Path) -> dict[str, Any]:
     """
     import onnx
     from onnxruntime.transformers.float16 import convert_float_to_float16
+    from onnxruntime.transformers.onnx_model import OnnxModel
 
     model = onnx.load(str(fp32_path))
     converted = convert_float_to_float16(model, keep_io_types=True, disable_shape_infer=False)
+    # The converter appends the float32 -> float16 Cast of each graph input after the nodes that read
+    # it; ONNX Runtime tolerates that, but the ONNX spec (onnx.checker) wants topologically sorted nodes.
+    OnnxModel(converted).topological_sort()
     onnx.save(converted, str(out_path))
     return {"tool": "onnxruntime.transformers.float16.convert_float_to_float16", "keep_io_types": True}

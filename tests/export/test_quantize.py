@@ -145,6 +145,7 @@ def test_fp16_keeps_float32_io_and_tracks_fp32(tiny_onnx, calib_windows, tmp_pat
     assert model.graph.input[0].type.tensor_type.elem_type == onnx.TensorProto.FLOAT
     assert model.graph.output[0].type.tensor_type.elem_type == onnx.TensorProto.FLOAT
     assert any(t.data_type == onnx.TensorProto.FLOAT16 for t in model.graph.initializer)
+    onnx.checker.check_model(model)  # topologically sorted (the input Casts come first)
     ref, got = _run(tiny_onnx, calib_windows[:2]), _run(out, calib_windows[:2])
     assert np.abs(ref - got).max() < 0.05
 
