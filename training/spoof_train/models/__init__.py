@@ -1,4 +1,5 @@
-"""spoof_train.models: SSL backbones with real layer pruning, back-ends, raw-waveform detectors.
+"""spoof_train.models: SSL and Whisper-encoder backbones with real layer pruning, back-ends, raw-waveform
+detectors.
 
 Public API: :class:`DetectorConfig`, :func:`build_detector`, the detector classes and back-ends. Importing
 this package imports torch (transformers is imported when an SSL model is built).
@@ -26,6 +27,7 @@ from spoof_train.models.detector import (
 )
 from spoof_train.models.raw import AASIST, RawNet2
 from spoof_train.models.ssl import SSLBackbone
+from spoof_train.models.whisper import WhisperBackbone
 
 __all__ = [
     "AASIST",
@@ -44,6 +46,7 @@ __all__ = [
     "SLSBackend",
     "SSLBackbone",
     "SSLDetector",
+    "WhisperBackbone",
     "backend_options",
     "build_backend",
     "build_detector",
