@@ -621,6 +621,7 @@ def test_export_validates_and_the_sdk_matches_torch(tmp_path: Path) -> None:
         ck,
         output=tmp_path / "w",
         int8=True,
+        int8_target="both",
         calib=calib,
         calib_min_files=8,
         fp16=True,
@@ -629,6 +630,10 @@ def test_export_validates_and_the_sdk_matches_torch(tmp_path: Path) -> None:
     )
     report = result.report
     assert report["ok"]
+    # the offline TensorRT check accepts the FP32, fp16 and TensorRT-target int8 graphs (the CPU int8 file
+    # has u8 activations, which TensorRT refuses by design)
+    trt = report["tensorrt_check"]
+    assert (trt["onnx"]["ok"], trt["fp16"]["ok"], trt["int8_tensorrt"]["ok"]) == (True, True, True)
     stages = report["stages"]
     assert stages["torch->onnx"]["ok"]
     assert stages["torch->onnx"]["max_abs_diff"]["logits"] < 1e-4
