@@ -6,9 +6,12 @@
 #       carrying .gpu-wheels/carry/MANIFEST.json and one part per call (scripts/gpu-prepare.sh prints the
 #       calls). A call that still misses parts stages the one it carried and ends at once (exit 3); the
 #       call that brings the last part installs and runs the checks, within GPU_CHECK_BUDGET_S (430 s; hard stop 35 s later).
-#   Rehearsal here (no GPU):  scripts/gpu-check.sh --rehearse [--quick]
+#   Rehearsal here (no GPU):  scripts/gpu-check.sh --rehearse [--quick | --fake-gpu]
 #       verifies the carried parts and the wheels' tags for the device's Python, then runs every item up
 #       to the device boundary with .venv's Python; items that need CUDA report "skipped: no GPU ...".
+#       --quick: a 2-layer test WavLM instead of WavLM-base-6 and short timings (CI: tests/gpu/test_gpu_kit.py).
+#       --fake-gpu: also runs the TensorRT items (engine build, sidecar, parity, throughput) against the
+#       fake tensorrt + CUDA of scripts/gpu_fakes.py (plumbing only; marked fake_gpu in the JSON).
 #
 # Items (scripts/gpu_check.py): models (bundled default detector as FP32 / FP16 / int8 Q/DQ; a WavLM-base
 # 6-layer detector from `spoof-train init`'s preset, exported by spoof_export), ORT CPU references and a
@@ -29,25 +32,32 @@ T0=$(date +%s)
 REHEARSE=0
 QUICK=0
 RESET=0
+FAKE=0
 PYARGS=()
 while (($#)); do
   case "$1" in
     --rehearse) REHEARSE=1 ;;
     --quick) QUICK=1; PYARGS+=(--quick) ;;
+    --fake-gpu) FAKE=1; QUICK=1; PYARGS+=(--fake-gpu) ;;
     --retry-failed | --no-tests) PYARGS+=("$1") ;;
     --reset) RESET=1 ;;
-    -h | --help) sed -n '2,27p' "$0"; exit 0 ;;
+    -h | --help) sed -n '2,30p' "$0"; exit 0 ;;
     *) echo "gpu-check: unknown argument $1" >&2; exit 2 ;;
   esac
   shift
 done
 
+if ((FAKE && !REHEARSE)); then
+  echo "gpu-check: --fake-gpu is for rehearsals (--rehearse) only" >&2
+  exit 2
+fi
 BUDGET=${GPU_CHECK_BUDGET_S:-430}
 OUT=${OUT:-$ROOT/runs/gpu-check/out}
 CARRY=${GPU_CHECK_CARRY:-$ROOT/.gpu-wheels/carry}
 if ((REHEARSE)); then
   suffix=""
   if ((QUICK)); then suffix=-quick; fi
+  if ((FAKE)); then suffix=-fake; fi
   STATE=${GPU_CHECK_STATE:-$ROOT/runs/gpu-check/state$suffix}
   PY=${PYTHON:-$ROOT/.venv/bin/python}
   [[ -x $PY ]] || PY=python3

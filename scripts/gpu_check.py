@@ -91,7 +91,8 @@ class Kit:
         self.state = Path(args.state).resolve()
         self.out = Path(args.out).resolve()
         self.rehearse = bool(args.rehearse)
-        self.quick = bool(args.quick)
+        self.fake = bool(args.fake_gpu)
+        self.quick = bool(args.quick) or self.fake
         self.retry_failed = bool(args.retry_failed)
         self.t0 = time.monotonic()
         self.deadline = self.t0 + float(args.budget_s)
@@ -102,12 +103,17 @@ class Kit:
         if self.results_path.is_file():
             with contextlib.suppress(ValueError):
                 doc = json.loads(self.results_path.read_text())
-        if doc.get("kit_version") != KIT_VERSION or bool(doc.get("quick")) != self.quick:
+        if (doc.get("kit_version"), bool(doc.get("quick")), bool(doc.get("fake_gpu"))) != (
+            KIT_VERSION,
+            self.quick,
+            self.fake,
+        ):
             doc = {}
         self.doc: dict[str, Any] = doc or {
             "kit": "spoofsdk GPU validation kit (scripts/gpu-check.sh)",
             "kit_version": KIT_VERSION,
             "quick": self.quick,
+            "fake_gpu": self.fake,
             "items": {},
             "runs": [],
         }
@@ -138,7 +144,9 @@ class Kit:
             "counts": counts,
             "complete": not counts.get("deferred") and not counts.get("failed"),
             "gpu_items_run": sum(
-                1 for v in self.items.values() if v["status"] in ("ok", "failed") and v.get("needs")
+                1
+                for v in self.items.values()
+                if v["status"] in ("ok", "failed") and v.get("needs") and not v.get("fake_gpu")
             ),
         }
         self.run_record["elapsed_s"] = round(time.monotonic() - self.t0, 1)
@@ -160,6 +168,8 @@ class Kit:
         if prev and (prev["status"] == "ok" or (prev["status"] == "failed" and not self.retry_failed)):
             return dict(prev)
         rec: dict[str, Any] = {"needs": list(needs)}
+        if self.fake and "gpu" in needs:
+            rec["fake_gpu"] = True  # ran against scripts/gpu_fakes.py: plumbing only, no GPU
         missing = [n for n in needs if not self.cap.get(n)]
         blocked = [a for a in after if self.items.get(a, {}).get("status") != "ok"]
         if missing:
@@ -787,7 +797,7 @@ def tput_streams(det: Any, streams: int, *, scheduler: bool, min_s: float, est_w
 def throughput(
     kit: Kit, path_kind: str, ms: ModelSet, precision: str, *, mode: str, batch: int
 ) -> dict[str, Any]:
-    min_s = 0.3 if kit.quick else 1.0
+    min_s = 0.1 if kit.fake else 0.3 if kit.quick else 1.0
     det = open_detector(kit, path_kind, ms, precision, window_s=WIN4 / SR)
     try:
         if batch > det.max_batch:
@@ -864,7 +874,20 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--quick", action="store_true", help="tiny WavLM and short timings (CI rehearsal)")
     ap.add_argument("--retry-failed", action="store_true", help="run items that failed before again")
     ap.add_argument("--no-tests", action="store_true", help="leave out the tests/gpu lane")
+    ap.add_argument(
+        "--fake-gpu",
+        action="store_true",
+        help="with --rehearse: fake TensorRT + CUDA (scripts/gpu_fakes.py) so the TensorRT items run their "
+        "plumbing on the CPU; implies --quick",
+    )
     args = ap.parse_args(argv)
+    if args.fake_gpu and not args.rehearse:
+        ap.error("--fake-gpu is for rehearsals (--rehearse) only")
+    if args.fake_gpu:
+        sys.path.insert(0, str(Path(__file__).resolve().parent))
+        import gpu_fakes
+
+        gpu_fakes.install()
 
     kit = Kit(args)
     logging.basicConfig(
@@ -956,7 +979,7 @@ def main(argv: list[str] | None = None) -> int:
                         kit.item(
                             f"tput/{kind}/{ms.name}/{p}/{mode}/b{b}",
                             lambda kind=kind, ms=ms, p=p, mode=mode, b=b: throughput(
-                                kit, kind, ms, p, mode, b
+                                kit, kind, ms, p, mode=mode, batch=b
                             ),
                             needs=needs,
                             after=after,
@@ -977,10 +1000,14 @@ def print_summary(kit: Kit) -> None:
         if key.startswith("tput/") and v["status"] == "ok":
             rows.append(
                 f"  {key:<48} {v['windows_per_s']:>9.1f} windows/s  {v['audio_s_per_s']:>9.1f} audio s/s"
+                + (" [fake GPU]" if v.get("fake_gpu") else "")
                 + (f"  mean batch {v['mean_batch']:.1f}" if "mean_batch" in v else "")
             )
         elif key.startswith("parity/") and v["status"] == "ok":
-            rows.append(f"  {key:<48} max|diff| {v['max_abs_diff']:.2e} (tol {v['tolerance']:g})")
+            rows.append(
+                f"  {key:<48} max|diff| {v['max_abs_diff']:.2e} (tol {v['tolerance']:g})"
+                + (" [fake GPU]" if v.get("fake_gpu") else "")
+            )
     if rows:
         log.info("measured:\n%s", "\n".join(rows))
     groups: dict[str, list[str]] = {}

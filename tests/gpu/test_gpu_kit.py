@@ -21,12 +21,14 @@ REPO = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.slow
 
 
-def _run(tmp: Path, budget_s: int | None = None) -> tuple[subprocess.CompletedProcess[str], dict]:
+def _run(
+    tmp: Path, budget_s: int | None = None, mode: str = "--quick"
+) -> tuple[subprocess.CompletedProcess[str], dict]:
     env = dict(os.environ, OUT=str(tmp / "out"), GPU_CHECK_STATE=str(tmp / "state"), PYTHON=sys.executable)
     if budget_s is not None:
         env["GPU_CHECK_BUDGET_S"] = str(budget_s)
     proc = subprocess.run(
-        ["bash", str(REPO / "scripts" / "gpu-check.sh"), "--rehearse", "--quick", "--no-tests"],
+        ["bash", str(REPO / "scripts" / "gpu-check.sh"), "--rehearse", mode, "--no-tests"],
         env=env,
         capture_output=True,
         text=True,
@@ -81,3 +83,31 @@ def test_rehearsal_runs_to_the_device_boundary_and_resumes(tmp_path: Path) -> No
     assert proc.returncode == 0
     assert doc["runs"][-1]["ran"] == []
     assert len(doc["runs"]) == 3
+
+
+def test_fake_gpu_rehearsal_runs_the_tensorrt_items_through_the_sdk(tmp_path: Path) -> None:
+    """--fake-gpu: engines built by spoof_export's builder against scripts/gpu_fakes.py, loaded by the SDK's
+    TensorRT backend (sidecar checked first), compared with ORT CPU, timed; all marked fake_gpu."""
+    pytest.importorskip("torch")
+    pytest.importorskip("onnx")
+    proc, doc = _run(tmp_path, mode="--fake-gpu")
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
+    items = doc["items"]
+    assert doc["fake_gpu"] is True
+    trt = {k: v for k, v in items.items() if "tensorrt" in v.get("needs", []) and "ort_trt" not in v["needs"]}
+    assert trt, "no TensorRT item was planned"
+    for key, v in trt.items():
+        assert v["status"] == "ok", (key, v)
+        assert v["fake_gpu"] is True
+    # Engine profiles: batch 1..64, up to max(4 s, the model's window) samples.
+    for model, max_samples in (("default", 64000), ("wavlm-tiny", 64600)):
+        for p in ("fp32", "fp16", "int8"):
+            assert items[f"engine/{model}/{p}"]["engine_info"]["profile_max"] == [64, max_samples]
+            assert items[f"parity/trt/{model}/{p}"]["max_abs_diff"] == 0.0
+    cases = items["sidecar/detector"]["cases"]
+    assert cases["other_gpu"]["raised"] == cases["other_tensorrt"]["raised"] == "EngineIncompatibleError"
+    assert cases["unchanged"]["raised"] is None
+    sched = items["tput/trt/wavlm-tiny/fp16/scheduler/b8"]
+    assert sched["windows"] > 0
+    assert 1 <= sched["largest_batch"] <= 8
+    assert doc["summary"]["gpu_items_run"] == 0  # fakes are not GPU runs
