@@ -919,3 +919,13 @@ def test_audio_classification_checkpoint_loads_its_encoder_only(tmp_path: Path) 
     broken = {k: v for k, v in state.items() if k != "encoder.layers.0.fc1.weight"}
     with pytest.raises(CheckpointError, match=r"missing \['layers\.0\.fc1\.weight'\]"):
         WhisperBackbone(config, 2).load_backbone_state(broken, source="cls")
+
+
+def test_positional_table_is_a_buffer_that_unfreezing_does_not_train() -> None:
+    model = build_detector(get_preset("whisper-tiny-test", backend="ffn"), seed=0)
+    names = {n for n, _ in model.named_parameters()}
+    assert "backbone.encoder.embed_positions.weight" not in names
+    assert "backbone.encoder.embed_positions.weight" in model.state_dict()
+    model.freeze_backbone(False)
+    assert all(p.requires_grad for p in model.backbone_parameters())
+    assert not model.backbone.encoder.embed_positions.weight.requires_grad

@@ -327,6 +327,12 @@ class WhisperBackbone(nn.Module):
         self.max_frames = int(hf_config.max_source_positions)
         self.frontend = WhisperLogMel(int(hf_config.num_mel_bins), sample_rate)
         self.encoder = WhisperEncoder(hf_config)
+        # The positional table is fixed (sinusoids; a buffer in openai-whisper, requires_grad=False in
+        # transformers): a buffer here, so unfreezing the backbone or a per-group optimizer never trains it.
+        positions = self.encoder.embed_positions
+        table = positions.weight.detach()
+        del positions.weight
+        positions.register_buffer("weight", table)
         if not self.final_norm:
             # raw layer outputs: the final norm would be dead weight
             self.encoder.layer_norm = nn.Identity()  # type: ignore[assignment]
