@@ -410,6 +410,14 @@ def test_openai_checkpoint_loads_with_weights_only(tmp_path: Path) -> None:
     assert set(state) == set(own)
     for k in own:
         assert torch.equal(state[k], own[k].half()), k
+    # a checkpoint without the (fixed) positional table gets Whisper's sinusoids
+    from transformers.models.whisper.modeling_whisper import sinusoids
+
+    checkpoint = _openai_checkpoint(enc)
+    del checkpoint["model_state_dict"]["encoder.positional_embedding"]
+    torch.save(checkpoint, tmp_path / "nopos.pt")
+    _, state = read_whisper_source(tmp_path / "nopos.pt")
+    assert torch.equal(state["embed_positions.weight"], sinusoids(1500, 32))
 
 
 def test_hf_directory_and_convert_round_trip(tmp_path: Path) -> None:
