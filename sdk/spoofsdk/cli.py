@@ -29,6 +29,7 @@ import numpy as np
 
 from spoofsdk.backends.base import BACKENDS
 from spoofsdk.errors import BackendUnavailableError, InvalidArgumentError, ModelLoadError, SpoofError
+from spoofsdk.gating import DEFAULT_MIN_SPEECH
 from spoofsdk.results import AGGREGATES, Score
 from spoofsdk.session import BYTES_PER_SAMPLE, ENCODINGS
 
@@ -162,6 +163,8 @@ def score_files(
     chunk_ms: float = 20.0,
     recursive: bool = True,
     progress: bool | None = None,
+    speech_gate: bool = True,
+    min_speech: float = DEFAULT_MIN_SPEECH,
 ) -> Iterator[FileResult]:
     """Score every file; yields one :class:`FileResult` per file (errors are results, not exceptions).
 
@@ -176,7 +179,7 @@ def score_files(
         raise UsageError(f"no input audio file found in {[str(p) for p in paths]}")
     det = Detector(
         model, backend=backend, device_id=device_id, num_threads=num_threads, window_s=window_s, hop_s=hop_s,
-        aggregate=aggregate, threshold=threshold,
+        aggregate=aggregate, threshold=threshold, speech_gate=speech_gate, min_speech=min_speech,
     )  # fmt: skip
     logger.info("spoof-score: %r (%s)", det, det.backend_detail)
     show = progress if progress is not None else (len(files) > 1 and sys.stderr.isatty())
@@ -284,6 +287,14 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--hop-s", type=float, default=None, help="override the manifest hop (seconds)")
     g.add_argument("--aggregate", default="mean", choices=AGGREGATES)
     g.add_argument("--threshold", type=float, default=None, help="override the manifest threshold")
+    g.add_argument(
+        "--no-speech-gate", dest="speech_gate", action="store_false",
+        help="score every window, also those without speech (default: gated, see docs/sdk.md)",
+    )  # fmt: skip
+    g.add_argument(
+        "--min-speech", type=float, default=DEFAULT_MIN_SPEECH,
+        help=f"share of speech frames a window needs to be scored (default {DEFAULT_MIN_SPEECH})",
+    )  # fmt: skip
     a = p.add_argument_group("input")
     a.add_argument("--encoding", default=None, choices=ENCODINGS,
                    help="treat every input as headerless audio of this encoding")  # fmt: skip
@@ -326,7 +337,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             num_threads=args.threads,
             window_s=args.window_s, hop_s=args.hop_s, aggregate=args.aggregate, threshold=args.threshold,
             encoding=args.encoding, sample_rate=args.sample_rate, stream=args.stream, chunk_ms=args.chunk_ms,
-            recursive=not args.no_recursive, progress=args.progress,
+            recursive=not args.no_recursive, progress=args.progress, speech_gate=args.speech_gate,
+            min_speech=args.min_speech,
         ):  # fmt: skip
             results.append(r)
             if not r.ok:

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import logging
+import math
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -15,6 +16,7 @@ import numpy.typing as npt
 from spoofsdk.backends import Backend, create_backend
 from spoofsdk.backends.ort import OrtOptions, TensorRTOptions, coerce_options
 from spoofsdk.errors import InvalidArgumentError, InvalidAudioError, ModelLoadError
+from spoofsdk.gating import DEFAULT_MIN_SPEECH, SileroGate, check_min_speech
 from spoofsdk.manifest import Manifest, read_manifest
 from spoofsdk.results import Score, WindowScore, check_aggregate, sigmoid
 
@@ -142,6 +144,12 @@ class Detector:
         Windows per inference call in :meth:`score` (capped by the engine's profile). Default: 1 on
         the CPU backend (batching buys no speed there and costs peak memory: docs/benchmarks.md,
         "Detector runtime"), 8 on GPU backends.
+    speech_gate, min_speech:
+        Speech gating (:mod:`spoofsdk.gating`, on by default): each window's share of 32 ms frames with
+        speech is measured, and a window under ``min_speech`` (default 0.1) is marked ``no_speech`` and
+        not scored; a clip or call without a speech window is ``"undetermined"``. ``speech_gate=False``
+        scores every window (the model then judges silence, noise and music too). The gate needs a
+        16 kHz model.
     ort_options, tensorrt_options:
         :class:`OrtOptions` / :class:`TensorRTOptions` (or dicts of their fields).
     """
@@ -160,6 +168,8 @@ class Detector:
         batch_size: int | None = None,
         ort_options: OrtOptions | dict[str, Any] | None = None,
         tensorrt_options: TensorRTOptions | dict[str, Any] | None = None,
+        speech_gate: bool = True,
+        min_speech: float = DEFAULT_MIN_SPEECH,
     ) -> None:
         if path is None:
             model_path = _default_model_path()
@@ -178,6 +188,9 @@ class Detector:
         ):
             raise InvalidArgumentError(f"batch_size: expected an integer >= 1, given {batch_size!r}")
         self._aggregate = check_aggregate(aggregate)
+        if not isinstance(speech_gate, bool):
+            raise InvalidArgumentError(f"speech_gate: expected True or False, given {speech_gate!r}")
+        self._min_speech = check_min_speech(min_speech)
         ort_opts: OrtOptions = coerce_options(ort_options, OrtOptions, "ort_options")
         trt_opts: TensorRTOptions = coerce_options(tensorrt_options, TensorRTOptions, "tensorrt_options")
         if num_threads:
@@ -245,6 +258,14 @@ class Detector:
         self._scale = manifest.calibration.scale
         self._bias = manifest.calibration.bias
         self._spoof = manifest.spoof_index
+        self._gate: SileroGate | None = None
+        if speech_gate:
+            if sr != SileroGate.sample_rate:
+                raise InvalidArgumentError(
+                    f"speech_gate: the speech gate runs at {SileroGate.sample_rate} Hz, this model at "
+                    f"{sr} Hz; pass speech_gate=False to score every window"
+                )
+            self._gate = SileroGate()
         logger.debug("spoofsdk: loaded %r", self)
 
     @staticmethod
@@ -310,6 +331,15 @@ class Detector:
     def batch_size(self) -> int:
         return self._batch_size
 
+    @property
+    def speech_gate(self) -> bool:
+        """Whether windows are gated on speech (see :mod:`spoofsdk.gating`)."""
+        return self._gate is not None
+
+    @property
+    def min_speech(self) -> float:
+        return self._min_speech
+
     def __repr__(self) -> str:
         m = self._manifest
         return (
@@ -332,17 +362,10 @@ class Detector:
         if n == 0:
             return out
         cap = max_batch or self._batch_size
+        self._check_lengths(windows)
         groups: dict[int, list[int]] = {}
         for i, w in enumerate(windows):
-            length = int(w.shape[0])
-            if length < self._min_samples:
-                sr = self.sample_rate
-                raise InvalidAudioError(
-                    f"audio too short: expected at least {self._min_samples} samples "
-                    f"({self._min_samples / sr:.3f} s) "
-                    f"at the model rate {sr} Hz, given {length} ({length / sr:.3f} s)"
-                )
-            groups.setdefault(length, []).append(i)
+            groups.setdefault(int(w.shape[0]), []).append(i)
         for idx in groups.values():
             for k in range(0, len(idx), cap):
                 part = idx[k : k + cap]
@@ -358,20 +381,63 @@ class Detector:
                 out[part] = self._scale * d + self._bias
         return out
 
+    def _check_lengths(self, windows: Sequence[npt.NDArray[np.float32]]) -> None:
+        for w in windows:
+            length = int(w.shape[0])
+            if length < self._min_samples:
+                sr = self.sample_rate
+                raise InvalidAudioError(
+                    f"audio too short: expected at least {self._min_samples} samples "
+                    f"({self._min_samples / sr:.3f} s) "
+                    f"at the model rate {sr} Hz, given {length} ({length / sr:.3f} s)"
+                )
+
     def window_scores(
-        self, windows: Sequence[_native.Window], log_odds: npt.NDArray[np.float64]
+        self,
+        windows: Sequence[_native.Window],
+        log_odds: npt.NDArray[np.float64],
+        speech: npt.NDArray[np.float64] | None = None,
     ) -> list[WindowScore]:
+        """:class:`WindowScore` objects of front-end windows; a NaN log-odds marks a ``no_speech`` window."""
         sr = self.sample_rate
-        return [
-            WindowScore(
-                start_s=w.start_index / sr,
-                end_s=(w.start_index + w.samples.shape[0]) / sr,
-                spoof_prob=sigmoid(float(z)),
-                logit=float(z),
-                is_final=bool(w.is_final),
+        out = []
+        for i, (w, z) in enumerate(zip(windows, log_odds, strict=True)):
+            gated = bool(np.isnan(z))
+            out.append(
+                WindowScore(
+                    start_s=w.start_index / sr,
+                    end_s=(w.start_index + w.samples.shape[0]) / sr,
+                    spoof_prob=math.nan if gated else sigmoid(float(z)),
+                    logit=float(z),
+                    is_final=bool(w.is_final),
+                    speech=None if speech is None else float(speech[i]),
+                    state="no_speech" if gated else "scored",
+                )
             )
-            for w, z in zip(windows, log_odds, strict=True)
-        ]
+        return out
+
+    def speech_share(self, samples: Sequence[npt.NDArray[np.float32]]) -> npt.NDArray[np.float64] | None:
+        """Each model-rate window's share of speech frames, or ``None`` without a speech gate."""
+        return None if self._gate is None else self._gate.speech_share(samples)
+
+    def gate_and_infer(
+        self,
+        samples: Sequence[npt.NDArray[np.float32]],
+        infer: Callable[[list[npt.NDArray[np.float32]]], npt.NDArray[np.float64]],
+    ) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64] | None]:
+        """``(log_odds, speech)`` of windows: ``infer`` runs on the windows that hold speech only; the
+        others get NaN. Used by :meth:`score`, the streaming sessions and (through them) the scheduler."""
+        self._check_lengths(samples)  # too short is an error whether or not the window holds speech
+        speech = self.speech_share(samples)
+        z = np.full(len(samples), np.nan, dtype=np.float64)
+        keep = (
+            list(range(len(samples)))
+            if speech is None
+            else np.flatnonzero(speech >= self._min_speech).tolist()
+        )
+        if keep:
+            z[keep] = infer([samples[i] for i in keep])
+        return z, speech
 
     def new_frontend(
         self,
@@ -410,13 +476,18 @@ class Detector:
         fe = self.new_frontend(sr, encoding="pcm16" if x.dtype == np.int16 else "float32")
         scores: list[WindowScore] = []
         pending: list[_native.Window] = []
+
+        def flush_pending() -> None:
+            z, speech = self.gate_and_infer([w.samples for w in pending], self.infer_logits)
+            scores.extend(self.window_scores(pending, z, speech))
+            pending.clear()
+
         for ready in iter_windows(fe, x, self._window):
             pending.extend(ready)
             if len(pending) >= self._batch_size:  # score as we go: memory stays bounded for long files
-                scores.extend(self.window_scores(pending, self.infer_logits([w.samples for w in pending])))
-                pending.clear()
+                flush_pending()
         if pending:
-            scores.extend(self.window_scores(pending, self.infer_logits([w.samples for w in pending])))
+            flush_pending()
         if not scores:
             raise InvalidAudioError(
                 f"audio too short: expected at least {self._min_samples} samples at the model rate "

@@ -10,7 +10,15 @@ import numpy as np
 
 from spoofsdk.errors import InvalidArgumentError
 
-__all__ = ["AGGREGATES", "Score", "WindowScore", "aggregate_log_odds", "check_aggregate", "sigmoid"]
+__all__ = [
+    "AGGREGATES",
+    "VERDICTS",
+    "Score",
+    "WindowScore",
+    "aggregate_log_odds",
+    "check_aggregate",
+    "sigmoid",
+]
 
 #: Aggregation rules over the windows of a clip or call (applied to the calibrated log-odds).
 #:
@@ -61,6 +69,11 @@ class WindowScore:
     ``start_s`` / ``end_s`` are seconds from the start of the clip or call (absolute sample indices at
     the model rate divided by the model rate). ``logit`` is the calibrated spoof log-odds and
     ``spoof_prob = sigmoid(logit)``. ``is_final`` marks the window produced by the end-of-stream tail rule.
+
+    ``speech`` is the share of the window's 32 ms frames that hold speech (:mod:`spoofsdk.gating`;
+    ``None`` when the detector runs without speech gating). A window under the detector's ``min_speech``
+    is **not scored**: ``state == "no_speech"``, ``logit`` and ``spoof_prob`` are NaN (so a test such as
+    ``w.spoof_prob > 0.9`` is false for it), and clip scores leave it out.
     """
 
     start_s: float
@@ -68,19 +81,42 @@ class WindowScore:
     spoof_prob: float
     logit: float
     is_final: bool = False
+    speech: float | None = None
+    state: str = "scored"
 
     @property
     def duration_s(self) -> float:
         return self.end_s - self.start_s
+
+    @property
+    def scored(self) -> bool:
+        """True for a window the model scored; False for a ``no_speech`` window."""
+        return self.state == "scored"
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "start_s": self.start_s,
+            "end_s": self.end_s,
+            "state": self.state,
+            "speech": self.speech,
+            "spoof_prob": self.spoof_prob if self.scored else None,
+            "logit": self.logit if self.scored else None,
+        }
+
+
+#: Verdicts of a clip or call: ``"undetermined"`` when no window held speech.
+VERDICTS = ("bonafide", "spoof", "undetermined")
 
 
 @dataclass(frozen=True)
 class Score:
     """The score of a whole clip or call.
 
-    ``logit`` is the aggregated calibrated spoof log-odds (see :data:`AGGREGATES`), ``spoof_prob`` its
-    sigmoid, ``is_spoof`` is ``spoof_prob >= threshold`` (the manifest's decision threshold unless
-    overridden), ``duration_s`` the input duration, ``windows`` the per-window scores in time order.
+    ``logit`` is the aggregated calibrated spoof log-odds of the **scored** (speech) windows (see
+    :data:`AGGREGATES`), ``spoof_prob`` its sigmoid, ``is_spoof`` is ``spoof_prob >= threshold`` (the
+    manifest's decision threshold unless overridden), ``duration_s`` the input duration, ``windows`` every
+    window in time order, ``no_speech`` ones included. When no window held speech the verdict is
+    ``"undetermined"``: ``logit`` and ``spoof_prob`` are NaN and ``is_spoof`` is False.
     """
 
     spoof_prob: float
@@ -92,19 +128,36 @@ class Score:
     aggregate: str = "mean"
 
     @property
-    def label(self) -> str:
+    def speech_windows(self) -> int:
+        """How many windows were scored (held speech)."""
+        return sum(1 for w in self.windows if w.scored)
+
+    @property
+    def verdict(self) -> str:
+        """``"spoof"``, ``"bonafide"`` or ``"undetermined"`` (no window held speech)."""
+        if not self.speech_windows:
+            return "undetermined"
         return "spoof" if self.is_spoof else "bonafide"
+
+    @property
+    def label(self) -> str:
+        """The verdict (kept for callers of the earlier name)."""
+        return self.verdict
 
     @classmethod
     def from_windows(
         cls, windows: Sequence[WindowScore], *, aggregate: str, threshold: float, duration_s: float
     ) -> Score:
-        z = aggregate_log_odds([w.logit for w in windows], aggregate)
-        p = sigmoid(z)
+        scored = [w.logit for w in windows if w.scored]
+        if not scored:
+            z = p = math.nan
+        else:
+            z = aggregate_log_odds(scored, aggregate)
+            p = sigmoid(z)
         return cls(
             spoof_prob=p,
             logit=z,
-            is_spoof=p >= threshold,
+            is_spoof=bool(scored) and p >= threshold,
             threshold=threshold,
             duration_s=duration_s,
             windows=tuple(windows),
@@ -112,19 +165,19 @@ class Score:
         )
 
     def to_dict(self, *, windows: bool = True) -> dict[str, object]:
+        determined = self.verdict != "undetermined"
         out: dict[str, object] = {
-            "spoof_prob": self.spoof_prob,
-            "logit": self.logit,
+            "spoof_prob": self.spoof_prob if determined else None,
+            "logit": self.logit if determined else None,
             "is_spoof": self.is_spoof,
             "label": self.label,
+            "verdict": self.verdict,
             "threshold": self.threshold,
             "duration_s": self.duration_s,
             "aggregate": self.aggregate,
             "n_windows": len(self.windows),
+            "n_speech_windows": self.speech_windows,
         }
         if windows:
-            out["windows"] = [
-                {"start_s": w.start_s, "end_s": w.end_s, "spoof_prob": w.spoof_prob, "logit": w.logit}
-                for w in self.windows
-            ]
+            out["windows"] = [w.to_dict() for w in self.windows]
         return out

@@ -211,13 +211,20 @@ class StreamingSession:
         if not ready:
             return []
         samples = [w.samples for w in ready]
-        if self._scheduler is not None:
-            z, infer_ms = self._scheduler.infer(samples)
-        else:
+        infer_ms: list[float] = []
+
+        def infer(speech_windows: list[npt.NDArray[np.float32]]) -> npt.NDArray[np.float64]:
+            if self._scheduler is not None:
+                z, ms = self._scheduler.infer(speech_windows)
+                infer_ms.extend(ms)
+                return np.asarray(z, dtype=np.float64)
             t1 = time.perf_counter()
-            z = self._det.infer_logits(samples)
-            infer_ms = [(time.perf_counter() - t1) * 1000.0] * len(samples)
-        scores = self._det.window_scores(ready, z)
+            z = self._det.infer_logits(speech_windows)
+            infer_ms.extend([(time.perf_counter() - t1) * 1000.0] * len(speech_windows))
+            return z
+
+        z, speech = self._det.gate_and_infer(samples, infer)
+        scores = self._det.window_scores(ready, z, speech)
         self._windows.extend(scores)
         done = (time.perf_counter() - t0) * 1000.0
         self._infer_ms.extend(infer_ms)

@@ -40,8 +40,8 @@ def test_loads_on_cpu_and_reports_it(detector: Detector, tiny_model: Path) -> No
 
 
 def test_batched_score_equals_unbatched(tiny_model: Path, speechlike: np.ndarray) -> None:
-    one = Detector(tiny_model, batch_size=1).score(speechlike)
-    many = Detector(tiny_model, batch_size=8).score(speechlike)
+    one = Detector(tiny_model, batch_size=1, speech_gate=False).score(speechlike)
+    many = Detector(tiny_model, batch_size=8, speech_gate=False).score(speechlike)
     assert len(one.windows) == len(many.windows) > 1
     for a, b in zip(one.windows, many.windows, strict=True):
         assert (a.start_s, a.end_s) == (b.start_s, b.end_s)
@@ -93,7 +93,7 @@ def test_trimmed_drops_ten_percent_each_side() -> None:
 
 
 def test_calibration_spoof_index_and_threshold(tiny_model_calibrated: Path, speechlike: np.ndarray) -> None:
-    det = Detector(tiny_model_calibrated, backend="cpu", num_threads=1)
+    det = Detector(tiny_model_calibrated, backend="cpu", num_threads=1, speech_gate=False)
     x = speechlike[:16000]
     logits = reference_logits(x[None, :])[0]
     expected = 0.5 * (logits[0] - logits[1]) - 1.0  # spoof_index 0, scale 0.5, bias -1
@@ -101,7 +101,7 @@ def test_calibration_spoof_index_and_threshold(tiny_model_calibrated: Path, spee
     assert score.logit == pytest.approx(expected, abs=1e-4)
     assert score.threshold == 0.3
     assert score.is_spoof == (sigmoid(expected) >= 0.3)
-    over = Detector(tiny_model_calibrated, backend="cpu", num_threads=1, threshold=0.999)
+    over = Detector(tiny_model_calibrated, backend="cpu", num_threads=1, threshold=0.999, speech_gate=False)
     assert over.score(x, SR).threshold == 0.999
 
 
@@ -189,7 +189,7 @@ def test_resampled_input(detector: Detector, speechlike: np.ndarray) -> None:
 
 
 def test_window_and_hop_overrides(tiny_model: Path, speechlike: np.ndarray) -> None:
-    det = Detector(tiny_model, backend="cpu", num_threads=1, window_s=0.5, hop_s=0.25)
+    det = Detector(tiny_model, backend="cpu", num_threads=1, window_s=0.5, hop_s=0.25, speech_gate=False)
     assert (det.window_samples, det.hop_samples) == (8000, 4000)
     score = det.score(speechlike[:16000], SR)
     assert [w.start_s for w in score.windows] == [0.0, 0.25, 0.5]
@@ -330,7 +330,7 @@ def test_big_endian_input_is_accepted(detector: Detector, speechlike: np.ndarray
 def test_closed_detector(tiny_model: Path, speechlike: np.ndarray) -> None:
     from spoofsdk.errors import SessionClosedError
 
-    with Detector(tiny_model, backend="cpu", num_threads=1) as det:
+    with Detector(tiny_model, backend="cpu", num_threads=1, speech_gate=False) as det:
         det.score(speechlike, SR)
     with pytest.raises(SessionClosedError, match="the detector was closed"):
         det.score(speechlike, SR)

@@ -176,6 +176,6 @@ def test_bad_scheduler_arguments(detector: Detector, tiny_model: object) -> None
     ]:
         with pytest.raises(InvalidArgumentError, match=match):
             BatchScheduler(detector, **kwargs)  # type: ignore[arg-type]
-    other = Detector(tiny_model, backend="cpu", num_threads=1)  # type: ignore[arg-type]
+    other = Detector(tiny_model, backend="cpu", num_threads=1, speech_gate=False)  # type: ignore[arg-type]
     with BatchScheduler(other) as sched, pytest.raises(InvalidArgumentError, match="same Detector"):
         detector.stream(SR, scheduler=sched)
