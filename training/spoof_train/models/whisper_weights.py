@@ -10,11 +10,12 @@ Sources (all read into the ``WhisperEncoder`` key layout of transformers: ``conv
 - a CTranslate2 directory (faster-whisper layout: ``model.bin`` + ``config.json``), read by
   :func:`read_ctranslate2` from the binary format itself (``ctranslate2`` is not imported).
 
-CTranslate2 ``model.bin`` (binary versions 2..6, written by ``ctranslate2/specs/model_spec.py``
+CTranslate2 ``model.bin`` (binary versions 1..6, written by ``ctranslate2/specs/model_spec.py``
 ``_serialize`` and read by ``src/models/model.cc``), all little endian: ``u32`` binary version;
 ``string`` spec name and ``u32`` spec revision (version >= 2); ``u32`` variable count; per variable a
 ``string`` name, ``u8`` rank, ``rank x u32`` shape, then ``u8`` dtype id + ``u32`` byte count (version >= 4;
-before: ``u8`` item size + ``u32`` element count) and the raw bytes; then (version >= 3) ``u32`` alias count
+before: ``u8`` item size + ``u32`` element count, item size 4 / 2 / 1 meaning float32 / int16 / int8) and the
+raw bytes; then (version >= 3) ``u32`` alias count
 and ``string`` alias / ``string`` target pairs. A ``string`` is a ``u16`` length that counts a trailing NUL,
 then the bytes. Dtype ids: 0 float32, 1 int8, 2 int16, 3 int32, 4 float16, 5 bfloat16.
 
@@ -32,7 +33,7 @@ import hashlib
 import json
 import logging
 import struct
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -356,8 +357,8 @@ def _ct2_encoder(model: CT2Model) -> tuple[dict[str, Any], dict[str, Tensor]]:
                 f"{model.path}: {src}/self_attention/linear_0/weight: expected fused q/k/v of shape "
                 f"{(3 * d_model, d_model)}, got {tuple(qkv_w.shape)}"
             )
-        q_w, k_w, v_w = qkv_w.split(d_model)
-        q_b, _k_b, v_b = qkv_b.split(d_model)  # the key bias cancels in softmax (module docstring)
+        q_w, k_w, v_w = qkv_w[:d_model], qkv_w[d_model : 2 * d_model], qkv_w[2 * d_model :]
+        q_b, v_b = qkv_b[:d_model], qkv_b[2 * d_model :]  # the key bias cancels in softmax (module docstring)
         state[f"{dst}.self_attn.q_proj.weight"], state[f"{dst}.self_attn.q_proj.bias"] = q_w, q_b
         state[f"{dst}.self_attn.k_proj.weight"] = k_w
         state[f"{dst}.self_attn.v_proj.weight"], state[f"{dst}.self_attn.v_proj.bias"] = v_w, v_b
@@ -468,24 +469,9 @@ def is_openai_checkpoint(path: Path) -> bool:
 # Hugging Face directory
 
 
-class _LazyFiles(Mapping[str, Tensor]):
-    def __init__(self, files: list[Path]) -> None:
-        from safetensors import safe_open
-
-        self._handles = [safe_open(str(f), framework="pt", device="cpu") for f in files]
-        self._where = {k: h for h in self._handles for k in h.keys()}  # noqa: SIM118
-
-    def __getitem__(self, key: str) -> Tensor:
-        return self._where[key].get_tensor(key)  # type: ignore[no-any-return]
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self._where)
-
-    def __len__(self) -> int:
-        return len(self._where)
-
-
 def _hf_encoder(path: Path, raw_config: dict[str, Any]) -> tuple[dict[str, Any], Mapping[str, Tensor]]:
+    from spoof_train.models.detector import _LazySafetensors as _LazyFiles
+
     index = path / "model.safetensors.index.json"
     state: Mapping[str, Tensor]
     try:
