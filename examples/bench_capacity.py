@@ -182,6 +182,9 @@ def run_level(
         "client_failures": [f for rep in reports for f in rep.get("failed", [])][:5] + client_errors,
         "server_exit": exit_code,
         "server_warnings": warnings[:5],
+        "server_engine_summary": next(
+            (x.strip() for x in list(log_lines.queue) if "engine stopped" in x), None
+        ),
         "wall_s": round(wall, 1),
         "load_before": [round(x, 2) for x in load0],
         "load_after": [round(x, 2) for x in load1],
