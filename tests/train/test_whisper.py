@@ -966,3 +966,26 @@ def test_init_from_pinned_weights_with_a_wrong_hash_exits_5(
     assert code == 5
     assert "sha256 mismatch for pinned weights 'fake' (fake-models==1.0)" in capsys.readouterr().err
     assert not (tmp_path / "ck").exists()
+
+
+def test_ctranslate2_layers_removed_by_pruning_are_never_read(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from spoof_train.models.whisper_weights import CT2Model
+
+    _write_ct2(tmp_path / "model.bin", _ct2_variables_of(_hf_encoder(1)), {})
+    read: list[str] = []
+    original = CT2Model.numpy
+
+    def spy(self: CT2Model, name: str) -> np.ndarray:
+        read.append(name)
+        return original(self, name)
+
+    monkeypatch.setattr(CT2Model, "numpy", spy)
+    config, state = read_whisper_source(tmp_path / "model.bin")
+    bb = WhisperBackbone(config, 1)
+    bb.load_backbone_state(state)
+    assert any(n.startswith("encoder/layer_0/") for n in read)
+    assert not any(
+        n.startswith(("encoder/layer_1/", "encoder/layer_2/", "encoder/layer_norm/")) for n in read
+    )

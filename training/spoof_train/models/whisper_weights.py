@@ -33,7 +33,7 @@ import hashlib
 import json
 import logging
 import struct
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -317,7 +317,29 @@ def read_ctranslate2(path: str | Path) -> CT2Model:
     return CT2Model(path, version, spec, revision, variables, aliases)
 
 
-def _ct2_encoder(model: CT2Model) -> tuple[dict[str, Any], dict[str, Tensor]]:
+class _CT2EncoderState(Mapping[str, Tensor]):
+    """The encoder of a CTranslate2 Whisper model in ``WhisperEncoder`` key layout, read on access.
+
+    Each key maps to ``(variable, row slice)``; the payload is read from ``model.bin`` only when the key is
+    looked up, so pruning to N layers never reads the other layers (a large-v3 encoder is 1.3 GB in fp16).
+    """
+
+    def __init__(self, model: CT2Model, entries: dict[str, tuple[str, slice | None]]) -> None:
+        self._model, self._entries = model, entries
+
+    def __getitem__(self, key: str) -> Tensor:
+        name, rows = self._entries[key]
+        tensor = self._model.tensor(name)
+        return tensor if rows is None else tensor[rows].clone()
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._entries)
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+
+def _ct2_encoder(model: CT2Model) -> tuple[dict[str, Any], Mapping[str, Tensor]]:
     if model.spec and model.spec != "WhisperSpec":
         raise CheckpointError(
             f"{model.path}: expected a CTranslate2 WhisperSpec model, got spec {model.spec!r}"
@@ -340,52 +362,55 @@ def _ct2_encoder(model: CT2Model) -> tuple[dict[str, Any], dict[str, Tensor]]:
     if layers == 0:
         raise CheckpointError(f"{model.path}: no encoder layers (expected encoder/layer_0/...)")
     heads = int(model.numpy("encoder/num_heads").reshape(()))
-    state: dict[str, Tensor] = {}
+    entries: dict[str, tuple[str, slice | None]] = {}
     for conv in ("conv1", "conv2"):
-        state[f"{conv}.weight"] = model.tensor(f"encoder/{conv}/weight")
-        state[f"{conv}.bias"] = model.tensor(f"encoder/{conv}/bias")
-    state["embed_positions.weight"] = model.tensor("encoder/position_encodings/encodings")
-    state["layer_norm.weight"] = model.tensor("encoder/layer_norm/gamma")
-    state["layer_norm.bias"] = model.tensor("encoder/layer_norm/beta")
-    d_model = int(state["conv1.weight"].shape[0])
+        entries[f"{conv}.weight"] = (f"encoder/{conv}/weight", None)
+        entries[f"{conv}.bias"] = (f"encoder/{conv}/bias", None)
+    entries["embed_positions.weight"] = ("encoder/position_encodings/encodings", None)
+    entries["layer_norm.weight"] = ("encoder/layer_norm/gamma", None)
+    entries["layer_norm.bias"] = ("encoder/layer_norm/beta", None)
+    conv1 = model.resolve("encoder/conv1/weight").shape
+    d_model = int(conv1[0])
+    q, k, v = slice(0, d_model), slice(d_model, 2 * d_model), slice(2 * d_model, 3 * d_model)
     for i in range(layers):
         src, dst = f"encoder/layer_{i}", f"layers.{i}"
-        qkv_w = model.tensor(f"{src}/self_attention/linear_0/weight")
-        qkv_b = model.tensor(f"{src}/self_attention/linear_0/bias")
-        if tuple(qkv_w.shape) != (3 * d_model, d_model):
+        fused_w, fused_b = f"{src}/self_attention/linear_0/weight", f"{src}/self_attention/linear_0/bias"
+        shape = model.resolve(fused_w).shape
+        if tuple(shape) != (3 * d_model, d_model):
             raise CheckpointError(
-                f"{model.path}: {src}/self_attention/linear_0/weight: expected fused q/k/v of shape "
-                f"{(3 * d_model, d_model)}, got {tuple(qkv_w.shape)}"
+                f"{model.path}: {fused_w}: expected fused q/k/v of shape {(3 * d_model, d_model)}, "
+                f"got {tuple(shape)}"
             )
-        q_w, k_w, v_w = qkv_w[:d_model], qkv_w[d_model : 2 * d_model], qkv_w[2 * d_model :]
-        q_b, v_b = qkv_b[:d_model], qkv_b[2 * d_model :]  # the key bias cancels in softmax (module docstring)
-        state[f"{dst}.self_attn.q_proj.weight"], state[f"{dst}.self_attn.q_proj.bias"] = q_w, q_b
-        state[f"{dst}.self_attn.k_proj.weight"] = k_w
-        state[f"{dst}.self_attn.v_proj.weight"], state[f"{dst}.self_attn.v_proj.bias"] = v_w, v_b
-        pairs = {
+        entries[f"{dst}.self_attn.q_proj.weight"] = (fused_w, q)
+        entries[f"{dst}.self_attn.q_proj.bias"] = (fused_b, q)
+        entries[f"{dst}.self_attn.k_proj.weight"] = (fused_w, k)  # no key bias: softmax cancels it
+        entries[f"{dst}.self_attn.v_proj.weight"] = (fused_w, v)
+        entries[f"{dst}.self_attn.v_proj.bias"] = (fused_b, v)
+        for a, b in {
             "self_attention/linear_1": "self_attn.out_proj",
             "ffn/linear_0": "fc1",
             "ffn/linear_1": "fc2",
-        }
-        for a, b in pairs.items():
-            state[f"{dst}.{b}.weight"] = model.tensor(f"{src}/{a}/weight")
-            state[f"{dst}.{b}.bias"] = model.tensor(f"{src}/{a}/bias")
+        }.items():
+            entries[f"{dst}.{b}.weight"] = (f"{src}/{a}/weight", None)
+            entries[f"{dst}.{b}.bias"] = (f"{src}/{a}/bias", None)
         for a, b in {
             "self_attention/layer_norm": "self_attn_layer_norm",
             "ffn/layer_norm": "final_layer_norm",
         }.items():
-            state[f"{dst}.{b}.weight"] = model.tensor(f"{src}/{a}/gamma")
-            state[f"{dst}.{b}.bias"] = model.tensor(f"{src}/{a}/beta")
+            entries[f"{dst}.{b}.weight"] = (f"{src}/{a}/gamma", None)
+            entries[f"{dst}.{b}.bias"] = (f"{src}/{a}/beta", None)
+    for name, _ in entries.values():
+        model.resolve(name)  # every variable exists (CheckpointError naming the first missing one)
     config = {
         "model_type": "whisper",
         "d_model": d_model,
         "encoder_layers": layers,
         "encoder_attention_heads": heads,
-        "encoder_ffn_dim": int(state["layers.0.fc1.weight"].shape[0]),
-        "num_mel_bins": int(state["conv1.weight"].shape[1]),
-        "max_source_positions": int(state["embed_positions.weight"].shape[0]),
+        "encoder_ffn_dim": int(model.resolve("encoder/layer_0/ffn/linear_0/weight").shape[0]),
+        "num_mel_bins": int(conv1[1]),
+        "max_source_positions": int(model.resolve("encoder/position_encodings/encodings").shape[0]),
     }
-    return config, state
+    return config, _CT2EncoderState(model, entries)
 
 
 # ------------------------------------------------------------------------------------------------------
