@@ -15,10 +15,14 @@ Twilio opens one WebSocket per ``<Stream>`` and sends JSON text messages:
 
 Each scored track of a stream is one :class:`~examples.callcentre.CallScorer` (``call_id`` = the
 callSid, ``track`` = inbound / outbound). Malformed input (a binary frame, invalid JSON, a message
-that is not an object, invalid base64, media before ``start``, an unsupported media format) ends that
-stream: a ``call_error`` event, a verdict for the audio received so far, and the WebSocket closed with
-code 1007 (invalid data) or 1008 (protocol violation). Unknown event names are ignored (forward
-compatibility). SIGINT / SIGTERM finish every active stream (verdict reason ``shutdown``) and exit 0.
+that is not an object, invalid base64, media or ``stop`` before ``start``, an unsupported media format)
+ends that stream: a ``call_error`` event, a verdict for the audio received so far, and the WebSocket
+closed with code 1007 (invalid data) or 1008 (protocol violation). A message over
+``max_message_bytes`` is closed by websockets with 1009: ``call_error`` ``MessageTooBigError``, reason
+``message_too_big``, a WARNING. A stream none of whose tracks is scored gets a ``stream_ignored``
+event at ``start`` and a ``connection_closed`` at its end, as does a connection closed before
+``start``. Unknown event names are ignored (forward compatibility). SIGINT / SIGTERM finish every
+active stream (verdict reason ``shutdown``; a stream already stopping keeps its own) and exit 0.
 """
 
 from __future__ import annotations
