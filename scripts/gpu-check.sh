@@ -150,19 +150,33 @@ EOF
     touch "$STATE/site/.wheels-$id"
   fi
   # 3. Build and install the project itself (native extension for this Python), again when its source changed.
-  local h
+  #    If it cannot be built (no Python headers, no compiler...), run from the source tree without the
+  #    native extension: the items that stream (scheduler, sessions, tests) then fail, the rest still run.
+  local h from_source=0
   h=$(source_hash)
-  if [[ ! -f $STATE/site/.project-$h ]]; then
+  if [[ -f $STATE/site/.project-$h ]]; then
+    GPU_CHECK_PROJECT_BUILD="built earlier on this machine (source $h)"
+  else
     say "building the spoofsdk wheel on this machine (source $h)"
     rm -rf "$STATE/project"
-    PYTHONPATH=$STATE/buildtools CMAKE_BUILD_PARALLEL_LEVEL=$(nproc) \
-      "$PY" -m pip wheel -q --no-build-isolation --no-deps --no-cache-dir -w "$STATE/project" .
-    "$PY" -m pip install -q --no-index --no-deps --no-compile --upgrade --target "$STATE/site" \
-      "$STATE"/project/spoofsdk-*.whl
-    rm -f "$STATE"/site/.project-*
-    touch "$STATE/site/.project-$h"
+    if PYTHONPATH=$STATE/buildtools CMAKE_BUILD_PARALLEL_LEVEL=$(nproc) \
+      "$PY" -m pip wheel -q --no-build-isolation --no-deps --no-cache-dir -w "$STATE/project" . &&
+      "$PY" -m pip install -q --no-index --no-deps --no-compile --upgrade --target "$STATE/site" \
+        "$STATE"/project/spoofsdk-*.whl; then
+      rm -f "$STATE"/site/.project-*
+      touch "$STATE/site/.project-$h"
+      GPU_CHECK_PROJECT_BUILD="built (source $h)"
+    else
+      say "the spoofsdk wheel did not build here (above): running from the source tree without spoofsdk._native"
+      GPU_CHECK_PROJECT_BUILD="failed: running from the source tree without spoofsdk._native (see gpu-check.log)"
+      from_source=1
+    fi
   fi
+  export GPU_CHECK_PROJECT_BUILD
   export PYTHONPATH=$STATE/site${PYTHONPATH:+:$PYTHONPATH}
+  if ((from_source)); then
+    PYTHONPATH=$PYTHONPATH:$ROOT/sdk:$ROOT/export:$ROOT/training
+  fi
   local libs
   libs=$(nvidia_lib_path)
   export LD_LIBRARY_PATH=${libs}${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}

@@ -245,9 +245,19 @@ def probe_env(kit: Kit) -> dict[str, Any]:
                 "soundfile",
             )
         },
+        "project_build": os.environ.get("GPU_CHECK_PROJECT_BUILD", "not built by the kit (rehearsal)"),
         "LD_LIBRARY_PATH": os.environ.get("LD_LIBRARY_PATH", ""),
         "PYTHONPATH": os.environ.get("PYTHONPATH", ""),
     }
+    import spoofsdk
+
+    env["spoofsdk"] = {"file": spoofsdk.__file__, "version": spoofsdk.__version__}
+    try:
+        from spoofsdk import _native  # noqa: F401
+
+        env["spoofsdk"]["native"] = "ok"
+    except ImportError as exc:
+        env["spoofsdk"]["native"] = f"missing: {exc}"
     smi = shutil.which("nvidia-smi")
     if smi:
         q = "name,driver_version,memory.total,compute_cap,clocks.max.sm"
