@@ -989,3 +989,14 @@ def test_ctranslate2_layers_removed_by_pruning_are_never_read(
     assert not any(
         n.startswith(("encoder/layer_1/", "encoder/layer_2/", "encoder/layer_norm/")) for n in read
     )
+
+
+def test_layer_analysis_reads_a_whisper_checkpoint(tmp_path: Path) -> None:
+    from spoof_train.analysis.layers import analyse_layers
+    from spoof_train.presets import init_checkpoint
+
+    ck = init_checkpoint("whisper-tiny-test", "layer-weighted", tmp_path / "ck", seed=3)
+    report = analyse_layers(None, tmp_path / "out", checkpoints=[ck])
+    assert report["total_layers"] == 2
+    assert 1 <= report["recommended_layers"] <= 2
+    assert (tmp_path / "out" / "layer_weights.png").is_file()
