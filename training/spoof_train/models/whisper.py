@@ -50,7 +50,7 @@ import torch
 from torch import Tensor, nn
 
 from spoof_train.errors import CheckpointError, ConfigError, DataError
-from spoof_train.models.masking import NEG_LARGE, lengths_to_mask
+from spoof_train.models.masking import _neg_large, lengths_to_mask
 
 __all__ = [
     "HOP_LENGTH",
@@ -404,7 +404,7 @@ class WhisperBackbone(nn.Module):
         else:
             mask = lengths_to_mask(torch.div(mel_lengths + 1, 2, rounding_mode="floor"), frames)
             attn_mask = torch.zeros(mask.shape, dtype=h.dtype, device=h.device)
-            attn_mask = attn_mask.masked_fill(~mask, NEG_LARGE)[:, None, None, :]
+            attn_mask = attn_mask.masked_fill(~mask, _neg_large(h.dtype))[:, None, None, :]
         states = [h]
         for layer in enc.layers:
             h = layer(h, attn_mask)
