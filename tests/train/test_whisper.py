@@ -652,7 +652,8 @@ def test_export_validates_and_the_sdk_matches_torch(tmp_path: Path) -> None:
     # the front end (Einsum) stays FP32 in the int8 file: only the encoder / back-end products are int8
     assert set(stages["quantize_cpu"]["int8_nodes"]) <= {"MatMul", "Gemm", "Conv"}
     model, _, _ = load_checkpoint(ck)
-    det = Detector(result.paths["onnx"], backend="cpu")
+    # ungated: this checks the model path and the windowing, not Silero VAD's view of a synthetic signal
+    det = Detector(result.paths["onnx"], backend="cpu", speech_gate=False)
     for n in (3000, 16000, 40000):
         wave = _speechlike(n, 50)
         with torch.no_grad():
