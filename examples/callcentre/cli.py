@@ -39,8 +39,10 @@ def add_engine_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--max-batch", type=int, default=None, help="largest inference batch (default 16)")
     g.add_argument("--max-wait-ms", type=float, default=2.0, help="batch fill wait once work is queued")
     g.add_argument("--max-queue", type=int, default=1024, help="scheduler queue bound, in windows")
-    g.add_argument("--queue-timeout-s", type=float, default=5.0,
-                   help="a push waits this long for room in a full queue before it is shed")  # fmt: skip
+    g.add_argument("--queue-timeout-s", type=float, default=30.0,
+                   help="a push waits this long for room in the scheduler queue and for its scores before "
+                        "it is shed (default 30 s, as long as a call's finish: windows of a push that gave "
+                        "up are still inferred, so a short bound only throws scores away)")  # fmt: skip
     c = parser.add_argument_group("calls and output")
     c.add_argument("--max-calls", type=int, default=200, help="concurrent calls accepted")
     c.add_argument("--max-pending-s", type=float, default=5.0,
