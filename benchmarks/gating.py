@@ -41,7 +41,7 @@ def main() -> int:
     print(f"detector: window {gated.window_samples / 16000:g} s, hop {gated.hop_samples / 16000:g} s, "
           f"threshold {gated.threshold:.3f}, min_speech {gated.min_speech}")  # fmt: skip
     print(
-        "\n| generated input (8 s) | windows | flagged spoof, gated | flagged spoof, ungated | max speech share |"
+        "\n| generated input (8 s) | windows | flagged spoof, gated | flagged spoof, ungated | max speech |"
     )
     print("|---|---:|---:|---:|---:|")
     for name, x in non_speech(8.0).items():
@@ -76,8 +76,8 @@ def main() -> int:
         print(f"\ncorpus-v1 bona fide: {len(rows)} clips, {total} windows; no_speech {lost} "
               f"({100 * lost / total:.2f} %); clips undetermined {clips_undetermined} "
               f"({100 * clips_undetermined / len(rows):.2f} %)")  # fmt: skip
-        print(f"same clips + 5 s of digital silence: {tail['windows']} windows inside the silence; flagged spoof "
-              f"gated {tail['gated']}, ungated {tail['ungated']}")  # fmt: skip
+        print(f"same clips + 5 s of digital silence: {tail['windows']} windows inside the silence; "
+              f"flagged spoof gated {tail['gated']}, ungated {tail['ungated']}")  # fmt: skip
 
     rng = np.random.default_rng(0)
     x = (0.1 * rng.standard_normal(32000)).astype(np.float32)
@@ -94,8 +94,9 @@ def main() -> int:
             gated.infer_logits([x])
         d_ms.append((time.process_time() - t0) / 20 * 1000)
     g, d = float(np.median(g_ms)), float(np.median(d_ms))
-    print(f"\ncost per 2 s window, one thread, CPU time (median of 5 x 20): gate {g:.2f} ms, detector {d:.2f} ms, "
-          f"gate / detector {g / d:.2f}; RTF of gate + detector at a 1 s hop: {(g + d) / 1000:.4f}")  # fmt: skip
+    print(f"\ncost per 2 s window, one thread, CPU time (median of 5 x 20): gate {g:.2f} ms, "
+          f"detector {d:.2f} ms, gate / detector {g / d:.2f}; "
+          f"RTF of gate + detector at a 1 s hop: {(g + d) / 1000:.4f}")  # fmt: skip
     return 0
 
 
