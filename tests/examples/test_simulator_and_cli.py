@@ -561,3 +561,48 @@ def test_cli_defaults_keep_every_inferred_window_when_inference_falls_behind(
     assert all(v["label"] in ("spoof", "bonafide") and "detail" not in v for v in verdicts), verdicts
     assert sum(v["pushes_shed"] for v in verdicts) == 0
     assert sum(v["n_windows"] for v in verdicts) == stats.windows  # no inference was thrown away
+
+
+@needs_websockets
+def test_media_stream_cli_sigterm_while_streams_stop_loses_no_verdict(
+    tiny_model: Path, tmp_path: Path
+) -> None:
+    """Issue 21 fault 1 on the WebSocket server, end to end: SIGTERM right after 20 streams sent stop."""
+    from websockets.asyncio.client import connect
+
+    from examples.simulate_calls import twilio_messages
+
+    out = tmp_path / "calls.jsonl"
+    sids = ["CA" + uuid.uuid4().hex for _ in range(20)]
+    pcm = synth_audio("tones", 1.5, seed=4)
+
+    async def play(port: int, proc: subprocess.Popen[str]) -> None:
+        conns = [await connect(f"ws://127.0.0.1:{port}/", compression=None) for _ in sids]
+        try:
+            msgs = [twilio_messages(sid, "MZ" + sid[2:], pcm) for sid in sids]
+            for ws, m in zip(conns, msgs, strict=True):
+                for x in m[:-1]:
+                    await ws.send(x)
+            deadline = time.monotonic() + 20
+            while time.monotonic() < deadline:
+                events = [json.loads(x) for x in out.read_text().splitlines() if x.strip()]
+                if len({e["call_id"] for e in by_kind(events, "window")}) == len(sids):
+                    break
+                await asyncio.sleep(0.05)
+            for ws, m in zip(conns, msgs, strict=True):
+                await ws.send(m[-1])  # stop
+            proc.send_signal(signal.SIGTERM)  # while the streams are stopping
+            for ws in conns:
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(ws.wait_closed(), 20)
+        finally:
+            for ws in conns:
+                await ws.close()
+
+    with _server_process("examples.media_stream_ws", tiny_model, out) as (proc, port):
+        arun(play(port, proc), timeout=60)
+        assert proc.wait(timeout=30) == 0
+    events = [json.loads(x) for x in out.read_text().splitlines() if x.strip()]
+    verdicts = by_kind(events, "verdict")
+    assert sorted(v["call_id"] for v in verdicts) == sorted(sids)  # exactly one each
+    assert {v["reason"] for v in verdicts} <= {"stop", "shutdown"}
