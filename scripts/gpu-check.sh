@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # GPU validation kit (issue 24): one command that proves spoofsdk's CUDA and TensorRT paths on a bare GPU
-# machine and writes everything it measures to OUT/gpu-check.json, with its log in OUT/gpu-check.log.
+# machine and writes everything it measures to OUT/gpu-check.json, with its log in OUT/gpu-check.log
+# (and OUT/gpu-check.md: the parity, throughput and tests/gpu tables for docs/benchmarks.md).
 #
 #   On the GPU machine (device tool `run`, repo root):  bash scripts/gpu-check.sh
 #       carrying .gpu-wheels/carry/MANIFEST.json and one part per call (scripts/gpu-prepare.sh prints the
@@ -41,7 +42,7 @@ while (($#)); do
     --fake-gpu) FAKE=1; QUICK=1; PYARGS+=(--fake-gpu) ;;
     --retry-failed | --no-tests) PYARGS+=("$1") ;;
     --reset) RESET=1 ;;
-    -h | --help) sed -n '2,30p' "$0"; exit 0 ;;
+    -h | --help) sed -n '2,31p' "$0"; exit 0 ;;
     *) echo "gpu-check: unknown argument $1" >&2; exit 2 ;;
   esac
   shift
