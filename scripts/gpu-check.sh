@@ -42,7 +42,7 @@ while (($#)); do
     --fake-gpu) FAKE=1; QUICK=1; PYARGS+=(--fake-gpu) ;;
     --retry-failed | --no-tests) PYARGS+=("$1") ;;
     --reset) RESET=1 ;;
-    -h | --help) sed -n '2,31p' "$0"; exit 0 ;;
+    -h | --help) sed -n '2,/^set -euo/{/^#/p}' "$0"; exit 0 ;;
     *) echo "gpu-check: unknown argument $1" >&2; exit 2 ;;
   esac
   shift

@@ -32,7 +32,7 @@ while (($#)); do
   case "$1" in
     --part-mib) PART_MIB=$2; shift 2 ;;
     --extra-wheels) EXTRA=$2; shift 2 ;;
-    -h | --help) sed -n '2,30p' "$0"; exit 0 ;;
+    -h | --help) sed -n '2,/^set -euo/{/^#/p}' "$0"; exit 0 ;;
     *) echo "gpu-prepare: unknown argument $1" >&2; exit 2 ;;
   esac
 done
