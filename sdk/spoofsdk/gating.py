@@ -13,9 +13,9 @@ into 32 ms frames (512 samples, each with the 64 samples before it as context), 
 isolated words at the very start: 2.5 % of corpus-v1's bona fide 2 s windows showed no speech, 0.7 % with
 them);
 the whole sequence runs in one ONNX Runtime call, and the speech share is the fraction of the window's own
-frames whose speech probability is >= :data:`SPEECH_PROB` (0.7). That is the same as stepping Silero's streaming graph frame by
-frame (tested: identical probabilities), computed from the window alone, so any chunking of the same audio
-gives the same shares, offline and streaming.
+frames whose speech probability is >= :data:`SPEECH_PROB` (0.7). That is the same as stepping Silero's
+streaming graph frame by frame (tested: identical probabilities), computed from the window alone, so any
+chunking of the same audio gives the same shares, offline and streaming.
 """
 
 from __future__ import annotations

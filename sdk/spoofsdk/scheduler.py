@@ -45,13 +45,14 @@ logger = logging.getLogger("spoofsdk")
 class BatchFuture:
     """The pending scores of the windows of one submission."""
 
-    __slots__ = ("_done", "_error", "_infer_ms", "_lock", "_remaining", "_z")
+    __slots__ = ("_abandoned", "_done", "_error", "_infer_ms", "_lock", "_remaining", "_z")
 
     def __init__(self, n: int) -> None:
         self._z = np.empty(n, dtype=np.float64)
         self._infer_ms = [0.0] * n
         self._remaining = n
         self._error: BaseException | None = None
+        self._abandoned = False
         self._lock = threading.Lock()
         self._done = threading.Event()
         if n == 0:
@@ -77,8 +78,12 @@ class BatchFuture:
     def result(self, timeout_s: float | None = None) -> tuple[npt.NDArray[np.float64], list[float]]:
         """(calibrated log-odds per window, inference ms per window); re-raises the batch's error."""
         if not self._done.wait(timeout_s):
+            # nobody will read these scores: the scheduler drops the windows still queued instead of
+            # spending the overloaded worker on them
+            self._abandoned = True
             raise OverloadError(
-                f"scheduler: windows not scored within {timeout_s} s (the scheduler is overloaded)"
+                f"scheduler: windows not scored within {timeout_s} s (the scheduler is overloaded; "
+                "its windows still queued are dropped)"
             )
         if self._error is not None:
             raise self._error
@@ -94,6 +99,7 @@ class SchedulerStats:
     queued: int
     max_queued: int
     rejected: int
+    abandoned: int = 0  # queued windows dropped because their waiter timed out
 
 
 class _Item:
@@ -172,6 +178,7 @@ class BatchScheduler:
         self._largest = 0
         self._max_queued = 0
         self._rejected = 0
+        self._abandoned = 0
         self._workers = [
             threading.Thread(target=self._run, name=f"spoofsdk-scheduler-{i}", daemon=True)
             for i in range(num_workers)
@@ -269,6 +276,13 @@ class BatchScheduler:
                         SchedulerClosedError("the batching scheduler was shut down before scoring")
                     )
                 return []
+            live = deque(it for it in self._queue if not it.future._abandoned)
+            if len(live) < len(self._queue):
+                self._abandoned += len(self._queue) - len(live)
+                self._queue = live
+                self._cond.notify_all()  # room for blocked submitters
+                if not live:
+                    return []
             length = self._queue[0].length
             take: list[_Item] = []
             keep: deque[_Item] = deque()
@@ -315,6 +329,7 @@ class BatchScheduler:
                 queued=len(self._queue),
                 max_queued=self._max_queued,
                 rejected=self._rejected,
+                abandoned=self._abandoned,
             )
 
     def close(self, *, drain: bool = True, timeout_s: float | None = None) -> None:

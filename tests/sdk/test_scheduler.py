@@ -116,6 +116,26 @@ def test_back_pressure_raise_and_block() -> None:
     blocking.close()
 
 
+def test_windows_whose_waiter_timed_out_are_dropped_not_inferred() -> None:
+    """An overloaded scheduler must not spend its worker on scores nobody waits for any more."""
+    det = _SlowDetector()
+    sched = BatchScheduler(det, max_batch=4, max_queue=64, max_wait_ms=0)  # type: ignore[arg-type]
+    running = sched.submit([np.full(10, 1.0, np.float32)])
+    assert det.started.wait(5)
+    late = sched.submit([np.full(10, 2.0, np.float32)] * 3)
+    with pytest.raises(OverloadError, match=r"not scored within 0.05 s.*still queued are dropped"):
+        late.result(0.05)
+    kept = sched.submit([np.full(10, 3.0, np.float32)])
+    det.release.set()
+    assert running.result(5)[0].tolist() == [1.0]
+    assert kept.result(5)[0].tolist() == [3.0]
+    stats = sched.stats()
+    assert stats.abandoned == 3
+    assert stats.windows == 2  # the abandoned windows never reached the model
+    assert det.batches == [1, 1]
+    sched.close()
+
+
 def test_shutdown_drain_and_cancel() -> None:
     det = _SlowDetector()
     sched = BatchScheduler(det, max_batch=4, max_queue=64, max_wait_ms=0)  # type: ignore[arg-type]
