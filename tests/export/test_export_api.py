@@ -137,7 +137,7 @@ def test_exported_int8_model_runs_in_the_sdk(full_export):
     from spoofsdk import Detector
 
     out, _ = full_export
-    det = Detector(out / "tiny.int8.onnx", backend="cpu")
+    det = Detector(out / "tiny.int8.onnx", backend="cpu", speech_gate=False)  # a constant, not speech
     score = det.score(np.zeros(24000, dtype=np.float32) + 0.01, sample_rate=16000)
     assert 0.0 <= score.spoof_prob <= 1.0
 
