@@ -579,10 +579,10 @@ def synth(
                 import multiprocessing as mp
 
                 ctx = mp.get_context("spawn")
-                with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker) as pool:
+                pool = ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker)
+                try:
                     pending: set[Future[Any]] = set()
-                    queue = iter(todo)
-                    for job in queue:
+                    for job in todo:  # at most 4 clips per worker in flight
                         pending.add(pool.submit(_work, job, seed, str(out), p_channel, p_8k))
                         if len(pending) >= 4 * workers:
                             finished, pending = wait(pending, return_when=FIRST_COMPLETED)
@@ -590,6 +590,8 @@ def synth(
                                 record(fut.result())
                     for fut in pending:
                         record(fut.result())
+                finally:  # on Ctrl-C or an error, queued clips are cancelled, not waited for
+                    pool.shutdown(wait=True, cancel_futures=True)
         finally:
             bar.close()
             summary.wall_seconds = time.perf_counter() - t0
