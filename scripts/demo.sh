@@ -14,7 +14,8 @@ mkdir -p "$OUT"
 echo "== making demo audio in $OUT/audio"
 "$PY" scripts/make-demo-audio.py "$OUT/audio"
 echo "== scoring with the bundled default detector: spoof-score $OUT/audio (no --model)"
-echo "   real-* files are human recordings; spoof-* files were synthesised by espeak-ng on this machine."
+echo "   real-* files are human recordings; spoof-* files were synthesised by espeak-ng on this machine;"
+echo "   nospeech-* files (hold music, a muted line) hold no speech: their label is 'undetermined'."
 echo "   flagged = windows at or above the decision threshold / all windows"
 rc=0
 .venv/bin/spoof-score "$OUT/audio" --no-progress || rc=$?

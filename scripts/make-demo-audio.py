@@ -5,7 +5,9 @@
   is installed (scripts/setup.sh installs it), two en-US prompts by Allison Smith (CC BY-SA 3.0) copied from
   ``/usr/share/asterisk/sounds/en_US_f_Allison``;
 * spoofed speech generated here, offline, with espeak-ng (two English voices reading call-centre fraud
-  lines), plus one of them sent through G.711 mu-law at 8 kHz the way it would arrive over a phone line.
+  lines), plus one of them sent through G.711 mu-law at 8 kHz the way it would arrive over a phone line;
+* audio without speech generated here (tests/sdk/gating_cases.py): hold music and a muted line with comfort
+  noise, which the detector's speech gate calls ``undetermined`` instead of judging.
 
 Nothing is downloaded. Exit code 2 when espeak-ng is missing (the spoofed half of the demo needs it).
 
@@ -84,6 +86,17 @@ def main(argv: list[str]) -> int:
         tel = out / "spoof-espeak-en-us-bank-mulaw8k.wav"
         to_mulaw_8k(out / "spoof-espeak-en-us-bank.wav", tel)
         made.append(tel)
+        sys.path.insert(0, str(ROOT / "tests" / "sdk"))
+        from gating_cases import non_speech
+
+        cases = non_speech(6.0)
+        for name, case in (
+            ("hold-music", "hold music (-20 dBFS)"),
+            ("muted-line", "comfort noise (pink, -55 dBFS)"),
+        ):
+            dst = out / f"nospeech-{name}.wav"
+            sf.write(dst, cases[case], 16000, subtype="PCM_16")
+            made.append(dst)
     except (FileNotFoundError, subprocess.CalledProcessError) as exc:
         print(f"error: cannot generate the spoofed examples: {exc}", file=sys.stderr)
         return 2

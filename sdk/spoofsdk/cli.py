@@ -251,9 +251,12 @@ def _format(results: list[FileResult], fmt: str, *, windows: bool, meta: dict[st
     for r in results:
         if r.score is not None:
             s = r.score
-            flagged = sum(w.spoof_prob >= s.threshold for w in s.windows)
-            rows.append([r.path, f"{s.duration_s:.2f}", f"{s.spoof_prob:.4f}", s.label,
-                         f"{flagged}/{len(s.windows)}", f"{s.logit:.4f}", ""])  # fmt: skip
+            flagged = sum(w.spoof_prob >= s.threshold for w in s.windows)  # False for no_speech (NaN)
+            none = s.verdict == "undetermined"  # no score to print: "" in CSV and the table
+            prob, logit = ("", "") if none else (f"{s.spoof_prob:.4f}", f"{s.logit:.4f}")
+            rows.append(
+                [r.path, f"{s.duration_s:.2f}", prob, s.label, f"{flagged}/{len(s.windows)}", logit, ""]
+            )
         else:
             rows.append([r.path, "", "", "ERROR", "", "", f"{r.error_type}: {r.error}"])
     if fmt == "csv":

@@ -148,3 +148,7 @@ def test_cli_reports_undetermined(tmp_path: Path, capsys: pytest.CaptureFixture[
     assert rows["hold.wav"]["spoof_prob"] is None
     assert {w["state"] for w in rows["hold.wav"]["windows"]} == {"no_speech"}
     assert rows["real.wav"]["verdict"] in ("spoof", "bonafide")
+    assert main([str(tmp_path / "hold.wav"), "--format", "csv"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == "path,duration_s,spoof_prob,label,flagged,logit,error"
+    assert lines[1].endswith(",6.00,,undetermined,0/5,,")
