@@ -14,6 +14,7 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import functools
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -168,28 +169,46 @@ LPCNET_CODEC_DELAY = 960
 CODEC2_DELAY = 175
 
 
+def _frame_round_trip(
+    x: NDArray[np.floating],
+    frame: int,
+    delay: int,
+    step: Callable[[NDArray[np.int16], NDArray[np.int16]], None],
+) -> NDArray[np.float64]:
+    """Feed ``x`` (as 16-bit PCM, zero-padded by ``delay`` + one frame) to ``step(chunk, out)`` one
+    ``frame`` at a time; ``step`` fills ``out`` (the same buffer every call). Returns the output shifted back
+    by ``delay`` at the input's length, as floats."""
+    pcm = _padded(x, frame, delay + frame)
+    out = np.zeros(len(pcm), dtype=np.int16)
+    chunk = np.zeros(frame, dtype=np.int16)
+    o = np.zeros(frame, dtype=np.int16)
+    for i in range(0, len(pcm), frame):
+        chunk[:] = pcm[i : i + frame]
+        step(chunk, o)
+        out[i : i + frame] = o
+    return out[delay : delay + len(x)].astype(np.float64) / 32768.0
+
+
 def lpcnet_resynthesis(lib: ctypes.CDLL, x16k: NDArray[np.floating]) -> NDArray[np.float64]:
     """LPCNet analysis (``lpcnet_dump``: 18 Bark cepstra, Codec 2 pitch, LPC) and neural synthesis of
     every 10 ms frame, unquantised; the output is aligned to the input and has its length."""
-    pcm = _padded(x16k, LPCNET_FRAME, LPCNET_DELAY + LPCNET_FRAME)
-    out = np.zeros(len(pcm), dtype=np.int16)
     frame = np.zeros(LPCNET_FRAME, dtype=np.float32)
     features = np.zeros(_FEATURES, dtype=np.float32)
-    o = np.zeros(LPCNET_FRAME, dtype=np.int16)
+    fp, featp = frame.ctypes.data_as(_f32p), features.ctypes.data_as(_f32p)
     dump = lib.lpcnet_dump_create()
     net = lib.lpcnet_create()
+
+    def step(chunk: NDArray[np.int16], out: NDArray[np.int16]) -> None:
+        frame[:] = chunk
+        lib.lpcnet_dump(dump, fp, featp)
+        features[18:36] = 0.0  # as lpcnet_dec: the synthesis network reads no cepstral deltas
+        lib.lpcnet_synthesize(net, out.ctypes.data_as(_i16p), featp, LPCNET_FRAME, 0)
+
     try:
-        fp, featp, op = frame.ctypes.data_as(_f32p), features.ctypes.data_as(_f32p), o.ctypes.data_as(_i16p)
-        for i in range(0, len(pcm), LPCNET_FRAME):
-            frame[:] = pcm[i : i + LPCNET_FRAME]
-            lib.lpcnet_dump(dump, fp, featp)
-            features[18:36] = 0.0  # as lpcnet_dec: the synthesis network reads no cepstral deltas
-            lib.lpcnet_synthesize(net, op, featp, LPCNET_FRAME, 0)
-            out[i : i + LPCNET_FRAME] = o
+        return _frame_round_trip(x16k, LPCNET_FRAME, LPCNET_DELAY, step)
     finally:
         lib.lpcnet_destroy(net)
         lib.lpcnet_dump_destroy(dump)
-    return out[LPCNET_DELAY : LPCNET_DELAY + len(x16k)].astype(np.float64) / 32768.0
 
 
 def lpcnet_codec_round_trip(
@@ -200,23 +219,16 @@ def lpcnet_codec_round_trip(
     lf = lib.lpcnet_freedv_create(vq_type)
     if not lf:
         raise MemoryError("lpcnet_freedv_create returned NULL")
+    bits = ctypes.create_string_buffer(max(lib.lpcnet_bits_per_frame(lf), 1))
+
+    def step(chunk: NDArray[np.int16], out: NDArray[np.int16]) -> None:
+        lib.lpcnet_enc(lf, chunk.ctypes.data_as(_i16p), bits)
+        lib.lpcnet_dec(lf, bits, out.ctypes.data_as(_i16p))
+
     try:
-        n = lib.lpcnet_samples_per_frame(lf)
-        nbits = lib.lpcnet_bits_per_frame(lf)
-        pcm = _padded(x16k, n, LPCNET_CODEC_DELAY + n)
-        out = np.zeros(len(pcm), dtype=np.int16)
-        bits = ctypes.create_string_buffer(max(nbits, 1))
-        o = np.zeros(n, dtype=np.int16)
-        chunk = np.zeros(n, dtype=np.int16)
-        cp, op = chunk.ctypes.data_as(_i16p), o.ctypes.data_as(_i16p)
-        for i in range(0, len(pcm), n):
-            chunk[:] = pcm[i : i + n]
-            lib.lpcnet_enc(lf, cp, bits)
-            lib.lpcnet_dec(lf, bits, op)
-            out[i : i + n] = o
+        return _frame_round_trip(x16k, lib.lpcnet_samples_per_frame(lf), LPCNET_CODEC_DELAY, step)
     finally:
         lib.lpcnet_freedv_destroy(lf)
-    return out[LPCNET_CODEC_DELAY : LPCNET_CODEC_DELAY + len(x16k)].astype(np.float64) / 32768.0
 
 
 def codec2_round_trip(lib: ctypes.CDLL, x8k: NDArray[np.floating], bitrate: int) -> NDArray[np.float64]:
@@ -224,20 +236,14 @@ def codec2_round_trip(lib: ctypes.CDLL, x8k: NDArray[np.floating], bitrate: int)
     state = lib.codec2_create(CODEC2_MODES[bitrate])
     if not state:
         raise MemoryError(f"codec2_create({bitrate} bit/s) returned NULL")
+    bits = np.zeros((lib.codec2_bits_per_frame(state) + 7) // 8, dtype=np.uint8)
+    bp = bits.ctypes.data_as(_u8p)
+
+    def step(chunk: NDArray[np.int16], out: NDArray[np.int16]) -> None:
+        lib.codec2_encode(state, bp, chunk.ctypes.data_as(_i16p))
+        lib.codec2_decode(state, out.ctypes.data_as(_i16p), bp)
+
     try:
-        n = lib.codec2_samples_per_frame(state)
-        nbytes = (lib.codec2_bits_per_frame(state) + 7) // 8
-        pcm = _padded(x8k, n, CODEC2_DELAY + n)
-        out = np.zeros(len(pcm), dtype=np.int16)
-        bits = np.zeros(nbytes, dtype=np.uint8)
-        chunk = np.zeros(n, dtype=np.int16)
-        o = np.zeros(n, dtype=np.int16)
-        bp, cp, op = bits.ctypes.data_as(_u8p), chunk.ctypes.data_as(_i16p), o.ctypes.data_as(_i16p)
-        for i in range(0, len(pcm), n):
-            chunk[:] = pcm[i : i + n]
-            lib.codec2_encode(state, bp, cp)
-            lib.codec2_decode(state, op, bp)
-            out[i : i + n] = o
+        return _frame_round_trip(x8k, lib.codec2_samples_per_frame(state), CODEC2_DELAY, step)
     finally:
         lib.codec2_destroy(state)
-    return out[CODEC2_DELAY : CODEC2_DELAY + len(x8k)].astype(np.float64) / 32768.0
