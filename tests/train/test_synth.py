@@ -294,6 +294,18 @@ def test_synth_writes_manifest_with_licences_and_conditioning(clips: Path, tmp_p
     assert (out / "failures.tsv").read_text().splitlines() == ["input\tgenerator\treason\tmessage"]
 
 
+def test_a_relative_output_folder_gives_a_readable_manifest(
+    clips: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from spoof_train.data.manifest import read_manifest
+
+    monkeypatch.chdir(tmp_path)
+    synth(clips, Path("runs") / "out", ["griffinlim"], progress=False)
+    rows = read_manifest(tmp_path / "runs" / "out" / "MANIFEST.tsv")
+    assert len(rows) == 3
+    assert all(Path(r.path).is_file() for r in rows)
+
+
 def test_synth_is_reproducible_and_independent_of_workers(clips: Path, tmp_path: Path) -> None:
     _need("lpcnet")
     one = synth(clips, tmp_path / "one", ["lpcnet", "griffinlim"], progress=False)

@@ -456,9 +456,10 @@ def _read_journal(path: Path) -> dict[str, dict[str, Any]]:
 def _write_manifest(out: Path, done: dict[str, dict[str, Any]]) -> Path:
     from spoof_train.data.manifest import Utterance, write_manifest
 
+    base = out.resolve()  # absolute: a relative output folder must not be resolved twice
     rows = [
         Utterance(
-            str(out / e["path"]),
+            str(base / e["path"]),
             e["label"],
             e["attack"],
             e["speaker"],
