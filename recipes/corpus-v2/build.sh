@@ -41,6 +41,7 @@ stage "cue check"
 "$PY" -m spoof_train.synth.cues "$OUT/MANIFEST.tsv" -o "$OUT/cue_check.tsv"
 end=$(date +%s)
 size=$(du -sb "$OUT/neural/audio" | cut -f1)
-printf '{"seconds": %d, "neural_audio_bytes": %d, "workers": %d}\n' $((end - start)) "$size" "$WORKERS" \
-  > "$OUT/build.json"
+# one line per run of this script (a rerun that continues a build is a run of its own)
+printf '{"started": "%s", "seconds": %d, "neural_audio_bytes": %d, "workers": %d}\n' \
+  "$(date -u -d "@$start" +%Y-%m-%dT%H:%M:%SZ)" $((end - start)) "$size" "$WORKERS" >> "$OUT/build-runs.jsonl"
 stage "done: $(( end - start )) s, neural audio $(du -sh "$OUT/neural/audio" | cut -f1)"
