@@ -181,8 +181,11 @@ def test_lpcnet_resynthesis_is_not_the_input_but_keeps_length_and_timing() -> No
     best = max(lags, key=lambda k: np.corrcoef(ex[8:-8], ey[8 + k : len(ey) - 8 + k])[0, 1])
     assert abs(best) <= 2, f"output lags the input by {best * 5} ms"
     assert np.corrcoef(ex, ey)[0, 1] > 0.8
+    # seeded, but not bit-reproducible: libcodec2 1.0.5 reads memory it never initialised (two runs of the
+    # test suite gave different clips), so a second run is the same speech, not the same samples
     again = make_generator("lpcnet").resynthesize(x, SR, np.random.default_rng(0))
-    np.testing.assert_array_equal(again, y)  # seeded through the C library's rand()
+    assert len(again) == len(y)
+    assert np.corrcoef(_envelope(again), _envelope(y))[0, 1] > 0.95
 
 
 @pytest.mark.parametrize("spec", ["lpcnet-codec", "codec2", "lpc", "griffinlim", "world"])
@@ -288,7 +291,8 @@ def test_synth_writes_manifest_with_licences_and_conditioning(clips: Path, tmp_p
     assert np.any(x[:50] != 0)
     record = json.loads((out / "synth.json").read_text())
     run = record["runs"][-1]
-    assert run["generators"]["lpcnet"]["seeded"] is True
+    assert run["generators"]["lpcnet"]["seeded"] is False  # see the LPCNet test
+    assert "never initialised" in run["generators"]["lpcnet"]["seed_note"]
     assert run["generators"]["lpcnet"]["licence"].endswith("LGPL-2.1")
     assert run["summary"]["per_generator"]["lpcnet"]["clips"] == 3
     assert (out / "failures.tsv").read_text().splitlines() == ["input\tgenerator\treason\tmessage"]
@@ -313,7 +317,12 @@ def test_synth_is_reproducible_and_independent_of_workers(clips: Path, tmp_path:
     assert one.written == two.written == 6
     for f in sorted((tmp_path / "one" / "audio").rglob("*.flac")):
         other = tmp_path / "two" / f.relative_to(tmp_path / "one")
-        np.testing.assert_array_equal(sf.read(f)[0], sf.read(other)[0], err_msg=str(f))
+        a, b = sf.read(f)[0], sf.read(other)[0]
+        if "griffinlim" in f.name:  # a seeded generator: the same samples whatever the worker count
+            np.testing.assert_array_equal(a, b, err_msg=str(f))
+        else:  # LPCNet: the same length, level and speech (see the LPCNet test for why not the same samples)
+            assert len(a) == len(b), f
+            assert np.corrcoef(_envelope(a), _envelope(b))[0, 1] > 0.9, f
     three = synth(clips, tmp_path / "three", ["griffinlim"], seed=7, progress=False)
     assert three.written == 3
     f = "audio/train/griffinlim/griffinlim__spk1__a.flac"

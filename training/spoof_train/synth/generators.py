@@ -83,10 +83,11 @@ class LpcNet(Resynthesizer):
         "features",
         licence="LPCNet lpcnet191005 weights: LGPL-2.1",
         install=codec2lib.INSTALL,
-        seeded=True,
-        seed_note="seeds the C library's rand() and libcodec2's private generators per clip (verified "
-        "for the "
-        "Debian 12 build, libcodec2 1.0.5; another build is not reproducible: versions() says which)",
+        seeded=False,
+        seed_note="seeds the C library's rand() and libcodec2's private generators per clip (found and "
+        "verified in Debian 12's libcodec2 1.0.5), which makes most runs repeat; but the library also reads "
+        "memory it never initialised, so the same clip can come out differently in another process (the "
+        "same speech, other samples)",
         min_seconds=0.1,
     )
 
@@ -118,10 +119,11 @@ class LpcNetCodec(LpcNet):
         description="LPCNet 1.7 kbit/s codec round trip (FreeDV 2020 quantiser, libcodec2-1.0)",
         licence="LPCNet lpcnet191005 weights: LGPL-2.1",
         install=codec2lib.INSTALL,
-        seeded=True,
-        seed_note="seeds the C library's rand() and libcodec2's private generators per clip (verified "
-        "for the "
-        "Debian 12 build, libcodec2 1.0.5; another build is not reproducible: versions() says which)",
+        seeded=False,
+        seed_note="seeds the C library's rand() and libcodec2's private generators per clip (found and "
+        "verified in Debian 12's libcodec2 1.0.5), which makes most runs repeat; but the library also reads "
+        "memory it never initialised, so the same clip can come out differently in another process (the "
+        "same speech, other samples)",
         min_seconds=0.1,
     )
 
