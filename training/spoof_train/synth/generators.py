@@ -9,6 +9,7 @@ licences and costs.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 import shutil
@@ -112,19 +113,10 @@ class LpcNetCodec(LpcNet):
     """The FreeDV 2020 LPCNet speech codec: features vector-quantised to 52 bits per 30 ms (1.7 kbit/s),
     decoded by the same network."""
 
-    info = GeneratorInfo(
+    info = dataclasses.replace(
+        LpcNet.info,
         name="lpcnet-codec",
-        kind="resynth",
-        family="neural",
         description="LPCNet 1.7 kbit/s codec round trip (FreeDV 2020 quantiser, libcodec2-1.0)",
-        licence="LPCNet lpcnet191005 weights: LGPL-2.1",
-        install=codec2lib.INSTALL,
-        seeded=False,
-        seed_note="seeds the C library's rand() and libcodec2's private generators per clip (found and "
-        "verified in Debian 12's libcodec2 1.0.5), which makes most runs repeat; but the library also reads "
-        "memory it never initialised, so the same clip can come out differently in another process (the "
-        "same speech, other samples)",
-        min_seconds=0.1,
     )
 
     def _run(self, lib: Any, x16k: Audio) -> Audio:
