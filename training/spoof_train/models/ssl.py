@@ -35,6 +35,7 @@ from spoof_train.models.masking import lengths_to_mask
 
 __all__ = [
     "SSLBackbone",
+    "check_state_matches",
     "clean_hf_config_dict",
     "hf_config_class",
     "hf_model_class",
@@ -157,6 +158,24 @@ def _rename_legacy_key(key: str) -> str:
     return key.replace(prefix + "weight_v", prefix + "parametrizations.weight.original1")
 
 
+def check_state_matches(own: Mapping[str, Tensor], given: Mapping[str, Tensor], what: str) -> None:
+    """Raise :class:`CheckpointError` (``what`` + the missing, unexpected and mis-shaped keys) unless
+    ``given`` has exactly the keys and shapes of ``own``."""
+    missing = sorted(set(own) - set(given))
+    unexpected = sorted(set(given) - set(own))
+    mismatched = [
+        f"{k}: expected {tuple(own[k].shape)}, given {tuple(given[k].shape)}"
+        for k in sorted(set(own) & set(given))
+        if tuple(own[k].shape) != tuple(given[k].shape)
+    ]
+    if missing or unexpected or mismatched:
+        raise CheckpointError(
+            f"{what}: missing {missing[:5]}{'...' if len(missing) > 5 else ''} ({len(missing)}), "
+            f"unexpected {unexpected[:5]}{'...' if len(unexpected) > 5 else ''} ({len(unexpected)}), "
+            f"shape mismatches {mismatched[:5]} ({len(mismatched)})"
+        )
+
+
 def prune_state_dict(
     state: Mapping[str, Tensor], *, layers: int, keep_final_norm: bool, keep_masked_spec_embed: bool = False
 ) -> tuple[dict[str, Tensor], list[str]]:
@@ -244,21 +263,10 @@ class SSLBackbone(nn.Module):
         )
         if foreign:
             log.info("ignoring %d non-backbone keys from %s (e.g. %s)", len(foreign), source, foreign[:3])
-        own = self.model.state_dict()
-        missing = sorted(set(own) - set(kept))
-        unexpected = sorted(set(kept) - set(own))
-        mismatched = [
-            f"{k}: expected {tuple(own[k].shape)}, given {tuple(kept[k].shape)}"
-            for k in sorted(set(own) & set(kept))
-            if tuple(own[k].shape) != tuple(kept[k].shape)
-        ]
-        if missing or unexpected or mismatched:
-            raise CheckpointError(
-                f"{source} does not match the {self.family} backbone ({self.num_layers} layers): "
-                f"missing {missing[:5]}{'...' if len(missing) > 5 else ''} ({len(missing)}), "
-                f"unexpected {unexpected[:5]}{'...' if len(unexpected) > 5 else ''} ({len(unexpected)}), "
-                f"shape mismatches {mismatched[:5]} ({len(mismatched)})"
-            )
+        check_state_matches(
+            self.model.state_dict(), kept, f"{source} does not match the {self.family} backbone "
+            f"({self.num_layers} layers)"
+        )  # fmt: skip
         self.model.load_state_dict(kept, strict=True)
 
     def forward(self, wave: Tensor, lengths: Tensor | None = None) -> tuple[Tensor, Tensor]:

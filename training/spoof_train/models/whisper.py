@@ -49,8 +49,9 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from spoof_train.errors import CheckpointError, ConfigError, DataError
+from spoof_train.errors import ConfigError, DataError
 from spoof_train.models.masking import _neg_large, lengths_to_mask
+from spoof_train.models.ssl import check_state_matches
 
 __all__ = [
     "HOP_LENGTH",
@@ -361,21 +362,10 @@ class WhisperBackbone(nn.Module):
         """Load an encoder state dict (full or pruned, any of the HF key layouts) into this pruned model."""
         kept, foreign = prune_whisper_state(state, layers=self.num_layers, keep_final_norm=self.final_norm)
         del foreign  # decoder / projection weights of a full Whisper checkpoint
-        own = self.encoder.state_dict()
-        missing = sorted(set(own) - set(kept))
-        unexpected = sorted(set(kept) - set(own))
-        mismatched = [
-            f"{k}: expected {tuple(own[k].shape)}, given {tuple(kept[k].shape)}"
-            for k in sorted(set(own) & set(kept))
-            if tuple(own[k].shape) != tuple(kept[k].shape)
-        ]
-        if missing or unexpected or mismatched:
-            raise CheckpointError(
-                f"{source} does not match the whisper backbone ({self.num_layers} layers x "
-                f"{self.hidden_size}): missing {missing[:5]}{'...' if len(missing) > 5 else ''} "
-                f"({len(missing)}), unexpected {unexpected[:5]} ({len(unexpected)}), "
-                f"shape mismatches {mismatched[:5]} ({len(mismatched)})"
-            )
+        check_state_matches(
+            self.encoder.state_dict(), kept,
+            f"{source} does not match the whisper backbone ({self.num_layers} layers x {self.hidden_size})",
+        )  # fmt: skip
         self.encoder.load_state_dict({k: v.to(torch.float32) for k, v in kept.items()}, strict=True)
 
     def features(self, wave: Tensor, lengths: Tensor | None = None) -> tuple[Tensor, Tensor | None]:
