@@ -184,9 +184,8 @@ def parse_spec(spec: str) -> tuple[str, dict[str, str]]:
 
 
 def make_generator(spec: str) -> Generator:
-    """Build a generator from its spec; unknown names are a :class:`ConfigError` listing the known ones."""
-    from spoof_train.synth import generators  # noqa: F401 - registers the built-in generators
-
+    """Build a generator from its spec; unknown names are a :class:`ConfigError` listing the known ones.
+    (The built-in generators are registered when :mod:`spoof_train.synth` is imported.)"""
     name, options = parse_spec(spec)
     if name not in GENERATORS:
         raise ConfigError(f"unknown generator {name!r}; known: {sorted(GENERATORS)}")

@@ -510,7 +510,10 @@ def synth(
     manifest = Path(manifest)
     if not manifest.is_file():
         raise DataError(f"synth: manifest not found: {manifest}")
-    gens = [_generator(make_generator(s).spec) for s in generators]  # one instance per spec and process
+    gens = []
+    for spec in generators:  # one instance per canonical spec and process
+        gen = make_generator(spec)
+        gens.append(_GENERATORS.setdefault(gen.spec, gen))
     specs = [g.spec for g in gens]
     if len(set(g.info.name for g in gens)) != len(gens):
         raise ConfigError(f"synth: a generator is named twice in {specs}")
