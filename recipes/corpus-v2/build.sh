@@ -29,12 +29,15 @@ stage "LPCNet re-synthesis of the licensed bona fide clips (train, dev, test)"
 synth "$OUT/corpus-v1-licensed.tsv" --generator lpcnet
 stage "LPCNet 1.7 kbit/s codec (dev, test: unseen in train)"
 synth "$OUT/corpus-v1-licensed.tsv" --generator lpcnet-codec --splits dev test
+# TTS output gets the recorded room noise of a licensed bona fide clip of its split (its pauses, at its own
+# noise-to-speech ratio): without it, digital silence between words told TTS from bona fide (cue check)
+ROOM=(--noise-from "$OUT/corpus-v1-licensed.tsv")
 stage "Kokoro TTS, one voice set per split"
-synth "$TEXTS" --generator kokoro:voices=jf_alpha+jf_gongitsune+jm_kumo --splits train
-synth "$TEXTS" --generator kokoro:voices=jf_nezumi --splits dev
-synth "$TEXTS" --generator kokoro:voices=jf_tebukuro --splits test
+synth "$TEXTS" --generator kokoro:voices=jf_alpha+jf_gongitsune+jm_kumo --splits train "${ROOM[@]}"
+synth "$TEXTS" --generator kokoro:voices=jf_nezumi --splits dev "${ROOM[@]}"
+synth "$TEXTS" --generator kokoro:voices=jf_tebukuro --splits test "${ROOM[@]}"
 stage "Piper TTS (dev, test: the held-out neural TTS)"
-synth "$TEXTS" --generator piper --splits dev test
+synth "$TEXTS" --generator piper --splits dev test "${ROOM[@]}"
 stage "merge, split and licence checks"
 "$PY" recipes/corpus-v2/merge.py "$OUT/corpus-v1-licensed.tsv" "$OUT/neural/MANIFEST.tsv" -o "$OUT"
 stage "cue check"

@@ -524,3 +524,111 @@ def test_cue_table_per_split_and_source(tmp_path: Path) -> None:
     assert table[1]["auc_sr"] == "0.500"
     assert table[0]["n"] == "6"
     assert table[0]["auc_rms"] == "-"
+
+
+# ------------------------------------------------------------------------------------------- room noise
+
+
+def _recording(seconds: float, pause_db: float, sr: int = SR, seed: int = 0) -> np.ndarray:
+    """Speech bursts (0.4 s) separated by 0.3 s pauses; the whole clip carries pink-ish room noise
+    ``pause_db`` under the bursts' level (0 = no noise: digital silence in the pauses)."""
+    from scipy.signal import lfilter
+
+    rng = np.random.default_rng(seed)
+    n = int(seconds * sr)
+    speech = speech_like(seconds, sr, seed)
+    gate = (np.arange(n) / sr) % 0.7 < 0.4
+    x = speech * gate
+    if pause_db:
+        room = lfilter([1.0], [1.0, -0.95], rng.standard_normal(n))
+        level = np.sqrt(np.mean(x[gate] ** 2))
+        x = x + room * level * 10 ** (pause_db / 20) / np.sqrt(np.mean(room**2))
+    return x
+
+
+def test_pause_noise_takes_the_pauses_at_their_level_and_refuses_clips_without_any() -> None:
+    from spoof_train.synth.room import MIN_BED_SECONDS, pause_noise, speech_level_db
+
+    x = _recording(3.0, -35.0)
+    bed = pause_noise(x, SR)
+    assert bed is not None
+    assert bed.sample_rate == SR
+    assert len(bed.noise) >= MIN_BED_SECONDS * SR
+    # the bed is the room alone: 35 dB under the bursts (the speech level is measured on loud frames,
+    # a little above the bursts' mean), with no burst in it
+    assert -40.0 < bed.ratio_db < -32.0
+    assert np.max(np.abs(bed.noise)) < 0.1 * np.max(np.abs(x))
+    assert abs(10 * np.log10(np.mean(bed.noise**2)) - speech_level_db(x, SR) - bed.ratio_db) < 1e-9
+    assert pause_noise(_recording(3.0, 0.0), SR) is None  # digital silence is no room
+    assert pause_noise(speech_like(0.25), SR) is None  # too short to hold a pause
+    continuous = speech_like(3.0) * 0 + 0.1 * np.random.default_rng(1).standard_normal(3 * SR)
+    assert pause_noise(continuous, SR) is None  # no frame 15 dB under the rest
+
+
+def test_lay_noise_fills_digital_silence_at_the_bed_ratio() -> None:
+    from spoof_train.synth.room import lay_noise, pause_noise, speech_level_db
+
+    bed = pause_noise(_recording(4.0, -30.0, seed=2), SR)
+    assert bed is not None
+    tts = _recording(2.5, 0.0, seed=3)  # TTS-like: pauses of exact zeros
+    out = lay_noise(tts, SR, bed, np.random.default_rng(0))
+    assert out.shape == tts.shape
+    added = out - tts
+    assert np.all(added[(np.arange(len(tts)) / SR) % 0.7 > 0.45] != 0)  # no digital silence left
+    got = 10 * np.log10(np.mean(added**2)) - speech_level_db(tts, SR)
+    assert abs(got - bed.ratio_db) < 0.5
+    np.testing.assert_array_equal(out, lay_noise(tts, SR, bed, np.random.default_rng(0)))
+    # another rate: the bed is resampled, the level kept
+    out8 = lay_noise(tts[::2], 8000, bed, np.random.default_rng(0))
+    got8 = 10 * np.log10(np.mean((out8 - tts[::2]) ** 2)) - speech_level_db(tts[::2], 8000)
+    assert abs(got8 - bed.ratio_db) < 0.5
+
+
+def test_tts_run_lays_room_noise_with_its_licence(tmp_path: Path) -> None:
+    _need("espeak")
+    rooms = tmp_path / "rooms"
+    _write(rooms / "r1.wav", _recording(3.0, -30.0, seed=5))
+    _write(rooms / "r2.wav", _recording(3.0, 0.0, seed=6))  # no usable pause: skipped for the next one
+    noise = _manifest(
+        rooms / "MANIFEST.tsv",
+        [
+            ("r1.wav", "bonafide", "-", "s1", "train", "CC BY 4.0"),
+            ("r2.wav", "bonafide", "-", "s2", "train", "CC0-1.0"),
+        ],
+    )
+    texts = tmp_path / "t.tsv"
+    texts.write_text(
+        "id\ttext\tlanguage\tsplit\tlicence\n"
+        "a\tYour code is four two seven one. Please hold the line.\ten\ttrain\tCC0-1.0\n"
+    )
+    plain = synth(texts, tmp_path / "plain", ["espeak"], p_8k=0.0, p_channel=0.0, progress=False)
+    laid = synth(
+        texts, tmp_path / "room", ["espeak"], p_8k=0.0, p_channel=0.0, noise_from=noise, progress=False
+    )
+    assert plain.written == laid.written == 1
+    from spoof_train.data.manifest import read_manifest
+
+    (row,) = read_manifest(tmp_path / "room" / "MANIFEST.tsv")
+    assert row.extra["licence"] == (
+        "generated (offline TTS) + text: CC0-1.0 + room noise: derivative of CC BY 4.0"
+    )
+    assert is_licensed(row.extra["licence"])
+    (before,) = read_manifest(tmp_path / "plain" / "MANIFEST.tsv")
+    x0, _ = sf.read(str(before.path))
+    x1, _ = sf.read(str(row.path))
+    # the quietest frames were digital silence plus the faint white floor; now they hold the room
+    assert clip_cues(x1, SR).floor > clip_cues(x0, SR).floor + 10.0
+
+
+def test_room_noise_settings_are_checked(clips: Path, tmp_path: Path) -> None:
+    texts = tmp_path / "t.tsv"
+    texts.write_text("id\ttext\tlanguage\tsplit\nq\tHello there.\ten\tvalidation\n")
+    _need("espeak")
+    with pytest.raises(DataError, match=r"no bona fide clip of 1 s or more in the splits \['validation'\]"):
+        synth(texts, tmp_path / "o", ["espeak"], noise_from=clips, progress=False)
+    with pytest.raises(ConfigError, match="laid under TTS output only"):
+        synth(clips, tmp_path / "o", ["griffinlim"], noise_from=clips, progress=False)
+    with pytest.raises(ConfigError, match="is a text manifest"):
+        synth(texts, tmp_path / "o", ["espeak"], noise_from=texts, progress=False)
+    with pytest.raises(DataError, match="noise manifest not found"):
+        synth(texts, tmp_path / "o", ["espeak"], noise_from=tmp_path / "none.tsv", progress=False)

@@ -263,6 +263,7 @@ def cmd_synth(args: argparse.Namespace) -> int:
         p_channel=args.p_channel,
         p_8k=args.p_8k,
         limit=args.limit,
+        noise_from=args.noise_from,
         progress=not args.no_progress,
     )
     print(summary.line())
@@ -466,6 +467,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--p-channel", type=float, default=0.3, help="share given a G.711/GSM round trip (0.3)")
     p.add_argument("--p-8k", type=float, default=0.65, help="share of TTS clips stored at 8 kHz (0.65)")
     p.add_argument("--limit", type=int, default=None, help="at most N inputs per generator (trials)")
+    p.add_argument(
+        "--noise-from",
+        default=None,
+        metavar="MANIFEST",
+        help="TTS: lay the recorded room noise of a bona fide clip of the same split from this clip "
+        "manifest under every clip (so pauses are not digital silence); its licence joins the clip's",
+    )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_synth)
 

@@ -62,6 +62,7 @@ class ClipError(DataError):
         "non-speech",
         "unsupported-rate",
         "generator-failed",
+        "no-room-noise",
     )
 
     def __init__(self, reason: str, message: str) -> None:

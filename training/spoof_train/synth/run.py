@@ -41,6 +41,7 @@ from spoof_train.synth.base import (
     TextToSpeech,
     make_generator,
 )
+from spoof_train.synth.room import NoiseBed
 
 __all__ = [
     "DEFAULT_TEXT_LICENCE",
@@ -206,6 +207,7 @@ class _Job:
     text: str = ""
     language: str = ""
     licence: str = ""  # source or text licence
+    noise: tuple[tuple[str, str], ...] = ()  # TTS: bona fide clips (path, licence) to take room noise from
 
 
 _GENERATORS: dict[str, Generator] = {}
@@ -238,19 +240,47 @@ def _load_input(job: _Job) -> tuple[NDArray[np.float64], int]:
     return x, int(sr)
 
 
-def _attack_licence(gen: Generator, job: _Job) -> str:
+def _derivative(licence: str) -> str:
+    src = licence or "no licence stated"
+    return src if src.lower().startswith("derivative of") else f"derivative of {src}"
+
+
+def _attack_licence(gen: Generator, job: _Job, noise_licence: str | None = None) -> str:
     """The clip's licence: the source's (as a derivative) or the text's, joined with the generator's
-    weights licence by :data:`spoof_train.licence.LICENCE_SEPARATOR`; an unknown source licence is
-    written as "no licence stated", which no shipped model trains on."""
+    weights licence (and the room noise's source, when laid) by
+    :data:`spoof_train.licence.LICENCE_SEPARATOR`; an unknown source licence is written as "no licence
+    stated", which no shipped model trains on."""
     from spoof_train.licence import LICENCE_SEPARATOR
 
     if isinstance(gen, Resynthesizer):
-        src = job.licence or "no licence stated"
-        parts = [src if src.lower().startswith("derivative of") else f"derivative of {src}"]
-        parts += [gen.info.licence] if gen.info.licence else []
+        parts = [_derivative(job.licence)] + ([gen.info.licence] if gen.info.licence else [])
     else:
         parts = [gen.info.licence or "generated", f"text: {job.licence}"]
+    if noise_licence is not None:
+        parts.append(f"room noise: {_derivative(noise_licence)}")
     return LICENCE_SEPARATOR.join(parts)
+
+
+def _room_bed(job: _Job, sample_rate: int) -> tuple[NoiseBed, str]:
+    """The first of the job's noise sources with a usable pause (:func:`spoof_train.synth.room.pause_noise`),
+    preferring those stored at ``sample_rate``; returns ``(bed, licence)``."""
+    from spoof_train.synth.room import pause_noise
+
+    for want_rate in (True, False):
+        for path, licence in job.noise:
+            try:
+                x, sr = _load_input(_Job(job.spec, path, "", job.split, "-", path=path))
+            except ClipError:
+                continue
+            stored = 8000 if sr < 16000 else 16000
+            if (stored == sample_rate) != want_rate:
+                continue
+            bed = pause_noise(x, sr)
+            if bed is not None:
+                return bed, licence
+    raise ClipError(
+        "no-room-noise", f"{job.key}: none of {len(job.noise)} noise sources has a pause of usable noise"
+    )
 
 
 def _make_clip(job: _Job, seed: int, out_dir: str, p_channel: float, p_8k: float) -> dict[str, Any]:
@@ -262,6 +292,7 @@ def _make_clip(job: _Job, seed: int, out_dir: str, p_channel: float, p_8k: float
 
     gen = _generator(job.spec)
     rng = _seed_rng(seed, gen.info.name, job.key)
+    noise_licence: str | None = None
     if isinstance(gen, Resynthesizer):
         x, sr = _load_input(job)
         stored = 8000 if sr < 16000 else 16000  # corpus-v1: 8 kHz stays, wide band goes to 16 kHz
@@ -279,6 +310,11 @@ def _make_clip(job: _Job, seed: int, out_dir: str, p_channel: float, p_8k: float
         y, native, speaker = gen.speak(job.text, job.language, rng)
         sr = 8000 if rng.random() < p_8k else 16000
         y = np.asarray(resample(y, native, sr), dtype=np.float64)
+        if job.noise and np.any(y):
+            from spoof_train.synth.room import lay_noise
+
+            bed, noise_licence = _room_bed(job, sr)
+            y = lay_noise(y, sr, bed, rng)
     if not np.all(np.isfinite(y)) or not np.any(y):
         raise ClipError(
             "generator-failed",
@@ -307,7 +343,7 @@ def _make_clip(job: _Job, seed: int, out_dir: str, p_channel: float, p_8k: float
         "sample_rate": str(sr),
         "seconds": f"{len(audio) / sr:.3f}",
         "channel": channel,
-        "licence": _attack_licence(gen, job),
+        "licence": _attack_licence(gen, job, noise_licence),
     }
 
 
@@ -412,6 +448,41 @@ def _plan(manifest: Path, gens: Sequence[Generator], splits: Sequence[str] | Non
     return jobs
 
 
+#: How many bona fide clips each TTS job may try for a pause of room noise (in a seeded order).
+NOISE_CANDIDATES = 8
+
+
+def _with_room_noise(jobs: list[_Job], noise_from: Path, seed: int) -> list[_Job]:
+    """Give every (TTS) job :data:`NOISE_CANDIDATES` bona fide clips of its split from ``noise_from``, in an
+    order seeded by the job's key; clips under 1 s are left out (they rarely hold a pause)."""
+    import dataclasses
+
+    from spoof_train.data.manifest import read_manifest
+
+    if not noise_from.is_file():
+        raise DataError(f"synth: noise manifest not found: {noise_from}")
+    if _is_text_manifest(noise_from):
+        raise ConfigError(f"synth: the noise manifest {noise_from} is a text manifest; give bona fide clips")
+    if any(not j.text for j in jobs):
+        raise ConfigError(
+            "synth: room noise (noise_from) is laid under TTS output only; give a text manifest"
+        )
+    by_split: dict[str, list[tuple[str, str]]] = {}
+    for r in read_manifest(noise_from):
+        seconds = r.extra.get("seconds")
+        if r.label == "bonafide" and (seconds in (None, "") or float(seconds) >= 1.0):
+            by_split.setdefault(r.split, []).append((r.path, str(r.extra.get("licence", ""))))
+    missing = sorted({j.split for j in jobs} - set(by_split))
+    if missing:
+        raise DataError(f"synth: {noise_from} has no bona fide clip of 1 s or more in the splits {missing}")
+    out = []
+    for job in jobs:
+        pool = by_split[job.split]
+        order = _seed_rng(seed, "room-noise", job.key).permutation(len(pool))[:NOISE_CANDIDATES]
+        out.append(dataclasses.replace(job, noise=tuple(pool[i] for i in order)))
+    return out
+
+
 def _safe(text: str) -> str:
     return "".join(c if c.isalnum() or c in "-_." else "_" for c in text)
 
@@ -485,6 +556,7 @@ def synth(
     p_channel: float = 0.3,
     p_8k: float = 0.65,
     limit: int | None = None,
+    noise_from: str | Path | None = None,
     progress: bool = True,
 ) -> SynthSummary:
     """Make spoofs of ``manifest``'s bona fide clips or texts with each generator spec in ``generators``.
@@ -492,11 +564,15 @@ def synth(
     ``splits`` keeps only those splits of the input; ``workers`` processes run clips in parallel (1 = in this
     process); ``p_channel`` is the share of clips given a G.711 / GSM round trip (corpus-v1: 0.3); ``p_8k``
     the share of TTS clips stored at 8 kHz (re-syntheses keep their source's rate); ``limit`` caps the inputs
-    per generator (the first ones, for trials). Finished clips (in ``.journal.jsonl`` with their file) are
-    skipped, so a killed run continues where it stopped. Raises :class:`ConfigError` for bad settings or an
-    input the generators cannot read, :class:`~spoof_train.synth.base.GeneratorUnavailableError` when a
-    generator's package is missing, :class:`DataError` for an unreadable manifest; a single clip's problem
-    is recorded in ``failures.tsv`` and the summary, and the run goes on.
+    per generator (the first ones, for trials). ``noise_from`` (TTS only; a clip manifest) lays the recorded
+    room noise of a bona fide clip of the same split under every TTS clip (:mod:`spoof_train.synth.room`),
+    so the pauses of synthetic speech are not digital silence; its licence joins the clip's. Finished clips
+    (in ``.journal.jsonl`` with their file) are skipped, so a killed run continues where it stopped.
+
+    Raises :class:`ConfigError` for bad settings or an input the generators cannot read,
+    :class:`~spoof_train.synth.base.GeneratorUnavailableError` when a generator's package is missing,
+    :class:`DataError` for an unreadable manifest; a single clip's problem is recorded in ``failures.tsv``
+    and the summary, and the run goes on.
     """
     if not generators:
         raise ConfigError("synth: give at least one generator")
@@ -520,6 +596,10 @@ def synth(
     for gen in gens:
         gen.check()
     jobs = _plan(manifest, gens, splits)
+    settings: dict[str, Any] = {"seed": seed, "p_channel": p_channel, "p_8k": p_8k}
+    if noise_from is not None:
+        jobs = _with_room_noise(jobs, Path(noise_from), seed)
+        settings["room_noise"] = Path(noise_from).name
     if limit is not None:
         per: Counter[str] = Counter()
         kept = []
@@ -533,7 +613,6 @@ def synth(
     out.mkdir(parents=True, exist_ok=True)
     journal_path = out / ".journal.jsonl"
     done = _read_journal(journal_path)
-    settings = {"seed": seed, "p_channel": p_channel, "p_8k": p_8k}
     for job in jobs:
         prior = done.get(job.rel)
         if prior is not None and (prior.get("generator") != job.spec or prior.get("settings") != settings):
