@@ -229,6 +229,7 @@ def export(
     triton_max_batch: int = 32,
     triton_instances: int = 1,
     triton_max_queue_delay_us: int = 2000,
+    triton_backend: str = "onnxruntime",
     opset: int = 17,
     atol: float = 1e-3,
     fp16_atol: float = 0.1,
@@ -639,6 +640,7 @@ def export(
                 instance_count=triton_instances,
                 max_queue_delay_us=triton_max_queue_delay_us,
                 engine_max_batch=max_batch,
+                backend=triton_backend,
             )
             report["triton"] = [
                 dataclasses.asdict(m) | {"config_path": str(m.config_path), "model_path": str(m.model_path)}

@@ -112,6 +112,13 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--triton-max-batch", type=int, default=32)
     t.add_argument("--triton-instances", type=int, default=1)
     t.add_argument("--triton-max-queue-delay-us", type=int, default=2000)
+    t.add_argument(
+        "--triton-backend",
+        choices=("onnxruntime", "python"),
+        default="onnxruntime",
+        help="onnxruntime: NAME_onnx (+ NAME_trt) for a full Triton install; python: NAME_python, ONNX "
+        "Runtime in Triton's Python backend (the server of the nvidia-pytriton wheel: examples/triton_tier)",
+    )
 
     v = p.add_argument_group("validation and report")
     v.add_argument("--atol", type=float, default=1e-3, help="torch -> ONNX FP32 max |logit diff|")

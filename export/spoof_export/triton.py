@@ -16,6 +16,11 @@ sample rate, window, label order and calibration from the model's config.
 
 Requests are batched only when their shapes match: send fixed-length windows (``window_samples``),
 which is what the SDK's streaming sessions produce.
+
+``backend="python"`` writes instead one model for Triton's Python backend, ``NAME_python`` (the exported
+ONNX run through ONNX Runtime inside ``model.py``; :mod:`spoof_export.triton_python`): the backend that the
+``tritonserver`` of the ``nvidia-pytriton`` wheel has, with the same inputs, outputs, batching and
+``spoof.*`` parameters.
 """
 
 from __future__ import annotations
@@ -28,7 +33,11 @@ from typing import Any
 from spoof_export.errors import ExportArgumentError
 from spoof_export.onnx_export import INPUT_NAME, OUTPUT_NAME
 
-__all__ = ["TritonModel", "render_config", "write_triton_repository"]
+__all__ = ["TRITON_BACKENDS", "TritonModel", "render_config", "write_triton_repository"]
+
+#: ``--triton-backend`` choices: the onnxruntime (and tensorrt) backends of a full Triton install, or the
+#: Python backend running ONNX Runtime in ``model.py``.
+TRITON_BACKENDS = ("onnxruntime", "python")
 
 _PLATFORMS = {"onnx": ("onnxruntime_onnx", "model.onnx"), "trt": ("tensorrt_plan", "model.plan")}
 
@@ -120,12 +129,32 @@ def write_triton_repository(
     instance_count: int = 1,
     max_queue_delay_us: int = 2000,
     engine_max_batch: int | None = None,
+    backend: str = "onnxruntime",
 ) -> list[TritonModel]:
     """Write (or replace) ``NAME_onnx`` and, with an engine, ``NAME_trt`` under ``directory``.
 
     The ONNX model is served on GPU when Triton has one (``KIND_GPU``) only if asked through its own
     config; here ``KIND_CPU`` is the default for ``onnxruntime_onnx`` and ``KIND_GPU`` for the engine.
+    ``backend="python"`` writes ``NAME_python`` only (:func:`spoof_export.triton_python.write_python_model`;
+    an engine is not served by it).
     """
+    if backend not in TRITON_BACKENDS:
+        raise ExportArgumentError(f"triton_backend: expected one of {TRITON_BACKENDS}, given {backend!r}")
+    if backend == "python":
+        from spoof_export.triton_python import write_python_model
+
+        m = write_python_model(
+            directory,
+            name=name,
+            onnx_path=onnx_path,
+            manifest_metadata=manifest_metadata,
+            max_batch_size=max_batch_size,
+            instance_count=instance_count,
+            max_queue_delay_us=max_queue_delay_us,
+        )
+        return [
+            TritonModel(name=m.name, platform="python", config_path=m.config_path, model_path=m.model_path)
+        ]
     if max_batch_size < 1:
         raise ExportArgumentError(f"triton_max_batch: expected an integer >= 1, given {max_batch_size}")
     if instance_count < 1:
