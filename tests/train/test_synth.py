@@ -632,3 +632,54 @@ def test_room_noise_settings_are_checked(clips: Path, tmp_path: Path) -> None:
         synth(texts, tmp_path / "o", ["espeak"], noise_from=texts, progress=False)
     with pytest.raises(DataError, match="noise manifest not found"):
         synth(texts, tmp_path / "o", ["espeak"], noise_from=tmp_path / "none.tsv", progress=False)
+
+
+def test_killed_run_leaves_no_worker_behind(tmp_path: Path) -> None:
+    """SIGKILL of the parent: its workers notice and exit instead of writing clips for nobody."""
+    import os
+    import signal
+    import subprocess
+    import time
+
+    rows = []
+    for k in range(60):
+        _write(tmp_path / "in" / f"c{k}.wav", speech_like(1.4, seed=k))
+        rows.append((f"c{k}.wav", "bonafide", "-", f"s{k}", "train", "CC0-1.0"))
+    manifest = _manifest(tmp_path / "in" / "MANIFEST.tsv", rows)
+    out = tmp_path / "out"
+    code = (
+        "from spoof_train.synth import synth; "
+        f"synth({str(manifest)!r}, {str(out)!r}, ['griffinlim'], workers=2, progress=False)"
+    )
+    proc = subprocess.Popen([sys.executable, "-c", code])
+    try:
+        deadline = time.monotonic() + 120
+        journal = out / ".journal.jsonl"
+        while not (journal.is_file() and journal.read_text().count("\n") >= 2):
+            assert proc.poll() is None, "the run ended before it could be killed"
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        children = [
+            int(p)
+            for t in Path(f"/proc/{proc.pid}/task").iterdir()
+            for p in (t / "children").read_text().split()
+        ]
+        assert len(children) >= 2  # the two workers (and the resource tracker)
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    deadline = time.monotonic() + 10
+    alive = children
+    while alive and time.monotonic() < deadline:
+        time.sleep(0.1)
+        alive = [p for p in alive if Path(f"/proc/{p}").exists() and _state(p) != "Z"]
+    for p in alive:
+        os.kill(p, signal.SIGKILL)
+    assert not alive, f"workers {alive} outlived their killed parent"
+
+
+def _state(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return "Z"

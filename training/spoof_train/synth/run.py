@@ -362,10 +362,20 @@ def _work(
         return job, None, "generator-failed", f"{type(exc).__name__}: {exc}", time.process_time() - t0
 
 
-def _init_worker() -> None:
+def _init_worker(parent: int) -> None:
+    """Workers ignore Ctrl-C (the parent handles it and cancels) and exit when the parent is gone: a killed
+    ``synth`` must not leave orphans writing clips that a rerun is also writing."""
     import signal
+    import threading
 
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C and cancels
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(0.5)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="synth-parent-watch", daemon=True).start()
 
 
 # ------------------------------------------------------------------------------------------------ plan
@@ -662,7 +672,9 @@ def synth(
                 import multiprocessing as mp
 
                 ctx = mp.get_context("spawn")
-                pool = ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker)
+                pool = ProcessPoolExecutor(
+                    workers, mp_context=ctx, initializer=_init_worker, initargs=(os.getpid(),)
+                )
                 try:
                     pending: set[Future[Any]] = set()
                     for job in todo:  # at most 4 clips per worker in flight
