@@ -7,19 +7,25 @@ from importlib.metadata import version as _dist_version
 from pathlib import Path
 
 from spoofsdk.backends import OrtOptions, TensorRTOptions, available_backends
+from spoofsdk.backends.triton import RemoteOptions
 from spoofsdk.detector import Detector
 from spoofsdk.errors import (
     BackendUnavailableError,
     BufferOverflowError,
+    DeadlineExceededError,
     EngineIncompatibleError,
     InvalidArgumentError,
     InvalidAudioError,
     ModelLoadError,
+    ModelNotReadyError,
     NativeError,
     NativeStateError,
     OverloadError,
+    RemoteInferenceError,
     SchedulerClosedError,
+    ServerUnavailableError,
     SessionClosedError,
+    ShapeMismatchError,
     SpoofError,
 )
 from spoofsdk.manifest import Manifest, read_manifest, write_engine_manifest, write_onnx_manifest
@@ -36,19 +42,25 @@ __all__ = [
     "BackendUnavailableError",
     "BatchScheduler",
     "BufferOverflowError",
+    "DeadlineExceededError",
     "Detector",
     "EngineIncompatibleError",
     "InvalidArgumentError",
     "InvalidAudioError",
     "Manifest",
     "ModelLoadError",
+    "ModelNotReadyError",
     "NativeError",
     "NativeStateError",
     "OrtOptions",
     "OverloadError",
+    "RemoteInferenceError",
+    "RemoteOptions",
     "SchedulerClosedError",
     "Score",
+    "ServerUnavailableError",
     "SessionClosedError",
+    "ShapeMismatchError",
     "SpoofError",
     "StreamingSession",
     "TensorRTOptions",

@@ -282,7 +282,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("paths", nargs="+", help="audio files, folders (searched recursively) or quoted globs")
     g = p.add_argument_group("model")
-    g.add_argument("--model", default=None, help="detector .onnx or .trt (default: the bundled detector)")
+    g.add_argument("--model", default=None,
+                   help="detector .onnx or .trt, or grpc://host:port/MODEL on a Triton server "
+                        "(default: the bundled detector)")  # fmt: skip
     g.add_argument("--backend", default="auto", choices=BACKENDS)
     g.add_argument("--device-id", type=int, default=0)
     g.add_argument("--threads", type=int, default=0, help="ONNX Runtime intra-op threads (0 = default)")

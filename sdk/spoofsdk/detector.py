@@ -15,7 +15,8 @@ import numpy.typing as npt
 
 from spoofsdk.backends import Backend, create_backend
 from spoofsdk.backends.ort import OrtOptions, TensorRTOptions, coerce_options
-from spoofsdk.errors import InvalidArgumentError, InvalidAudioError, ModelLoadError
+from spoofsdk.backends.triton import RemoteOptions, coerce_remote_options, is_remote_url
+from spoofsdk.errors import BackendUnavailableError, InvalidArgumentError, InvalidAudioError, ModelLoadError
 from spoofsdk.gating import DEFAULT_MIN_SPEECH, SileroGate, check_min_speech
 from spoofsdk.manifest import Manifest, read_manifest
 from spoofsdk.results import Score, WindowScore, check_aggregate, sigmoid
@@ -126,9 +127,13 @@ class Detector:
     path:
         An ``.onnx`` model or a TensorRT engine (``.trt`` / ``.engine`` / ``.plan`` with its
         ``.json`` sidecar) carrying a contract-B manifest. ``None`` loads the bundled default detector.
+        A URL ``grpc://host:port/MODEL[/VERSION]`` or ``http(s)://host:port/MODEL[/VERSION]`` runs the
+        model on a Triton Inference Server (:mod:`spoofsdk.backends.triton`; needs the ``triton`` extra);
+        its manifest comes from the server's model config.
     backend:
-        ``"auto"`` (TensorRT > CUDA > CPU, logged), ``"cpu"``, ``"cuda"`` or ``"tensorrt"``. An explicit
-        backend that cannot run raises :class:`~spoofsdk.errors.BackendUnavailableError`.
+        ``"auto"`` (TensorRT > CUDA > CPU, logged), ``"cpu"``, ``"cuda"`` or ``"tensorrt"``; ``"triton"``
+        (or ``"auto"``) for a URL. An explicit backend that cannot run raises
+        :class:`~spoofsdk.errors.BackendUnavailableError`.
     device_id:
         CUDA device for ``"cuda"`` / ``"tensorrt"``.
     num_threads:
@@ -152,6 +157,9 @@ class Detector:
         16 kHz model.
     ort_options, tensorrt_options:
         :class:`OrtOptions` / :class:`TensorRTOptions` (or dicts of their fields).
+    remote_options:
+        :class:`~spoofsdk.backends.triton.RemoteOptions` (or a dict of its fields) of a remote model:
+        per-request deadline, bounded retries with backoff, model version.
     """
 
     def __init__(
@@ -170,9 +178,14 @@ class Detector:
         tensorrt_options: TensorRTOptions | dict[str, Any] | None = None,
         speech_gate: bool = True,
         min_speech: float = DEFAULT_MIN_SPEECH,
+        remote_options: RemoteOptions | dict[str, Any] | None = None,
     ) -> None:
+        url = path if isinstance(path, str) and is_remote_url(path) else None
+        model_path: Path | None = None
         if path is None:
             model_path = _default_model_path()
+        elif url is not None:
+            pass
         elif isinstance(path, (str, os.PathLike)):
             model_path = Path(path)
         else:
@@ -197,8 +210,22 @@ class Detector:
             from dataclasses import replace
 
             ort_opts = replace(ort_opts, intra_op_num_threads=num_threads)
+        remote_opts = coerce_remote_options(remote_options)
 
-        manifest = read_manifest(model_path)
+        remote: Backend | None = None
+        if url is not None:
+            if backend not in ("auto", "triton"):
+                raise BackendUnavailableError(
+                    f"backend {backend!r}: {url} is a remote model, which runs only on backend 'triton' "
+                    "(or 'auto')"
+                )
+            from spoofsdk.backends.triton import TritonBackend
+
+            triton = TritonBackend(url, remote_opts)
+            remote, manifest = triton, triton.manifest
+        else:
+            assert model_path is not None
+            manifest = read_manifest(model_path)
         sr = manifest.sample_rate
         window = manifest.window_samples if window_s is None else self._seconds("window_s", window_s, sr)
         hop = manifest.hop_samples if hop_s is None else self._seconds("hop_s", hop_s, sr)
@@ -219,19 +246,24 @@ class Detector:
             )
 
         self._path = model_path
+        self._source = url if url is not None else str(model_path)
         self._manifest = manifest
         self._window = window
         self._hop = hop
         self._threshold = manifest.threshold if threshold is None else float(threshold)
-        self._backend: Backend = create_backend(
-            model_path,
-            manifest,
-            backend=backend,
-            device_id=device_id,
-            window_samples=window,
-            ort_options=ort_opts,
-            tensorrt_options=trt_opts,
-        )
+        if remote is not None:
+            self._backend: Backend = remote
+        else:
+            assert model_path is not None
+            self._backend = create_backend(
+                model_path,
+                manifest,
+                backend=backend,
+                device_id=device_id,
+                window_samples=window,
+                ort_options=ort_opts,
+                tensorrt_options=trt_opts,
+            )
         limits = self._backend.limits
         self._min_samples = max(manifest.min_samples, limits.min_samples)
         if window < self._min_samples:
@@ -282,7 +314,7 @@ class Detector:
     # ------------------------------------------------------------------ properties
     @property
     def backend(self) -> str:
-        """The backend actually used: "cpu", "cuda" or "tensorrt"."""
+        """The backend actually used: "cpu", "cuda", "tensorrt", or "triton" for a remote model."""
         return self._backend.name
 
     @property
@@ -294,8 +326,14 @@ class Detector:
         return self._manifest
 
     @property
-    def path(self) -> Path:
+    def path(self) -> Path | None:
+        """The model file (``None`` for a remote model: see :attr:`url`)."""
         return self._path
+
+    @property
+    def url(self) -> str | None:
+        """The remote model's URL, or ``None`` for a local model file."""
+        return None if self._path is not None else self._source
 
     @property
     def sample_rate(self) -> int:
@@ -343,7 +381,7 @@ class Detector:
     def __repr__(self) -> str:
         m = self._manifest
         return (
-            f"Detector({str(self._path)!r}, backend={self.backend!r}, sample_rate={m.sample_rate}, "
+            f"Detector({self._source!r}, backend={self.backend!r}, sample_rate={m.sample_rate}, "
             f"window_s={self._window / m.sample_rate:g}, hop_s={self._hop / m.sample_rate:g}, "
             f"precision={m.precision!r}, threshold={self._threshold:g})"
         )
@@ -373,7 +411,7 @@ class Detector:
                 logits = self._backend.run(batch)
                 if logits.shape != (len(part), 2) or not np.isfinite(logits).all():
                     raise ModelLoadError(
-                        f"{self._path}: expected finite logits of shape ({len(part)}, 2), given shape "
+                        f"{self._source}: expected finite logits of shape ({len(part)}, 2), given shape "
                         f"{logits.shape}"
                         + ("" if logits.shape != (len(part), 2) else " with non-finite values")
                     )

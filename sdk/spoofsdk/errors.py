@@ -10,15 +10,20 @@ from __future__ import annotations
 __all__ = [
     "BackendUnavailableError",
     "BufferOverflowError",
+    "DeadlineExceededError",
     "EngineIncompatibleError",
     "InvalidArgumentError",
     "InvalidAudioError",
     "ModelLoadError",
+    "ModelNotReadyError",
     "NativeError",
     "NativeStateError",
     "OverloadError",
+    "RemoteInferenceError",
     "SchedulerClosedError",
+    "ServerUnavailableError",
     "SessionClosedError",
+    "ShapeMismatchError",
     "SpoofError",
 ]
 
@@ -66,6 +71,29 @@ class OverloadError(SpoofError, RuntimeError):
 
     The work was not accepted; the caller may retry later or shed the call.
     """
+
+
+class RemoteInferenceError(SpoofError, RuntimeError):
+    """Inference on a remote model (a Triton server) failed; the subclasses say why.
+
+    Nothing falls back to local inference: the windows of the failed request are not scored.
+    """
+
+
+class ServerUnavailableError(RemoteInferenceError, BackendUnavailableError):
+    """The server could not be reached (refused, reset, no route) after the bounded retries."""
+
+
+class ModelNotReadyError(RemoteInferenceError, ModelLoadError):
+    """The server is up but the model is not on it, or not ready (loading, unloaded, failed to load)."""
+
+
+class DeadlineExceededError(RemoteInferenceError, TimeoutError):
+    """A request got no answer within its deadline (``RemoteOptions.timeout_s``); it is not retried."""
+
+
+class ShapeMismatchError(RemoteInferenceError, ModelLoadError):
+    """The server rejected a request's shape, or answered with logits of another shape than ``[batch, 2]``."""
 
 
 class NativeError(SpoofError, RuntimeError):

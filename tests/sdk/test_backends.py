@@ -170,7 +170,8 @@ def test_unknown_backend_and_engine_on_cpu(tiny_model: Path, tmp_path: Path) -> 
         "tensorrt_options": TensorRTOptions(),
     }
     with pytest.raises(
-        InvalidArgumentError, match=r"backend: expected one of \('auto', 'cpu', 'cuda', 'tensorrt'\)"
+        InvalidArgumentError,
+        match=r"backend: expected one of \('auto', 'cpu', 'cuda', 'tensorrt', 'triton'\)",
     ):
         create_backend(tiny_model, tiny_manifest(), backend="gpu", **kw)  # type: ignore[arg-type]
     with pytest.raises(BackendUnavailableError, match="is a TensorRT engine, which runs only on backend"):

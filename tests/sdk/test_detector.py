@@ -210,7 +210,10 @@ def test_window_and_hop_overrides(tiny_model: Path, speechlike: np.ndarray) -> N
         ({"device_id": -1}, "device_id: expected an integer >= 0, given -1"),
         ({"num_threads": -2}, "num_threads: expected an integer >= 0"),
         ({"batch_size": 0}, "batch_size: expected an integer >= 1, given 0"),
-        ({"backend": "gpu"}, r"backend: expected one of \('auto', 'cpu', 'cuda', 'tensorrt'\), given 'gpu'"),
+        (
+            {"backend": "gpu"},
+            r"backend: expected one of \('auto', 'cpu', 'cuda', 'tensorrt', 'triton'\), given 'gpu'",
+        ),
         ({"ort_options": {"threads": 2}}, "ort_options: unknown option"),
     ],
 )

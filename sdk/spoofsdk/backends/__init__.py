@@ -51,6 +51,11 @@ def create_backend(
 ) -> Backend:
     if backend not in BACKENDS:
         raise InvalidArgumentError(f"backend: expected one of {BACKENDS}, given {backend!r}")
+    if backend == "triton":
+        raise BackendUnavailableError(
+            "backend 'triton': runs remote models only; pass grpc://host:port/MODEL or "
+            f"http://host:port/MODEL as the path, given the file {path}"
+        )
     if path.suffix.lower() in ENGINE_SUFFIXES:
         if backend not in ("auto", "tensorrt"):
             raise BackendUnavailableError(

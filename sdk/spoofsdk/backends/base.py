@@ -11,7 +11,7 @@ import numpy.typing as npt
 __all__ = ["BACKENDS", "Backend", "InputLimits"]
 
 #: Backend names a caller may request; "auto" resolves to one of the others.
-BACKENDS = ("auto", "cpu", "cuda", "tensorrt")
+BACKENDS = ("auto", "cpu", "cuda", "tensorrt", "triton")
 
 
 @dataclass(frozen=True)
@@ -29,7 +29,7 @@ class Backend(Protocol):
 
     @property
     def name(self) -> str:
-        """The effective backend: "cpu", "cuda" or "tensorrt"."""
+        """The effective backend: "cpu", "cuda", "tensorrt" or "triton"."""
 
     @property
     def detail(self) -> str:
