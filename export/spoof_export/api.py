@@ -1,34 +1,69 @@
-"""``export()``: checkpoint -> ONNX FP32 -> (int8 Q/DQ | fp16) -> TensorRT engine -> Triton repository.
+"""``export()``: checkpoint -> ONNX FP32 -> calibrate -> (int8 Q/DQ | fp16) -> TensorRT engine -> Triton.
 
-Every stage is validated against the one it was made from (in a spawned ONNX Runtime process), and
-everything lands in ``PREFIX.*`` only when the whole run succeeded: artifacts are written under
-``*.partial`` names and renamed at the end, the report last. A failed or interrupted export leaves no
-file that looks complete.
+:func:`export` composes the stages of :mod:`spoof_export.stages` (and :mod:`spoof_export.calibrate`); each
+has its own typed options and returns a :class:`~spoof_export.stages.StageReport`. Every artifact is
+validated against the one it was made from (in a spawned ONNX Runtime process), and everything lands in
+``PREFIX.*`` only when the whole run succeeded: artifacts are written under ``*.partial`` names and
+renamed at the end, the report last. A failed or interrupted export leaves no file that looks complete.
+
+Score calibration: with a dev set (``dev``) the model is calibrated on it (the ``calibrate`` stage, unless
+the checkpoint already carries a calibration and ``calibrate`` is not True); without one the manifest
+gets scale 1, bias 0 and threshold 0.5, a warning is logged and the report says ``calibrated: false``.
 """
 
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import json
 import logging
-import math
 import os
 import platform
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
-from spoof_export.errors import ExportArgumentError, ValidationError
+from spoof_export.contract import UNCALIBRATED, ExportContract, ScoreCalibration
+from spoof_export.errors import ExportArgumentError
+from spoof_export.stages import (
+    INT8_OPS,
+    EngineOptions,
+    Fp16Options,
+    Int8Options,
+    OnnxOptions,
+    StageReport,
+    TritonOptions,
+    ValidateOptions,
+    Validation,
+    _positive,
+    stage_engine,
+    stage_fp16,
+    stage_onnx,
+    stage_quantize,
+    stage_triton,
+    stage_validate,
+)
 
-__all__ = ["ExportResult", "export"]
+if TYPE_CHECKING:
+    from numpy.typing import NDArray
+
+    from spoof_export.audio import AudioSet
+    from spoof_export.checkpoint import LoadedDetector
+    from spoofsdk.manifest import Manifest
+
+__all__ = ["INT8_OPS", "ExportOptions", "ExportResult", "export", "run_export"]
 
 log = logging.getLogger("spoof_export")
 
 REPORT_VERSION = 1
+
+UNCALIBRATED_WARNING = (
+    "the model is UNCALIBRATED: no dev set was given, so the manifest carries scale 1, bias 0 and threshold "
+    "0.5, which is not a meaningful decision threshold for this model; calibrate it with "
+    "'spoof-export calibrate MODEL --dev MANIFEST' or export with --dev MANIFEST"
+)
 
 
 @dataclass(frozen=True)
@@ -38,6 +73,38 @@ class ExportResult:
 
     paths: dict[str, Path]
     report: dict[str, Any] = field(repr=False)
+
+
+@dataclass(frozen=True)
+class ExportOptions:
+    """Every option of :func:`export`, typed and grouped by stage. ``int8`` / ``fp16`` / ``triton`` are
+    None when that artifact is not asked for; ``engine`` is checked always and used when ``build_engine``.
+    ``calibrate``: None = fit on ``validate.dev`` unless the checkpoint carries a calibration, True = fit
+    on dev (required), False = never fit (the checkpoint's calibration, else uncalibrated); ``speech_gate``:
+    the calibrate stage scores speech windows only, as the SDK does by default."""
+
+    output: Path
+    layers: int | None
+    onnx: OnnxOptions
+    int8: Int8Options | None
+    fp16: Fp16Options | None
+    engine: EngineOptions
+    build_engine: bool
+    triton: TritonOptions | None
+    validate: ValidateOptions
+    calibrate: bool | None = None
+    speech_gate: bool = True
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.layers is not None:
+            _positive("layers", self.layers)
+        if self.calibrate is True and self.validate.dev is None:
+            raise ExportArgumentError(
+                "calibrate: fitting a score calibration needs labelled dev audio: pass dev=PATH (--dev)"
+            )
+        if self.calibrate not in (None, True, False):
+            raise ExportArgumentError(f"calibrate: expected None, True or False, given {self.calibrate!r}")
 
 
 def _versions() -> dict[str, str]:
@@ -63,130 +130,6 @@ def _synthetic_audio(n: int, samples: int, sample_rate: int, seed: int) -> np.nd
         env = 0.5 + 0.5 * np.sin(2 * np.pi * 3 * t + rng.random() * 6) ** 2
         out[i] = (0.1 * sig * env + 0.01 * rng.standard_normal(samples)).astype(np.float32)
     return out
-
-
-# --int8-ops: which ONNX op types are quantised. "conv" is for models whose MatMuls are fixed transforms
-# with a wide dynamic range (the spectral front end's filterbank / inverse DFT), where only the CNN's
-# convolutions should run in int8.
-INT8_OPS: dict[str, tuple[str, ...]] = {
-    "matmul-conv": ("MatMul", "Gemm", "Conv"),
-    "matmul": ("MatMul", "Gemm"),
-    "conv": ("Conv",),
-}
-
-
-def _check_args(**kw: Any) -> None:
-    def positive(name: str, v: float | None, *, integer: bool = True) -> None:
-        if v is None:
-            return
-        ok = (isinstance(v, int) and not isinstance(v, bool)) if integer else isinstance(v, (int, float))
-        if not ok or v <= 0 or (isinstance(v, float) and not math.isfinite(v)):
-            kind = "an integer" if integer else "a number"
-            raise ExportArgumentError(f"{name}: expected {kind} > 0, given {v!r}")
-
-    for name in (
-        "calib_max_files",
-        "calib_min_files",
-        "max_batch",
-        "opt_batch",
-        "workspace_mb",
-        "triton_max_batch",
-        "triton_instances",
-        "latency_repeats",
-        "num_threads",
-    ):
-        positive(name, kw[name])
-    if kw["dev_max_files"] is not None:
-        positive("dev_max_files", kw["dev_max_files"])
-    for name in ("min_seconds", "opt_seconds", "max_seconds", "atol", "fp16_atol", "int8_atol"):
-        positive(name, kw[name], integer=False)
-    if kw["layers"] is not None:
-        positive("layers", kw["layers"])
-    if not kw["min_seconds"] <= kw["opt_seconds"] <= kw["max_seconds"]:
-        raise ExportArgumentError(
-            "engine profile: expected min_seconds <= opt_seconds <= max_seconds, given "
-            f"{kw['min_seconds']} / {kw['opt_seconds']} / {kw['max_seconds']}"
-        )
-    if kw["opt_batch"] > kw["max_batch"]:
-        raise ExportArgumentError(
-            f"opt_batch: expected <= max_batch ({kw['max_batch']}), given {kw['opt_batch']}"
-        )
-    if kw["int8"] and kw["calib"] is None:
-        raise ExportArgumentError(
-            "int8: static quantisation needs calibration audio: pass calib=PATH (--calib)"
-        )
-    if kw["calib"] is not None and not kw["int8"]:
-        raise ExportArgumentError(
-            "calib: given without int8 (--int8); calibration audio is only used for int8"
-        )
-    if kw["int8_ops"] not in INT8_OPS:
-        raise ExportArgumentError(
-            f"int8_ops: expected 'matmul-conv', 'matmul' or 'conv', given {kw['int8_ops']!r}"
-        )
-    if kw["int8_target"] not in ("cpu", "tensorrt", "both"):
-        raise ExportArgumentError(
-            f"int8_target: expected 'cpu', 'tensorrt' or 'both', given {kw['int8_target']!r}"
-        )
-    pct = kw["calib_percentile"]
-    if isinstance(pct, bool) or not isinstance(pct, (int, float)) or not 50.0 < pct < 100.0:
-        raise ExportArgumentError(f"calib_percentile: expected a value in (50, 100), given {pct!r}")
-    if kw["calib_min_files"] > kw["calib_max_files"]:
-        raise ExportArgumentError(
-            f"calib_min_files: expected <= calib_max_files ({kw['calib_max_files']}), "
-            f"given {kw['calib_min_files']}"
-        )
-
-
-def _backbone_name(config: Any) -> str:
-    kind = str(getattr(config, "kind", "ssl"))
-    if kind != "ssl":
-        return kind
-    bb = getattr(config, "backbone", None)
-    family = getattr(bb, "family", None) or (bb.get("family") if isinstance(bb, dict) else None) or "ssl"
-    hf = getattr(bb, "config", None) or (bb.get("config") if isinstance(bb, dict) else None) or {}
-    hidden = hf.get("hidden_size") if isinstance(hf, dict) else None
-    return f"{family}" + (f"-h{hidden}" if hidden else "")
-
-
-def _min_samples(config: Any, window: int, model: Any) -> int:
-    """Shortest input the graph accepts: an SSL conv encoder's receptive field, or the model's own figure."""
-    own = getattr(model, "min_samples", None)
-    if isinstance(own, int) and own > 0:
-        return min(own, window)
-    bb = getattr(config, "backbone", None)
-    hf = getattr(bb, "config", None) or (bb.get("config") if isinstance(bb, dict) else None) or {}
-    kernels, strides = hf.get("conv_kernel"), hf.get("conv_stride")
-    if str(getattr(config, "kind", "ssl")) == "ssl" and kernels and strides:
-        field_, jump = 1, 1
-        for k, s in zip(kernels, strides, strict=True):
-            field_ += (int(k) - 1) * jump
-            jump *= int(s)
-        return min(max(field_, 1), window)
-    return window
-
-
-def _calibration_from_info(info: dict[str, Any]) -> tuple[float, float, float]:
-    cal = info.get("calibration") or {}
-    scale = float(cal.get("scale", 1.0)) if isinstance(cal, dict) else 1.0
-    bias = float(cal.get("bias", 0.0)) if isinstance(cal, dict) else 0.0
-    thr = float(cal.get("threshold", 0.5)) if isinstance(cal, dict) else 0.5
-    if not (math.isfinite(scale) and scale > 0 and math.isfinite(bias) and 0 < thr < 1):
-        log.warning("checkpoint calibration %r is unusable; writing scale 1, bias 0, threshold 0.5", cal)
-        scale, bias, thr = 1.0, 0.0, 0.5
-    return scale, bias, thr
-
-
-def _eer(scores_logits: np.ndarray, labels: list[str | None], spoof_index: int) -> float | None:
-    from spoof_train.metrics import compute_eer
-
-    other = 1 - spoof_index
-    score = scores_logits[:, other].astype(np.float64) - scores_logits[:, spoof_index]  # higher = bona fide
-    lab = np.array([lb or "" for lb in labels])
-    bona, spoof = score[lab == "bonafide"], score[lab == "spoof"]
-    if bona.size == 0 or spoof.size == 0:
-        return None
-    eer, _ = compute_eer(bona, spoof)
-    return float(eer)
 
 
 ARTIFACT_SUFFIXES = (".onnx", ".int8.onnx", ".int8-tensorrt.onnx", ".fp16.onnx", ".trt", ".trt.json")
@@ -241,6 +184,8 @@ def export(
     num_threads: int = 2,
     profile: bool = False,
     seed: int = 0,
+    calibrate: bool | None = None,
+    speech_gate: bool = True,
 ) -> ExportResult:
     """Export a contract-A checkpoint to contract-B model files, validating each stage.
 
@@ -248,107 +193,330 @@ def export(
     reduce-range s8 weights), ``PREFIX.int8-tensorrt.onnx`` (symmetric s8 Q/DQ for TensorRT),
     ``PREFIX.fp16.onnx``, ``PREFIX.trt`` + ``PREFIX.trt.json`` and a Triton model repository, then
     ``PREFIX.export_report.json``. ``output`` is the prefix (``out/wavlm6`` -> ``out/wavlm6.onnx``).
+    The keywords are those of :class:`ExportOptions`' parts; :func:`run_export` takes the typed form.
+    ``calibrate`` / ``speech_gate`` steer the score calibration (see :class:`ExportOptions` and the
+    module docstring).
 
     Raises (see :mod:`spoof_export.errors` for the CLI exit codes): ``ExportArgumentError`` /
-    ``LayersError`` for bad arguments, ``CheckpointLoadError``, ``CalibrationError`` for an empty, tiny
-    or unreadable calibration / dev set, ``ValidationError`` when a stage disagrees with the one before,
-    ``ToolchainUnavailableError`` when ``engine`` is asked without TensorRT, cuda-python or a GPU,
+    ``LayersError`` for bad arguments, ``CheckpointLoadError`` (also for a checkpoint whose config lacks a
+    contract-A key), ``CalibrationError`` for an empty, tiny or unreadable calibration / dev set or a dev
+    set the score calibration cannot be fitted on, ``ValidationError`` when a stage disagrees with the one
+    before, ``ToolchainUnavailableError`` when ``engine`` is asked without TensorRT, cuda-python or a GPU,
     ``EngineBuildError`` / ``TensorRTCompatibilityError`` when TensorRT cannot build the graph.
     """
-    t_start = time.perf_counter()
-    _check_args(
-        **{k: v for k, v in locals().items() if k != "t_start"} | {"opt_seconds": opt_seconds or min_seconds}
+    if int8 and calib is None:
+        raise ExportArgumentError(
+            "int8: static quantisation needs calibration audio: pass calib=PATH (--calib)"
+        )
+    if calib is not None and not int8:
+        raise ExportArgumentError(
+            "calib: given without int8 (--int8); calibration audio is only used for int8"
+        )
+    int8_options = Int8Options(
+        calib=Path(calib) if calib is not None else None,
+        calib_split=calib_split,
+        calib_max_files=calib_max_files,
+        calib_min_files=calib_min_files,
+        calib_method=calib_method,
+        calib_percentile=calib_percentile,
+        keep_first_conv_fp32=keep_first_conv_fp32,
+        int8_ops=int8_ops,
+        int8_target=int8_target,
+        int8_atol=int8_atol,
     )
-    prefix = Path(output)
+    engine_options = EngineOptions(
+        min_seconds=min_seconds,
+        opt_seconds=opt_seconds,
+        max_seconds=max_seconds,
+        opt_batch=opt_batch,
+        max_batch=max_batch,
+        workspace_mb=workspace_mb,
+        timing_cache=Path(timing_cache) if timing_cache is not None else None,
+        hardware_compatible=hardware_compatible,
+        version_compatible=version_compatible,
+        device_id=device_id,
+    )
+    triton_options = TritonOptions(
+        directory=Path(triton) if triton is not None else None,
+        name=triton_name,
+        triton_max_batch=triton_max_batch,
+        triton_instances=triton_instances,
+        triton_max_queue_delay_us=triton_max_queue_delay_us,
+        triton_backend=triton_backend,
+    )
+    fp16_options = Fp16Options(fp16_atol=fp16_atol)
+    options = ExportOptions(
+        output=Path(output),
+        layers=layers,
+        onnx=OnnxOptions(opset=opset, atol=atol),
+        int8=int8_options if int8 else None,
+        fp16=fp16_options if fp16 else None,
+        engine=engine_options,
+        build_engine=engine,
+        triton=triton_options if triton is not None else None,
+        validate=ValidateOptions(
+            dev=Path(dev) if dev is not None else None,
+            dev_split=dev_split,
+            dev_max_files=dev_max_files,
+            latency_repeats=latency_repeats,
+            num_threads=num_threads,
+            profile=profile,
+            seed=seed,
+        ),
+        calibrate=calibrate,
+        speech_gate=speech_gate,
+        seed=seed,
+    )
+    return run_export(checkpoint, options)
+
+
+# ---- the artifact plan -----------------------------------------------------------------------------------
+
+
+@dataclass
+class _Plan:
+    """Final paths by role, and the ``*.partial`` path each is written under until the run succeeded."""
+
+    prefix: Path
+    final: dict[str, Path]
+    partial: dict[str, Path]
+
+    @classmethod
+    def make(cls, prefix: Path, options: ExportOptions) -> _Plan:
+        def at(suffix: str) -> Path:
+            return prefix.with_name(prefix.name + suffix)
+
+        final = {"onnx": at(".onnx")}
+        if options.int8 is not None:
+            targets = options.int8.targets(engine=options.build_engine)
+            if options.build_engine and options.int8.int8_target == "cpu":
+                log.info("engine + int8: also writing the symmetric s8 Q/DQ graph TensorRT needs")
+            if "cpu" in targets:
+                final["int8"] = at(".int8.onnx")
+            if "tensorrt" in targets:
+                final["int8_tensorrt"] = at(".int8-tensorrt.onnx")
+        if options.fp16 is not None:
+            final["fp16"] = at(".fp16.onnx")
+        if options.build_engine:
+            final["engine"] = at(".trt")
+            final["engine_manifest"] = at(".trt.json")
+        final["report"] = at(".export_report.json")
+        partial = {k: p.with_name(p.name + ".partial") for k, p in final.items()}
+        if options.build_engine:
+            partial["engine_manifest"] = partial["engine"].with_name(partial["engine"].name + ".json")
+        return cls(prefix=prefix, final=final, partial=partial)
+
+    @property
+    def onnx_keys(self) -> list[str]:
+        return [k for k in ("onnx", "int8", "int8_tensorrt", "fp16") if k in self.final]
+
+    @property
+    def engine_source(self) -> str:
+        return (
+            "int8_tensorrt" if "int8_tensorrt" in self.final else "fp16" if "fp16" in self.final else "onnx"
+        )
+
+    def commit(self) -> list[Path]:
+        """Rename every artifact to its final name; remove artifacts an earlier export left at the prefix
+        that this one did not write (they would describe another model). Returns the removed paths."""
+        for k, p in self.final.items():
+            if k != "report":
+                os.replace(self.partial[k], p)
+        stale = [p for p in _artifact_paths(self.prefix) if p not in self.final.values() and p.exists()]
+        for p in stale:
+            p.unlink()
+            log.info("removed %s (left by an earlier export to this prefix; not written by this one)", p.name)
+        return stale
+
+    def cleanup(self) -> None:
+        for p in self.partial.values():
+            if p.exists():
+                with contextlib.suppress(OSError):
+                    p.unlink()
+
+
+# ---- audio -----------------------------------------------------------------------------------------------
+
+
+@dataclass
+class _Audio:
+    calib_set: AudioSet | None
+    dev_set: AudioSet | None
+    batches: list[NDArray[np.float32]]
+    inputs_report: dict[str, Any]
+
+
+def _load_audio(options: ExportOptions, contract: ExportContract) -> _Audio:
+    """Calibration windows (int8), dev windows (EER) and the validation batches: two full windows, one
+    short input, one input of 1.5 windows, from real audio when there is some."""
+    from spoof_export.audio import load_audio_set
+
+    sr, window, seed = contract.sample_rate, contract.window_samples, options.seed
+    calib_set = dev_set = None
+    q, v = options.int8, options.validate
+    if q is not None:
+        assert q.calib is not None
+        calib_set = load_audio_set(
+            q.calib,
+            sample_rate=sr,
+            window_samples=window,
+            max_files=q.calib_max_files,
+            min_files=q.calib_min_files,
+            split=q.calib_split,
+            seed=seed,
+            what="calibration",
+        )
+    if v.dev is not None:
+        dev_set = load_audio_set(
+            v.dev,
+            sample_rate=sr,
+            window_samples=window,
+            max_files=v.dev_max_files,
+            min_files=2,
+            split=v.dev_split,
+            seed=seed + 1,
+            what="dev",
+        )
+    real = calib_set.windows if calib_set is not None else dev_set.windows if dev_set is not None else None
+    base = real[:3] if real is not None and len(real) >= 3 else _synthetic_audio(3, window, sr, seed)
+    short = max(contract.min_samples * 4, window // 3)
+    tiled = np.tile(base, (1, 2))[:, : int(window * 1.5)]
+    batches = [base[:2], base[2:3, :short], tiled[:1]]
+    source = "calibration audio" if calib_set is not None else "dev audio" if dev_set else "synthetic"
+    return _Audio(calib_set, dev_set, batches, {"source": source, "shapes": [list(b.shape) for b in batches]})
+
+
+# ---- the run ---------------------------------------------------------------------------------------------
+
+
+def _preflight(options: ExportOptions) -> Path:
+    prefix = options.output
     if prefix.name in ("", ".", "..") or prefix.is_dir():
         raise ExportArgumentError(
             f"output: expected a file prefix such as out/wavlm6, given a directory {prefix}"
         )
     prefix.parent.mkdir(parents=True, exist_ok=True)
+    if options.build_engine:  # fail before a long export, not after it
+        from spoof_export.tensorrt import gpu_info, import_tensorrt
 
-    from spoof_export.tensorrt import check_tensorrt_compatibility, gpu_info, import_tensorrt
-
-    if engine:  # fail before a long export, not after it
         import_tensorrt()
-        gpu_info(device_id)
+        gpu_info(options.engine.device_id)
+    return prefix
 
-    import onnx
+
+def _arguments(checkpoint: str | os.PathLike[str], options: ExportOptions) -> dict[str, Any]:
+    q = options.int8 or Int8Options()
+    v = options.validate
+    return {
+        "layers": options.layers,
+        "int8": options.int8 is not None,
+        "int8_target": q.int8_target,
+        "calib": str(q.calib) if q.calib else None,
+        "calib_split": q.calib_split,
+        "calib_max_files": q.calib_max_files,
+        "calib_method": q.calib_method,
+        "calib_percentile": q.calib_percentile,
+        "keep_first_conv_fp32": q.keep_first_conv_fp32,
+        "int8_ops": q.int8_ops,
+        "fp16": options.fp16 is not None,
+        "engine": options.build_engine,
+        "opset": options.onnx.opset,
+        "atol": options.onnx.atol,
+        "fp16_atol": (options.fp16 or Fp16Options()).fp16_atol,
+        "int8_atol": q.int8_atol,
+        "dev": str(v.dev) if v.dev else None,
+        "calibrate": options.calibrate,
+        "speech_gate": options.speech_gate,
+        "num_threads": v.num_threads,
+        "seed": options.seed,
+    }
+
+
+def _calibration_source(options: ExportOptions, contract: ExportContract) -> str:
+    """``"dev"`` (fit on dev), ``"checkpoint"`` (training.json's) or ``"none"`` (uncalibrated)."""
+    if options.calibrate is True:
+        return "dev"
+    if contract.calibration is not None:
+        return "checkpoint"
+    if options.calibrate is None and options.validate.dev is not None:
+        return "dev"
+    return "none"
+
+
+def run_export(checkpoint: str | os.PathLike[str], options: ExportOptions) -> ExportResult:
+    """:func:`export` with typed options: load and type the checkpoint, then run the stages."""
+    t_start = time.perf_counter()
+    prefix = _preflight(options)
+
     import torch
 
-    from spoof_export import __version__ as exporter_version
-    from spoof_export.audio import load_audio_set
-    from spoof_export.checkpoint import file_sha256, load_for_export
-    from spoof_export.onnx_export import export_onnx
-    from spoof_export.quantize import convert_fp16, quantize_int8
-    from spoof_export.validate import OrtJob, compare_outputs, run_ort_jobs, score_agreement
-    from spoofsdk.manifest import (
-        Calibration,
-        Manifest,
-        write_engine_manifest,
-        write_onnx_manifest,
+    from spoof_export.checkpoint import load_for_export
+    from spoof_export.contract import read_contract
+
+    torch.manual_seed(options.seed)
+    loaded = load_for_export(checkpoint, layers=options.layers)
+    contract = read_contract(checkpoint, loaded)
+    if options.build_engine:
+        options.engine.opt_seconds_for(contract.window_seconds)
+    plan = _Plan.make(prefix, options)
+    threads_before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(options.validate.num_threads)
+        report = _run_stages(checkpoint, options, loaded, contract, plan)
+        report["seconds"] = round(time.perf_counter() - t_start, 1)
+        report["removed_stale"] = [str(p) for p in plan.commit()]
+        tmp_report = plan.partial["report"]
+        tmp_report.write_text(json.dumps(report, indent=2, default=str) + "\n", encoding="utf-8")
+        os.replace(tmp_report, plan.final["report"])
+    finally:
+        torch.set_num_threads(threads_before)
+        plan.cleanup()
+    paths = dict(plan.final)
+    if options.triton is not None:
+        assert options.triton.directory is not None
+        paths["triton"] = options.triton.directory
+    log.info(
+        "export finished in %.1f s: %s", report["seconds"], ", ".join(p.name for p in plan.final.values())
     )
+    return ExportResult(paths=paths, report=report)
 
-    torch.manual_seed(seed)
-    loaded = load_for_export(checkpoint, layers=layers)
+
+class _Run:
+    """State shared by the stages of one export: the contract, the plan, the calibration so far, the
+    report being filled."""
+
+    def __init__(self, contract: ExportContract, plan: _Plan, report: dict[str, Any]) -> None:
+        from spoof_export import __version__
+
+        self.contract = contract
+        self.plan = plan
+        self.report = report
+        self.exporter_version = __version__
+        self.calibration: ScoreCalibration = contract.calibration or UNCALIBRATED
+        self.stage_reports: list[StageReport] = []
+
+    def manifest(self, precision: str) -> Manifest:
+        return self.contract.manifest(
+            precision=precision, calibration=self.calibration, exporter_version=self.exporter_version
+        )
+
+    def add(self, stage: StageReport) -> StageReport:
+        self.stage_reports.append(stage)
+        for w in stage.warnings:
+            self.report["warnings"].append(f"{stage.name}: {w}")
+        return stage
+
+
+def _new_report(
+    checkpoint: str | os.PathLike[str], options: ExportOptions, loaded: LoadedDetector
+) -> dict[str, Any]:
+    from spoof_export import __version__
+
     cfg = loaded.config
-    sample_rate = int(getattr(cfg, "sample_rate", 16000))
-    window = int(getattr(cfg, "window_samples", 4 * sample_rate))
-    hop = int(getattr(cfg, "hop_samples", window // 2) or window // 2)
-    label_order = tuple(getattr(cfg, "label_order", ("bonafide", "spoof")))
-    spoof_index = label_order.index("spoof") if "spoof" in label_order else 1
-    scale, bias, threshold = _calibration_from_info(loaded.training_info)
-    threshold_logit = (math.log(threshold / (1 - threshold)) - bias) / scale
-    opt_s = opt_seconds if opt_seconds is not None else window / sample_rate
-    if not min_seconds <= opt_s <= max_seconds:
-        raise ExportArgumentError(
-            f"opt_seconds: expected within [{min_seconds}, {max_seconds}], given {opt_s} "
-            "(it defaults to the window length)"
-        )
-    min_samples = _min_samples(cfg, window, loaded.model)
-
-    def manifest(precision: str) -> Manifest:
-        return Manifest(
-            sample_rate=sample_rate,
-            window_samples=window,
-            hop_samples=min(hop, window),
-            min_samples=min_samples,
-            label_order=label_order,
-            spoof_index=spoof_index,
-            calibration=Calibration(scale=scale, bias=bias),
-            threshold=threshold,
-            precision=precision,
-            layers=loaded.layers_after if str(getattr(cfg, "kind", "ssl")) == "ssl" else 0,
-            backbone=_backbone_name(cfg),
-            source_sha256=loaded.source_sha256,
-            exporter="spoof_export",
-            exporter_version=exporter_version,
-        )
-
-    final: dict[str, Path] = {"onnx": prefix.with_name(prefix.name + ".onnx")}
-    if int8:
-        targets = {"cpu": ["cpu"], "tensorrt": ["tensorrt"], "both": ["cpu", "tensorrt"]}[int8_target]
-        if engine and "tensorrt" not in targets:
-            log.info("engine + int8: also writing the symmetric s8 Q/DQ graph TensorRT needs")
-            targets.append("tensorrt")
-        if "cpu" in targets:
-            final["int8"] = prefix.with_name(prefix.name + ".int8.onnx")
-        if "tensorrt" in targets:
-            final["int8_tensorrt"] = prefix.with_name(prefix.name + ".int8-tensorrt.onnx")
-    if fp16:
-        final["fp16"] = prefix.with_name(prefix.name + ".fp16.onnx")
-    if engine:
-        final["engine"] = prefix.with_name(prefix.name + ".trt")
-        final["engine_manifest"] = prefix.with_name(prefix.name + ".trt.json")
-    final["report"] = prefix.with_name(prefix.name + ".export_report.json")
-    partial = {k: p.with_name(p.name + ".partial") for k, p in final.items()}
-    partial["engine_manifest"] = (
-        partial["engine"].with_name(partial["engine"].name + ".json") if engine else None
-    )  # type: ignore[assignment]
-
-    report: dict[str, Any] = {
+    return {
         "report_version": REPORT_VERSION,
         "exporter": "spoof_export",
-        "exporter_version": exporter_version,
+        "exporter_version": __version__,
         "versions": _versions(),
         "checkpoint": {
             "path": str(Path(checkpoint)),
@@ -358,320 +526,246 @@ def export(
             "pruned_without_retraining": loaded.pruned,
             "config": cfg.to_dict() if hasattr(cfg, "to_dict") else str(cfg),
         },
-        "arguments": {
-            "layers": layers,
-            "int8": int8,
-            "int8_target": int8_target,
-            "calib": str(calib) if calib else None,
-            "calib_split": calib_split,
-            "calib_max_files": calib_max_files,
-            "calib_method": calib_method,
-            "calib_percentile": calib_percentile,
-            "keep_first_conv_fp32": keep_first_conv_fp32,
-            "int8_ops": int8_ops,
-            "fp16": fp16,
-            "engine": engine,
-            "opset": opset,
-            "atol": atol,
-            "fp16_atol": fp16_atol,
-            "int8_atol": int8_atol,
-            "dev": str(dev) if dev else None,
-            "num_threads": num_threads,
-            "seed": seed,
-        },
-        "manifest": manifest("fp32").to_json_dict(),
+        "arguments": _arguments(checkpoint, options),
         "stages": {},
         "artifacts": {},
+        "warnings": [],
     }
-    threads_before = torch.get_num_threads()
-    try:
-        torch.set_num_threads(num_threads)
-        # ---- audio: calibration, dev, validation inputs -------------------------------------
-        calib_set = dev_set = None
-        if int8:
-            calib_set = load_audio_set(
-                calib,
-                sample_rate=sample_rate,
-                window_samples=window,
-                max_files=calib_max_files,  # type: ignore[arg-type]
-                min_files=calib_min_files,
-                split=calib_split,
-                seed=seed,
-                what="calibration",
-            )
-            report["calibration"] = {
-                "source": calib_set.source,
-                "windows": len(calib_set.paths),
-                "labels": {str(k): calib_set.labels.count(k) for k in set(calib_set.labels)},
-            }
-        if dev is not None:
-            dev_set = load_audio_set(
-                dev,
-                sample_rate=sample_rate,
-                window_samples=window,
-                max_files=dev_max_files,
-                min_files=2,
-                split=dev_split,
-                seed=seed + 1,
-                what="dev",
-            )
-        real = (
-            calib_set.windows if calib_set is not None else dev_set.windows if dev_set is not None else None
-        )
-        if real is not None and len(real) >= 3:
-            base = real[:3]
-        else:
-            base = _synthetic_audio(3, window, sample_rate, seed)
-        short = max(min_samples * 4, window // 3)
-        long_ = int(window * 1.5)
-        tiled = np.tile(base, (1, 2))[:, :long_]
-        batches = [base[:2], base[2:3, :short], tiled[:1]]
-        report["validation_inputs"] = {
-            "source": "calibration audio"
-            if calib_set is not None
-            else "dev audio"
-            if dev_set
-            else "synthetic",
-            "shapes": [list(b.shape) for b in batches],
-        }
 
-        # ---- torch reference and FP32 ONNX -------------------------------------------------
+
+def _run_stages(
+    checkpoint: str | os.PathLike[str],
+    options: ExportOptions,
+    loaded: LoadedDetector,
+    contract: ExportContract,
+    plan: _Plan,
+) -> dict[str, Any]:
+    """Every stage in order; returns the report (``ok`` True) or raises the first failure."""
+    import torch
+
+    run = _Run(contract, plan, _new_report(checkpoint, options, loaded))
+    report, partial = run.report, plan.partial
+    audio = _load_audio(options, contract)
+    if audio.calib_set is not None:
+        cs = audio.calib_set
+        report["calibration"] = {
+            "source": cs.source,
+            "windows": len(cs.paths),
+            "labels": {str(k): cs.labels.count(k) for k in set(cs.labels)},
+        }
+    report["validation_inputs"] = audio.inputs_report
+
+    def torch_logits(batches: list[NDArray[np.float32]]) -> NDArray[np.float32]:
         with torch.no_grad():
-            ref = np.concatenate(
+            return np.concatenate(
                 [loaded.model(torch.from_numpy(np.ascontiguousarray(b))).numpy() for b in batches]
             )
-            ref_dev = None
-        t0 = time.perf_counter()
-        export_onnx(loaded.model, partial["onnx"], opset=opset, example_samples=window)
-        proto = onnx.load(str(partial["onnx"]))
-        write_onnx_manifest(proto, manifest("fp32"))
-        onnx.save(proto, str(partial["onnx"]))
-        report["stages"]["onnx_export_seconds"] = round(time.perf_counter() - t0, 2)
-        del proto
 
-        # ---- derived artifacts ---------------------------------------------------------------
-        if "int8" in final or "int8_tensorrt" in final:
-            assert calib_set is not None
-            for key, target in (("int8", "cpu"), ("int8_tensorrt", "tensorrt")):
-                if key not in final:
-                    continue
-                t0 = time.perf_counter()
-                info = quantize_int8(
-                    partial["onnx"],
-                    partial[key],
-                    calib_set.windows,
-                    target=target,  # type: ignore[arg-type]
-                    method=calib_method,
-                    percentile=calib_percentile,
-                    keep_first_conv_fp32=keep_first_conv_fp32,
-                    op_types=INT8_OPS[int8_ops],
-                )
-                info["seconds"] = round(time.perf_counter() - t0, 2)
-                write_onnx_manifest(partial[key], manifest("int8"))
-                report["stages"][f"quantize_{target}"] = info
-        if fp16:
-            report["stages"]["fp16"] = convert_fp16(partial["onnx"], partial["fp16"])
-            write_onnx_manifest(partial["fp16"], manifest("fp16"))
-
-        # ---- run everything in one spawned ONNX Runtime process ------------------------------
-        onnx_keys = [k for k in ("onnx", "int8", "int8_tensorrt", "fp16") if k in final]
-        jobs = []
-        for k in onnx_keys:
-            job_batches = list(batches)
-            if dev_set is not None:
-                job_batches += [dev_set.windows[i : i + 8] for i in range(0, len(dev_set.windows), 8)]
-            jobs.append(
-                OrtJob(
-                    path=str(partial[k]),
-                    batches=job_batches,
-                    threads=num_threads,
-                    latency_samples=window,
-                    latency_repeats=latency_repeats,
-                    profile=profile and k in ("onnx", "int8"),
-                )
-            )
-        results = dict(zip(onnx_keys, run_ort_jobs(jobs), strict=True))
-        n_val = sum(len(b) for b in batches)
-        fp32_logits = results["onnx"].logits
-        assert fp32_logits is not None
-        report["stages"]["torch->onnx"] = compare_outputs(
-            ref, fp32_logits[:n_val], stage="torch->onnx", atol=atol
+    reference = torch_logits(audio.batches)
+    onnx_stage = run.add(
+        stage_onnx(
+            loaded.model,
+            partial["onnx"],
+            run.manifest("fp32"),
+            options.onnx,
+            example_samples=contract.window_samples,
         )
-        tolerances = {"int8": int8_atol, "int8_tensorrt": int8_atol, "fp16": fp16_atol}
-        failures: list[ValidationError] = []
-        for k in onnx_keys[1:]:
-            got = results[k].logits
-            assert got is not None
-            stage = f"onnx->{k}"
-            try:
-                report["stages"][stage] = compare_outputs(
-                    fp32_logits[:n_val], got[:n_val], stage=stage, atol=tolerances[k]
-                )
-            except ValidationError as exc:
-                report["stages"][stage] = {
-                    "stage": stage,
-                    "ok": False,
-                    "error": str(exc),
-                    "max_abs_diff": exc.diffs,
-                    "atol": exc.atol,
-                }
-                failures.append(exc)
-            report["stages"][stage]["score_agreement"] = score_agreement(
-                fp32_logits, got, spoof_index=spoof_index, threshold_logit=threshold_logit
+    )
+    report["stages"]["onnx_export_seconds"] = onnx_stage.details["seconds"]
+    _calibrate_stage(run, options)
+    report["manifest"] = run.manifest("fp32").to_json_dict()
+    _derived_stages(run, options, audio)
+    dev = audio.dev_set
+    torch_dev = None
+    if dev is not None:
+        torch_dev = torch_logits([dev.windows[i : i + 8] for i in range(0, len(dev.windows), 8)])
+    fp16_atol = options.fp16.fp16_atol if options.fp16 is not None else 0.1
+    int8_atol = options.int8.int8_atol if options.int8 is not None else 1.0
+    validation, validate_report = stage_validate(
+        {k: partial[k] for k in plan.onnx_keys},
+        reference=reference,
+        batches=audio.batches,
+        dev_set=dev,
+        torch_dev=torch_dev,
+        tolerances={
+            "onnx": options.onnx.atol,
+            "int8": int8_atol,
+            "int8_tensorrt": int8_atol,
+            "fp16": fp16_atol,
+        },
+        spoof_index=contract.spoof_index,
+        threshold_logit=run.calibration.threshold_logit,
+        window_samples=contract.window_samples,
+        options=options.validate,
+    )
+    run.add(validate_report)
+    report["stages"].update(validation.stages)
+    if validation.dev_eer is not None:
+        report["dev_eer"] = validation.dev_eer
+    _engine_stage(run, options, validation, audio, int8_atol=int8_atol, fp16_atol=fp16_atol)
+    _artifact_table(run, options, validation)
+    if validation.failures:
+        report["ok"] = False
+        raise validation.failures[0]
+    if options.triton is not None:
+        quantised = "int8" in plan.final
+        triton_stage = run.add(
+            stage_triton(
+                partial["int8"] if quantised else partial["onnx"],
+                partial["engine"] if options.build_engine else None,
+                run.manifest("int8" if quantised else "fp32"),
+                options.triton,
+                default_name=plan.prefix.name.replace(".", "_"),
+                engine_max_batch=options.engine.max_batch,
             )
-        # ---- dev-set EER per artifact ------------------------------------------------------------
-        if dev_set is not None:
-            dev_eer: dict[str, Any] = {
-                "source": dev_set.source,
-                "windows": len(dev_set.paths),
-                "rule": "one centre window per clip (short clips tiled)",
-            }
-            with torch.no_grad():
-                ref_dev = np.concatenate(
-                    [
-                        loaded.model(torch.from_numpy(dev_set.windows[i : i + 8])).numpy()
-                        for i in range(0, len(dev_set.windows), 8)
-                    ]
+        )
+        report["triton"] = triton_stage.details["models"]
+    report["stage_reports"] = [s.summary() for s in run.stage_reports]
+    report["ok"] = True
+    return report
+
+
+def _calibrate_stage(run: _Run, options: ExportOptions) -> None:
+    """Fit the score calibration on dev (rewriting the FP32 manifest), or record why it was not."""
+    source = _calibration_source(options, run.contract)
+    if source == "dev":
+        from spoof_export.calibrate import CalibrateOptions, calibrate
+
+        v = options.validate
+        assert v.dev is not None
+        fitted, stage = calibrate(
+            run.plan.partial["onnx"],
+            CalibrateOptions(
+                dev=v.dev,
+                split=v.dev_split,
+                max_files=v.dev_max_files,
+                num_threads=v.num_threads,
+                speech_gate=options.speech_gate,
+                seed=options.seed + 1,
+            ),
+        )
+        run.calibration = fitted.calibration
+        stage.details["scored_on"] = run.plan.final["onnx"].name
+        stage.details["written_to"] = [
+            p.name for k, p in run.plan.final.items() if k not in ("report", "engine_manifest")
+        ]
+        stage.outputs = {"onnx": str(run.plan.final["onnx"])}
+        run.add(stage)
+        run.report["score_calibration"] = stage.details
+        return
+    c = run.calibration
+    block: dict[str, Any] = {"calibrated": c.calibrated, "source": c.source}
+    block.update({"scale": c.scale, "bias": c.bias, "threshold": c.threshold})
+    if source == "none":
+        log.warning("%s", UNCALIBRATED_WARNING)
+        block["warning"] = UNCALIBRATED_WARNING
+        run.report["warnings"].append(UNCALIBRATED_WARNING)
+    else:
+        block["note"] = (
+            "the calibration in the checkpoint's training.json "
+            "(pass calibrate=True / --calibrate to refit it on dev)"
+        )
+        log.info("score calibration: the checkpoint's (training.json); --calibrate refits it on --dev")
+    run.report["score_calibration"] = block
+
+
+def _derived_stages(run: _Run, options: ExportOptions, audio: _Audio) -> None:
+    """int8 (per target) and fp16 graphs from the FP32 ONNX."""
+    partial = run.plan.partial
+    if options.int8 is not None:
+        assert audio.calib_set is not None
+        for key, target in (("int8", "cpu"), ("int8_tensorrt", "tensorrt")):
+            if key in run.plan.final:
+                stage = run.add(
+                    stage_quantize(
+                        partial["onnx"],
+                        partial[key],
+                        audio.calib_set.windows,
+                        run.manifest("int8"),
+                        options.int8,
+                        target=target,  # type: ignore[arg-type]
+                    )
                 )
-            dev_eer["torch"] = _eer(ref_dev, list(dev_set.labels), spoof_index)
-            for k in onnx_keys:
-                logits = results[k].logits
-                assert logits is not None
-                dev_eer[k] = _eer(logits[n_val:], list(dev_set.labels), spoof_index)
-            base_eer = dev_eer.get("onnx")
-            dev_eer["delta_points_vs_fp32"] = {
-                k: (
-                    None
-                    if dev_eer[k] is None or base_eer is None
-                    else round(100 * (dev_eer[k] - base_eer), 3)
-                )
-                for k in onnx_keys[1:]
-            }
-            report["dev_eer"] = dev_eer
-        # ---- TensorRT: offline checks always, engine on request ---------------------------------
-        trt_source_key = "int8_tensorrt" if "int8_tensorrt" in final else "fp16" if fp16 else "onnx"
-        report["tensorrt_check"] = {
-            k: check_tensorrt_compatibility(partial[k], strict=False) for k in onnx_keys
+                run.report["stages"][f"quantize_{target}"] = stage.details
+    if options.fp16 is not None:
+        stage = run.add(stage_fp16(partial["onnx"], partial["fp16"], run.manifest("fp16"), options.fp16))
+        run.report["stages"]["fp16"] = stage.details
+
+
+def _engine_stage(
+    run: _Run,
+    options: ExportOptions,
+    validation: Validation,
+    audio: _Audio,
+    *,
+    int8_atol: float,
+    fp16_atol: float,
+) -> None:
+    """TensorRT's offline checks on every ONNX artifact; the engine when asked."""
+    from spoof_export.tensorrt import check_tensorrt_compatibility
+
+    plan, report = run.plan, run.report
+    report["tensorrt_check"] = {
+        k: check_tensorrt_compatibility(plan.partial[k], strict=False) for k in plan.onnx_keys
+    }
+    if not options.validate.profile:
+        for checked in report["tensorrt_check"].values():
+            checked.pop("op_counts", None)
+    if not options.build_engine:
+        return
+    key = plan.engine_source
+    src_logits = validation.results[key].logits
+    assert src_logits is not None
+    n_val = sum(len(b) for b in audio.batches)
+    precision = {"int8_tensorrt": "int8", "fp16": "fp16", "onnx": "fp32"}[key]
+    stage = run.add(
+        stage_engine(
+            plan.partial[key],
+            plan.partial["engine"],
+            run.manifest(precision),
+            options.engine,
+            batches=audio.batches,
+            src_logits=src_logits[:n_val],
+            atol={"int8_tensorrt": int8_atol, "fp16": fp16_atol}.get(key, max(options.onnx.atol, 1e-2)),
+            source_key=key,
+        )
+    )
+    report["stages"]["engine_build_seconds"] = stage.details["engine_build_seconds"]
+    report["stages"][f"{key}->engine"] = stage.details["compare"]
+
+
+def _artifact_table(run: _Run, options: ExportOptions, validation: Validation) -> None:
+    """Size, hash, latency and real-time factor of every artifact."""
+    from spoof_export.checkpoint import file_sha256
+
+    plan, report, v = run.plan, run.report, options.validate
+    window_s = run.contract.window_seconds
+    fp32_size = plan.partial["onnx"].stat().st_size
+    for k in plan.onnx_keys:
+        r = validation.results[k]
+        size = plan.partial[k].stat().st_size
+        report["artifacts"][k] = {
+            "file": plan.final[k].name,
+            "bytes": size,
+            "size_vs_fp32": round(size / fp32_size, 4),
+            "sha256": file_sha256(plan.partial[k]),
+            "latency_ms_per_window": None if r.latency_ms is None else round(r.latency_ms, 2),
+            # 4 significant digits: a fast model's RTF is far below 1e-4 of a decimal place.
+            "rtf": None if r.latency_ms is None else float(f"{r.latency_ms / 1000 / window_s:.4g}"),
+            "latency_runs_ms": [round(x, 2) for x in r.latency_all_ms],
+            "threads": v.num_threads,
+            "providers": r.providers,
         }
-        if not profile:
-            for checked in report["tensorrt_check"].values():
-                checked.pop("op_counts", None)
-        if engine:
-            from spoof_export.tensorrt import build_engine, run_engine
-
-            check_tensorrt_compatibility(partial[trt_source_key], strict=True)
-            t0 = time.perf_counter()
-            built = build_engine(
-                partial[trt_source_key],
-                partial["engine"],
-                profile_min=(1, int(min_seconds * sample_rate)),
-                profile_opt=(opt_batch, int(opt_s * sample_rate)),
-                profile_max=(max_batch, max(int(max_seconds * sample_rate), window)),
-                workspace_bytes=workspace_mb << 20,
-                timing_cache=timing_cache,
-                hardware_compatible=hardware_compatible,
-                version_compatible=version_compatible,
-                device_id=device_id,
-            )
-            precision = "int8" if trt_source_key == "int8_tensorrt" else "fp16" if fp16 else "fp32"
-            write_engine_manifest(
-                partial["engine"],
-                manifest(precision),
-                built.engine_info(),
-            )
-            engine_logits = np.concatenate(
-                [run_engine(partial["engine"], b, device_id=device_id) for b in batches]
-            )
-            src_logits = results[trt_source_key].logits
-            assert src_logits is not None
-            report["stages"]["engine_build_seconds"] = round(time.perf_counter() - t0, 2)
-            report["stages"][f"{trt_source_key}->engine"] = compare_outputs(
-                src_logits[:n_val],
-                engine_logits,
-                stage=f"{trt_source_key}->engine",
-                atol=tolerances.get(trt_source_key, atol) if trt_source_key != "onnx" else max(atol, 1e-2),
-            )
-        # ---- latency, sizes, hashes -------------------------------------------------------------
-        fp32_size = partial["onnx"].stat().st_size
-        for k in onnx_keys:
-            r = results[k]
-            size = partial[k].stat().st_size
-            report["artifacts"][k] = {
-                "file": final[k].name,
-                "bytes": size,
-                "size_vs_fp32": round(size / fp32_size, 4),
-                "sha256": file_sha256(partial[k]),
-                "latency_ms_per_window": None if r.latency_ms is None else round(r.latency_ms, 2),
-                "rtf": None
-                if r.latency_ms is None
-                # 4 significant digits: a fast model's RTF is far below 1e-4 of a decimal place.
-                else float(f"{r.latency_ms / 1000 / (window / sample_rate):.4g}"),
-                "latency_runs_ms": [round(x, 2) for x in r.latency_all_ms],
-                "threads": num_threads,
-                "providers": r.providers,
-            }
-            if r.profile is not None:
-                report["artifacts"][k]["ort_profile"] = r.profile
-        if engine:
-            report["artifacts"]["engine"] = {
-                "file": final["engine"].name,
-                "bytes": partial["engine"].stat().st_size,
-                "sha256": file_sha256(partial["engine"]),
-                "source": trt_source_key,
-            }
-        report["latency_note"] = (
-            f"ONNX Runtime CPU, batch 1, one {window / sample_rate:.2f} s window, {num_threads} threads, "
-            f"median of {latency_repeats} after 1 warm-up, on {platform.processor() or platform.machine()}"
-        )
-        if failures:
-            report["ok"] = False
-            raise failures[0]
-        # ---- Triton -----------------------------------------------------------------------------
-        if triton is not None:
-            from spoof_export.triton import write_triton_repository
-
-            models = write_triton_repository(
-                triton,
-                name=triton_name or prefix.name.replace(".", "_"),
-                onnx_path=partial["int8"] if "int8" in final else partial["onnx"],
-                engine_path=partial["engine"] if engine else None,
-                manifest_metadata=manifest("int8" if "int8" in final else "fp32").to_metadata(),
-                max_batch_size=triton_max_batch,
-                instance_count=triton_instances,
-                max_queue_delay_us=triton_max_queue_delay_us,
-                engine_max_batch=max_batch,
-                backend=triton_backend,
-            )
-            report["triton"] = [
-                dataclasses.asdict(m) | {"config_path": str(m.config_path), "model_path": str(m.model_path)}
-                for m in models
-            ]
-        report["ok"] = True
-        report["seconds"] = round(time.perf_counter() - t_start, 1)
-        for k, p in final.items():
-            if k in ("report", "engine_manifest"):
-                continue
-            os.replace(partial[k], p)
-        if engine:
-            os.replace(partial["engine_manifest"], final["engine_manifest"])  # type: ignore[arg-type]
-        # Artifacts of an earlier export to the same prefix that this one did not write would sit next to
-        # the new files and describe another model: remove them, so PREFIX.* is exactly what the report lists.
-        stale = [p for p in _artifact_paths(prefix) if p not in final.values() and p.exists()]
-        for p in stale:
-            p.unlink()
-            log.info("removed %s (left by an earlier export to this prefix; not written by this one)", p.name)
-        report["removed_stale"] = [str(p) for p in stale]
-        tmp_report = partial["report"]
-        tmp_report.write_text(json.dumps(report, indent=2, default=str) + "\n", encoding="utf-8")
-        os.replace(tmp_report, final["report"])
-    finally:
-        torch.set_num_threads(threads_before)
-        for p in partial.values():
-            if p is not None and p.exists():
-                with contextlib.suppress(OSError):
-                    p.unlink()
-    paths = dict(final)
-    if triton is not None:
-        paths["triton"] = Path(triton)
-    log.info("export finished in %.1f s: %s", report["seconds"], ", ".join(p.name for p in final.values()))
-    return ExportResult(paths=paths, report=report)
+        if r.profile is not None:
+            report["artifacts"][k]["ort_profile"] = r.profile
+    if options.build_engine:
+        report["artifacts"]["engine"] = {
+            "file": plan.final["engine"].name,
+            "bytes": plan.partial["engine"].stat().st_size,
+            "sha256": file_sha256(plan.partial["engine"]),
+            "source": plan.engine_source,
+        }
+    report["latency_note"] = (
+        f"ONNX Runtime CPU, batch 1, one {window_s:.2f} s window, {v.num_threads} threads, "
+        f"median of {v.latency_repeats} after 1 warm-up, on {platform.processor() or platform.machine()}"
+    )

@@ -1,8 +1,10 @@
-"""``spoof-export``: argparse over :func:`spoof_export.export` (each flag is one keyword argument).
+"""``spoof-export``: argparse over :func:`spoof_export.export` (each flag is one keyword argument), and
+``spoof-export calibrate MODEL --dev MANIFEST`` over :func:`spoof_export.calibrate.calibrate`.
 
 Exit codes: 0 ok, 1 unexpected export failure, 2 bad arguments (incl. ``--layers`` out of range),
-3 validation failed, 4 TensorRT / CUDA / GPU missing for ``--engine``, 5 checkpoint unreadable or
-corrupt, 6 calibration / dev set empty, tiny or unreadable, 7 TensorRT cannot build the graph.
+3 validation failed, 4 TensorRT / CUDA / GPU missing for ``--engine``, 5 checkpoint (or, for
+``calibrate``, model file) unreadable or corrupt, 6 calibration / dev set empty, tiny or unreadable, or no
+score calibration can be fitted on it, 7 TensorRT cannot build the graph.
 Only ``-v`` / ``-q`` (log verbosity) are not ``export()`` keywords.
 """
 
@@ -15,7 +17,12 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-__all__ = ["build_parser", "main"]
+__all__ = ["build_calibrate_parser", "build_parser", "main"]
+
+EPILOG = (
+    "exit codes: 0 ok, 1 internal error, 2 bad arguments, 3 validation failed, 4 TensorRT/GPU missing, "
+    "5 bad checkpoint / model file, 6 bad calibration/dev set, 7 TensorRT cannot build the graph"
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -24,8 +31,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="Export a spoof_train checkpoint to ONNX (FP32, int8 Q/DQ, FP16), a TensorRT engine and "
         "a "
         "Triton model repository; every stage is validated against the one before it.",
-        epilog="exit codes: 0 ok, 1 internal error, 2 bad arguments, 3 validation failed, 4 TensorRT/GPU "
-        "missing, 5 bad checkpoint, 6 bad calibration/dev set, 7 TensorRT cannot build the graph",
+        epilog=EPILOG + "; 'spoof-export calibrate MODEL --dev MANIFEST' (re)calibrates an exported model "
+        "file (see spoof-export calibrate --help)",
     )
     req = p.add_argument_group("required")
     req.add_argument(
@@ -125,7 +132,25 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--fp16-atol", type=float, default=0.1, help="ONNX FP32 -> FP16 max |logit diff|")
     v.add_argument("--int8-atol", type=float, default=1.0, help="ONNX FP32 -> int8 max |logit diff|")
     v.add_argument(
-        "--dev", default=None, help="labelled manifest/directory: EER of every artifact in the report"
+        "--dev",
+        default=None,
+        help="labelled manifest/directory: fits the score calibration and threshold (unless the checkpoint "
+        "carries one) and gives the EER of every artifact in the report; without it the model is "
+        "exported UNCALIBRATED (threshold 0.5, with a warning)",
+    )
+    v.add_argument(
+        "--calibrate",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="--calibrate: fit the calibration on --dev even when the checkpoint carries one; "
+        "--no-calibrate: never fit (default: fit on --dev unless the checkpoint carries a calibration)",
+    )
+    v.add_argument(
+        "--no-speech-gate",
+        dest="speech_gate",
+        action="store_false",
+        help="calibration scores every window of the dev clips, speech or not (default: speech windows "
+        "only, as the SDK scores)",
     )
     v.add_argument("--dev-split", default="dev", help="manifest split for --dev ('' = all rows)")
     v.add_argument("--dev-max-files", type=int, default=200)
@@ -158,14 +183,128 @@ def _summary(result: Any) -> str:
         lines.append(
             f"{'dev EER':>15}: " + json.dumps({k: v for k, v in rep["dev_eer"].items() if k != "rule"})
         )
+    cal = rep.get("score_calibration")
+    if cal is not None:
+        lines.append(f"{'calibration':>15}: {_calibration_line(cal)}")
     return "\n".join(lines)
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+def _calibration_line(cal: dict[str, Any]) -> str:
+    if not cal.get("calibrated"):
+        return (
+            "UNCALIBRATED: threshold 0.5 is not meaningful; run spoof-export calibrate MODEL --dev MANIFEST"
+        )
+    line = (
+        f"{cal['source']}: scale {cal['scale']:.4g}, bias {cal['bias']:.4g}, threshold {cal['threshold']:.4f}"
+    )
+    if cal["source"] == "dev":
+        line += (
+            f" (dev EER {100 * cal['eer']:.2f} % on {cal['n_bonafide']} bona fide + {cal['n_spoof']} spoof "
+            f"clips; at the threshold: {100 * cal['frr']:.2f} % bona fide flagged, "
+            f"{100 * cal['far']:.2f} % spoof missed)"
+        )
+    return line
+
+
+def build_calibrate_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="spoof-export calibrate",
+        description="Fit the score calibration (spoof log-odds = scale * logit difference + bias) and the "
+        "decision threshold of an exported model on labelled dev clips scored through the SDK (full "
+        "clips, the model's window and hop), and write them into the model file's manifest. The "
+        "checkpoint is never touched; the rest of the manifest is kept.",
+        epilog=EPILOG,
+    )
+    p.add_argument("model", help="exported model file: PREFIX.onnx (also .int8.onnx, .fp16.onnx, .trt)")
+    p.add_argument("--dev", required=True, help="labelled manifest file, or a directory with MANIFEST.tsv")
+    p.add_argument("--split", default="dev", help="manifest split to fit on (default dev; '' = all rows)")
+    p.add_argument("--max-files", type=int, default=None, help="score at most N rows (default: all)")
+    p.add_argument(
+        "--threshold",
+        choices=("eer", "far"),
+        default="eer",
+        help="decision threshold at the dev EER point (default) or at --target-far",
+    )
+    p.add_argument("--target-far", type=float, default=0.01, help="with --threshold far: spoofs let through")
+    p.add_argument("--prior-spoof", type=float, default=0.5, help="class prior of the logistic fit (0.5)")
+    p.add_argument(
+        "--no-speech-gate",
+        dest="speech_gate",
+        action="store_false",
+        help="score every window, speech or not (the SDK gates by default; the v1 default-detector "
+        "figures were made without the gate)",
+    )
+    p.add_argument(
+        "--also",
+        nargs="+",
+        default=[],
+        metavar="FILE",
+        help="write the same calibration into these files too (other precisions of the same model)",
+    )
+    p.add_argument(
+        "--report",
+        default=None,
+        help="JSON report of the fit and the rows used (default MODEL.calibration.json)",
+    )
+    p.add_argument("--num-threads", type=int, default=2)
+    p.add_argument("--seed", type=int, default=0, help="row picking with --max-files")
+    p.add_argument("-v", "--verbose", action="count", default=0, help="more logging (-vv: debug)")
+    p.add_argument("-q", "--quiet", action="store_true", help="errors only")
+    return p
+
+
+def _setup_logging(args: argparse.Namespace) -> None:
     level = logging.ERROR if args.quiet else (logging.DEBUG if args.verbose > 1 else logging.INFO)
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+
+
+def calibrate_main(argv: Sequence[str]) -> int:
+    """``spoof-export calibrate``: see :func:`build_calibrate_parser`."""
+    args = build_calibrate_parser().parse_args(argv)
+    _setup_logging(args)
+    from pathlib import Path
+
+    from spoof_export.calibrate import CalibrateOptions, calibrate
+    from spoof_export.errors import ExportError
+
+    try:
+        options = CalibrateOptions(
+            dev=Path(args.dev),
+            split=args.split or None,
+            max_files=args.max_files,
+            threshold=args.threshold,
+            target_far=args.target_far,
+            prior_spoof=args.prior_spoof,
+            speech_gate=args.speech_gate,
+            num_threads=args.num_threads,
+            seed=args.seed,
+        )
+        _, stage = calibrate(args.model, options, also=args.also)
+    except ExportError as exc:
+        print(f"spoof-export calibrate: error: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("spoof-export calibrate: interrupted; the model file was not changed", file=sys.stderr)
+        return 130
+    report_path = Path(args.report) if args.report else Path(args.model + ".calibration.json")
+    report = {"report_version": 1, "model": args.model, **stage.summary(), "calibration": stage.details}
+    report_path.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    print(f"{'calibration':>15}: {_calibration_line(stage.details)}")
+    for path in stage.details["written_to"]:
+        print(f"{'written to':>15}: {path}")
+    print(f"{'report':>15}: {report_path}")
+    for w in stage.warnings:
+        print(f"{'warning':>15}: {w}")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["calibrate"]:  # a checkpoint directory named "calibrate" is ./calibrate
+        return calibrate_main(argv[1:])
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    _setup_logging(args)
     kwargs = vars(args)
     kwargs.pop("verbose")
     kwargs.pop("quiet")

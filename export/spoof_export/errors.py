@@ -14,7 +14,9 @@ exit code    error                            meaning
 3            :class:`ValidationError`         an artifact disagrees with the stage before it
 4            :class:`ToolchainUnavailableError`  TensorRT / CUDA / GPU missing for ``--engine``
 5            :class:`CheckpointLoadError`     checkpoint missing, corrupt or inconsistent
-6            :class:`CalibrationError`        calibration / dev set empty, too small or unreadable
+5            :class:`ModelFileError`          model file (``calibrate``) missing, unreadable, no manifest
+6            :class:`CalibrationError`        calibration / dev set empty, too small or unreadable, or no
+                                             score calibration can be fitted on the dev set
 7            :class:`EngineBuildError`        the graph is not one TensorRT can build, or the build failed
 ===========  ===============================  ===================================================
 """
@@ -31,6 +33,7 @@ __all__ = [
     "ExportArgumentError",
     "ExportError",
     "LayersError",
+    "ModelFileError",
     "ShapeError",
     "TensorRTCompatibilityError",
     "ToolchainUnavailableError",
@@ -88,8 +91,16 @@ class CheckpointLoadError(ExportError, OSError):
     exit_code: ClassVar[int] = 5
 
 
+class ModelFileError(ExportError, OSError):
+    """A model file given to ``spoof-export calibrate`` is missing, unreadable or has no valid manifest."""
+
+    exit_code: ClassVar[int] = 5
+
+
 class CalibrationError(ExportError, ValueError):
-    """The calibration (or dev) set is empty, too small, or its audio cannot be read."""
+    """The calibration (or dev) set is empty, too small, or its audio cannot be read; or the score
+    calibration cannot be fitted on the dev set (too few clips of a class, other labels, scores that rank
+    spoofs as bona fide)."""
 
     exit_code: ClassVar[int] = 6
 
@@ -112,6 +123,7 @@ EXIT_CODES: dict[str, int] = {
         ValidationError,
         ToolchainUnavailableError,
         CheckpointLoadError,
+        ModelFileError,
         CalibrationError,
         EngineBuildError,
     )

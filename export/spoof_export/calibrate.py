@@ -1,0 +1,420 @@
+"""Score calibration, a stage of export: fit it on labelled dev clips scored through the SDK, write it into
+the model file's manifest. The checkpoint is never touched.
+
+``spoof-export calibrate MODEL --dev MANIFEST`` (and ``export(..., dev=...)``) runs :func:`calibrate`:
+
+1. the dev rows (a manifest file, or a directory with ``MANIFEST.tsv``; rows of ``split`` only) are scored
+   by :class:`spoofsdk.Detector` on the model file itself: full clips, the manifest's window and hop, mean
+   aggregation, the SDK's speech gate unless ``speech_gate=False``. The figures are those of the file
+   that ships, not of the torch checkpoint or of one centre window.
+2. :func:`spoof_train.metrics.calibrate` fits a prior-weighted (0.5) logistic regression of the label on
+   each clip's mean logit difference ``d`` (any calibration the file already carries is undone first),
+   giving spoof log-odds ``scale * d + bias``, and puts the decision threshold at the dev EER point
+   (``threshold="eer"``) or at a target false-acceptance rate (``threshold="far"``).
+3. ``scale``, ``bias`` and ``threshold`` replace the manifest's (ONNX ``metadata_props``, or the
+   ``NAME.trt.json`` sidecar of an engine); every other key stays as it was.
+
+Clips that cannot be read or are shorter than the model's shortest input are skipped with a warning,
+clips without speech (``undetermined``) are left out; both are counted in the report. Fewer than
+``min_per_class`` scored clips of either class is a :class:`~spoof_export.errors.CalibrationError`.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+import numpy as np
+
+from spoof_export.contract import ScoreCalibration
+from spoof_export.errors import CalibrationError, ExportArgumentError, ModelFileError
+from spoof_export.stages import StageReport
+
+if TYPE_CHECKING:
+    from numpy.typing import NDArray
+
+    from spoofsdk.manifest import Manifest
+
+__all__ = [
+    "CalibrateOptions",
+    "ClipScores",
+    "FittedCalibration",
+    "calibrate",
+    "fit_calibration",
+    "score_clips",
+    "write_calibration",
+]
+
+log = logging.getLogger("spoof_export")
+
+LABELS = ("bonafide", "spoof")
+
+
+@dataclass(frozen=True)
+class CalibrateOptions:
+    """Options of the calibrate stage (``spoof-export calibrate`` flags of the same names).
+
+    ``dev``: labelled manifest file or directory; ``split``: manifest split to use (``None`` = all rows);
+    ``max_files``: score at most this many rows (picked deterministically with ``seed``, balanced by
+    label; ``None`` = all); ``threshold``: ``"eer"`` or ``"far"`` (then ``target_far``);
+    ``prior_spoof``: the prior the logistic fit weights the classes to; ``speech_gate``: score speech
+    windows only, as the SDK does by default; ``num_threads``: ONNX Runtime threads;
+    ``min_per_class``: fewer scored clips of a class is an error.
+    """
+
+    dev: Path
+    split: str | None = "dev"
+    max_files: int | None = None
+    threshold: Literal["eer", "far"] = "eer"
+    target_far: float = 0.01
+    prior_spoof: float = 0.5
+    speech_gate: bool = True
+    num_threads: int = 2
+    seed: int = 0
+    min_per_class: int = 2
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "dev", Path(self.dev))
+        for name in ("max_files", "num_threads", "min_per_class"):
+            v = getattr(self, name)
+            if v is None and name == "max_files":
+                continue
+            if isinstance(v, bool) or not isinstance(v, int) or v <= 0:
+                raise ExportArgumentError(f"{name}: expected an integer > 0, given {v!r}")
+        if self.threshold not in ("eer", "far"):
+            raise ExportArgumentError(f"threshold: expected 'eer' or 'far', given {self.threshold!r}")
+        for name in ("target_far", "prior_spoof"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0.0 < v < 1.0:
+                raise ExportArgumentError(f"{name}: expected a value in (0, 1), given {v!r}")
+
+
+@dataclass(frozen=True)
+class ClipScores:
+    """SDK scores of clips, aligned with ``paths``: ``logit`` is the manifest-calibrated spoof log-odds the
+    SDK reports (``Score.logit``; NaN when the clip was not scored), ``raw`` the logit difference with that
+    calibration undone, ``reasons`` why each unscored clip was not scored (by index)."""
+
+    paths: tuple[str, ...]
+    logit: NDArray[np.float64]
+    raw: NDArray[np.float64]
+    seconds: NDArray[np.float64]
+    reasons: dict[int, str] = field(default_factory=dict)
+
+
+def _progress(what: str, total: int) -> Callable[[int], None]:
+    t0 = last = time.perf_counter()
+
+    def tick(done: int) -> None:
+        nonlocal last
+        now = time.perf_counter()
+        if done == total or now - last >= 10.0:
+            last = now
+            rate = done / max(now - t0, 1e-9)
+            log.info("%s: %d/%d clips, %.1f clips/s", what, done, total, rate)
+
+    return tick
+
+
+def score_clips(
+    model: str | os.PathLike[str],
+    paths: Sequence[str | os.PathLike[str]],
+    *,
+    num_threads: int = 2,
+    speech_gate: bool = True,
+    skip_unreadable: bool = True,
+) -> ClipScores:
+    """Score each file in ``paths`` with :class:`spoofsdk.Detector` on ``model`` (CPU backend).
+
+    With ``skip_unreadable`` an unreadable file or one shorter than the model's shortest input gets NaN
+    and a reason; without it the error propagates (``soundfile`` / ``InvalidAudioError``). A clip without
+    speech gets NaN and the reason ``"no speech"``.
+    """
+    import soundfile as sf
+
+    from spoofsdk import Detector
+    from spoofsdk.errors import InvalidAudioError
+
+    det = Detector(model, backend="cpu", num_threads=num_threads, speech_gate=speech_gate)
+    cal = det.manifest.calibration
+    n = len(paths)
+    logit = np.full(n, np.nan)
+    seconds = np.full(n, np.nan)
+    reasons: dict[int, str] = {}
+    tick = _progress(f"scoring {Path(model).name}", n)
+    for i, p in enumerate(paths):
+        try:
+            pcm, sr = sf.read(str(p), dtype="float32", always_2d=False)
+            seconds[i] = len(pcm) / sr
+            score = det.score(pcm, sample_rate=int(sr))
+        except (OSError, RuntimeError, InvalidAudioError) as exc:  # soundfile raises RuntimeError kinds
+            if not skip_unreadable:
+                raise
+            reasons[i] = f"{type(exc).__name__}: {exc}"
+        else:
+            if score.verdict == "undetermined":
+                reasons[i] = "no speech"
+            logit[i] = score.logit
+        tick(i + 1)
+    return ClipScores(
+        paths=tuple(str(p) for p in paths),
+        logit=logit,
+        raw=(logit - cal.bias) / cal.scale,
+        seconds=seconds,
+        reasons=reasons,
+    )
+
+
+@dataclass(frozen=True)
+class FittedCalibration:
+    """A fitted calibration and what it gave on the clips it was fitted on (rates as fractions)."""
+
+    calibration: ScoreCalibration
+    threshold_mode: str
+    score_threshold: float
+    far: float
+    frr: float
+    eer: float
+    prior_spoof: float
+    n_bonafide: int
+    n_spoof: int
+
+    def to_dict(self) -> dict[str, Any]:
+        c = self.calibration
+        return {
+            "scale": c.scale,
+            "bias": c.bias,
+            "threshold": c.threshold,
+            "threshold_mode": self.threshold_mode,
+            "score_threshold": self.score_threshold,
+            "far": self.far,
+            "frr": self.frr,
+            "eer": self.eer,
+            "prior_spoof": self.prior_spoof,
+            "n_bonafide": self.n_bonafide,
+            "n_spoof": self.n_spoof,
+        }
+
+
+def fit_calibration(
+    raw: NDArray[np.float64],
+    labels: Sequence[str],
+    *,
+    threshold: Literal["eer", "far"] = "eer",
+    target_far: float = 0.01,
+    prior_spoof: float = 0.5,
+    min_per_class: int = 2,
+) -> FittedCalibration:
+    """Fit :func:`spoof_train.metrics.calibrate` on clip logit differences ``raw`` (higher = more spoof)
+    with labels ``"bonafide"`` / ``"spoof"``; NaN entries are left out.
+
+    Raises :class:`CalibrationError` for another label, too few clips of a class, or scores that rank
+    spoofs below bona fide (a fitted scale <= 0 cannot be a manifest calibration).
+    """
+    from spoof_train.metrics import calibrate as fit
+    from spoof_train.metrics import compute_eer
+
+    lab = np.asarray(list(labels), dtype=object)
+    z = np.asarray(raw, dtype=np.float64)
+    if lab.shape != z.shape:
+        raise CalibrationError(f"calibration: {z.size} scores for {lab.size} labels")
+    other = sorted({str(x) for x in lab} - set(LABELS))
+    if other:
+        raise CalibrationError(f"calibration: expected labels 'bonafide' and 'spoof', given also {other}")
+    ok = np.isfinite(z)
+    bona, spoof = z[ok & (lab == "bonafide")], z[ok & (lab == "spoof")]
+    if bona.size < min_per_class or spoof.size < min_per_class:
+        raise CalibrationError(
+            f"calibration: expected at least {min_per_class} scored clips of each class, given "
+            f"{bona.size} bona fide and {spoof.size} spoof"
+        )
+    c = fit(-bona, -spoof, threshold=threshold, target_far=target_far, prior_spoof=prior_spoof)
+    if not (math.isfinite(c.scale) and c.scale > 0):
+        raise CalibrationError(
+            f"calibration: the fitted scale is {c.scale:.4g} (<= 0): on these clips the model scores "
+            "spoofs as bona fide or cannot tell them apart; check the labels, the split and the model"
+        )
+    eer, _ = compute_eer(-bona, -spoof)
+    return FittedCalibration(
+        calibration=ScoreCalibration(
+            scale=c.scale, bias=c.bias, threshold=c.threshold, calibrated=True, source="dev"
+        ),
+        threshold_mode=c.threshold_mode,
+        score_threshold=c.score_threshold,
+        far=c.far,
+        frr=c.frr,
+        eer=float(eer),
+        prior_spoof=c.prior_spoof,
+        n_bonafide=c.n_bonafide,
+        n_spoof=c.n_spoof,
+    )
+
+
+def write_calibration(model: str | os.PathLike[str], calibration: ScoreCalibration) -> Manifest:
+    """Replace the score calibration and threshold in ``model``'s manifest; every other key is kept.
+
+    ``model`` is an ONNX file (its ``metadata_props`` are rewritten through a temporary file and an
+    atomic rename) or a TensorRT engine / its ``.json`` sidecar (the sidecar is rewritten). Returns the
+    new manifest.
+    """
+    from spoofsdk.manifest import (
+        ENGINE_SUFFIXES,
+        Calibration,
+        engine_sidecar_path,
+        read_manifest,
+        write_engine_manifest,
+        write_onnx_manifest,
+    )
+
+    path = Path(model)
+    old = read_manifest(path)
+    new = replace(
+        old,
+        calibration=Calibration(scale=calibration.scale, bias=calibration.bias),
+        threshold=calibration.threshold,
+    )
+    suffix = path.suffix.lower()
+    if suffix in ENGINE_SUFFIXES or suffix == ".json":
+        if old.engine is None:
+            raise CalibrationError(f"{path}: an engine sidecar without its 'engine' block")
+        engine = path if suffix in ENGINE_SUFFIXES else path.with_suffix("")
+        sidecar = write_engine_manifest(engine, replace(new, engine=None), old.engine)
+        assert sidecar == engine_sidecar_path(engine)
+        return new
+    tmp = path.with_name(path.name + ".calibrating")
+    try:
+        write_onnx_manifest(path, new, output=tmp)
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    return new
+
+
+def _dev_rows(options: CalibrateOptions) -> tuple[list[str], list[str], str]:
+    from spoof_export.audio import _pick, resolve_clips
+
+    clips = _pick(
+        resolve_clips(options.dev, split=options.split, what="dev"), options.max_files, options.seed
+    )
+    unlabelled = [c for c in clips if c.label is None]
+    if unlabelled:
+        raise CalibrationError(
+            f"dev set {options.dev}: calibration needs labelled rows (a manifest with a label column); "
+            f"{len(unlabelled)} of {len(clips)} rows have no label, first: {unlabelled[0].path}"
+        )
+    return [str(c.path) for c in clips], [str(c.label) for c in clips], str(options.dev)
+
+
+def calibrate(
+    model: str | os.PathLike[str],
+    options: CalibrateOptions,
+    *,
+    also: Sequence[str | os.PathLike[str]] = (),
+) -> tuple[FittedCalibration, StageReport]:
+    """Fit the score calibration of ``model`` on ``options.dev`` and write it into ``model``'s manifest
+    and into each file of ``also`` (other precisions of the same model). Returns the fit and a
+    :class:`StageReport` listing the rows used, the rows skipped and why.
+    """
+    from spoofsdk.errors import ModelLoadError
+    from spoofsdk.manifest import read_manifest
+
+    t0 = time.perf_counter()
+    path = Path(model)
+    written = [path, *(Path(p) for p in also)]
+    try:  # every file must be a readable model before anything is scored or written
+        manifests = [read_manifest(p) for p in written]
+    except ModelLoadError as exc:
+        raise ModelFileError(f"calibrate: {exc}") from exc
+    keys = ("source_sha256", "sample_rate", "window_samples", "hop_samples", "label_order", "spoof_index")
+    for p, m in zip(written[1:], manifests[1:], strict=True):
+        differ = [k for k in keys if getattr(m, k) != getattr(manifests[0], k)]
+        if differ:
+            raise ExportArgumentError(
+                f"also: {p} is not another precision of {path}: its manifest differs in {', '.join(differ)}"
+            )
+    paths, labels, source = _dev_rows(options)
+    log.info("calibrate: scoring %d dev clips from %s through the SDK", len(paths), source)
+    try:
+        scores = score_clips(path, paths, num_threads=options.num_threads, speech_gate=options.speech_gate)
+    except ModelLoadError as exc:
+        raise ModelFileError(f"calibrate: {exc}") from exc
+    skipped = {paths[i]: r for i, r in scores.reasons.items() if r != "no speech"}
+    no_speech = [paths[i] for i, r in scores.reasons.items() if r == "no speech"]
+    try:
+        fitted = fit_calibration(
+            scores.raw,
+            labels,
+            threshold=options.threshold,
+            target_far=options.target_far,
+            prior_spoof=options.prior_spoof,
+            min_per_class=options.min_per_class,
+        )
+    except CalibrationError as exc:
+        left_out = []
+        if no_speech:
+            left_out.append(
+                f"{len(no_speech)} without speech (the speech gate is on; --no-speech-gate "
+                "scores every window)"
+            )
+        if skipped:
+            left_out.append(f"{len(skipped)} unreadable or too short")
+        if not left_out:
+            raise
+        raise CalibrationError(f"{exc}; of {len(paths)} dev rows, left out: {', '.join(left_out)}") from None
+    for p in written:
+        manifest = write_calibration(p, fitted.calibration)
+    warnings = []
+    if skipped:
+        first = next(iter(skipped.items()))
+        warnings.append(
+            f"skipped {len(skipped)} dev clip(s) that could not be scored, first: {first[0]}: {first[1]}"
+        )
+    if no_speech:
+        warnings.append(f"left out {len(no_speech)} dev clip(s) without speech (undetermined)")
+    for w in warnings:
+        log.warning("calibrate: %s", w)
+    details: dict[str, Any] = {
+        "calibrated": True,
+        "source": "dev",
+        "dev": source,
+        "split": options.split,
+        **fitted.to_dict(),
+        "scored_on": path.name,
+        "written_to": [str(p) for p in written],
+        "method": f"prior-weighted ({options.prior_spoof:g}) logistic regression of the SDK clip log-odds "
+        f"(mean of {manifest.window_s:g} s windows, {manifest.hop_s:g} s hop, speech gate "
+        f"{'on' if options.speech_gate else 'off'}); threshold at the dev "
+        + ("EER point" if options.threshold == "eer" else f"FAR <= {options.target_far:g}"),
+        "speech_gate": options.speech_gate,
+        "rows": len(paths),
+        "skipped": skipped,
+        "no_speech": no_speech,
+        "scores": [
+            {"path": p, "label": lb, "logit_diff": None if not math.isfinite(z) else round(float(z), 6)}
+            for p, lb, z in zip(paths, labels, scores.raw, strict=True)
+        ],
+    }
+    report = StageReport(
+        name="calibrate",
+        seconds=round(time.perf_counter() - t0, 2),
+        outputs={"model": str(path), **{f"also_{i}": str(p) for i, p in enumerate(also)}},
+        details=details,
+        warnings=warnings,
+    )
+    log.info(
+        "calibrate: scale %.4g, bias %.4g, threshold %.4f (dev EER %.2f %%, %d bona fide, %d spoof)",
+        fitted.calibration.scale,
+        fitted.calibration.bias,
+        fitted.calibration.threshold,
+        100 * fitted.eer,
+        fitted.n_bonafide,
+        fitted.n_spoof,
+    )
+    return fitted, report
