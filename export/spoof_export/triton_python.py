@@ -224,6 +224,12 @@ def write_python_model(
     src = Path(onnx_path)
     if not src.is_file():
         raise ExportArgumentError(f"onnx_path: expected an ONNX file, given {src} (not found)")
+    # The served file's own manifest wins: the config then says exactly what model.onnx carries (e.g. the
+    # created_at that writing the file stamped, which the caller's in-memory manifest may not have yet).
+    from spoofsdk.manifest import KEY_PREFIX, read_onnx_metadata
+
+    served = {k: v for k, v in read_onnx_metadata(src).items() if k.startswith(KEY_PREFIX)}
+    manifest_metadata = {**manifest_metadata, **served}
     model_name = f"{name}_python"
     root = Path(directory)
     root.mkdir(parents=True, exist_ok=True)
