@@ -28,8 +28,14 @@ logger = logging.getLogger("spoofsdk.examples")
 
 def add_engine_arguments(parser: argparse.ArgumentParser) -> None:
     g = parser.add_argument_group("detector and batching")
-    g.add_argument("--model", default=None, help="exported detector (.onnx / .trt); default: the bundled one")
-    g.add_argument("--backend", default="auto", choices=("auto", "cpu", "cuda", "tensorrt"))
+    g.add_argument("--model", default=None,
+                   help="exported detector (.onnx / .trt), or a model on a Triton tier "
+                        "(grpc://host:8001/MODEL or http://...); default: the bundled one")  # fmt: skip
+    g.add_argument("--backend", default="auto", choices=("auto", "cpu", "cuda", "tensorrt", "triton"))
+    g.add_argument("--remote-timeout-s", type=float, default=5.0,
+                   help="Triton tier: deadline of one inference request")  # fmt: skip
+    g.add_argument("--remote-retries", type=int, default=3,
+                   help="Triton tier: retries after a connection failure (exponential backoff)")  # fmt: skip
     g.add_argument("--threads", type=int, default=1,
                    help="ONNX Runtime intra-op threads (default 1: measured best for these servers, whose "
                         "parallelism is across calls; 0 = ONNX Runtime's default, one per core)")  # fmt: skip
@@ -70,7 +76,8 @@ def configure_logging(level: str) -> None:
 
 def build_engine(args: argparse.Namespace, on_event: Any = None) -> tuple[ScoringEngine, JsonLinesSink]:
     """Load the detector and build the engine from parsed options (raises SpoofError on a bad model)."""
-    detector = Detector(args.model, backend=args.backend, num_threads=args.threads)
+    remote = {"timeout_s": args.remote_timeout_s, "retries": args.remote_retries}
+    detector = Detector(args.model, backend=args.backend, num_threads=args.threads, remote_options=remote)
     logger.info("loaded %r (backend %s)", detector, detector.backend)
     config = EngineConfig(
         max_calls=args.max_calls,

@@ -18,12 +18,17 @@ Events (``"event"`` key):
   ``speech`` (share of speech frames; null without gating), ``latency_ms`` (arrival of the frame
   holding the window's last sample to the score being emitted).
 * ``overload``: the scheduler refused a push (back-pressure); its windows were not scored.
+* ``scores_missing``: a remote detector (Triton tier) failed for one push (server down after the client's
+  retries, model not ready, deadline exceeded): ``error``, ``message``, ``from_s`` / ``to_s`` (the call
+  audio of that push, whose windows have no score). The call goes on; later pushes are scored again once
+  the tier answers.
 * ``call_error``: ``call_id``, ``track``, ``error`` (exception type), ``message``; the call ended.
 * ``verdict`` (exactly one per opened call): ``label`` ("spoof" / "bonafide" / "undetermined"),
   ``spoof_prob``, ``logit``, ``is_spoof``, ``threshold``, ``aggregate``, ``n_windows``, ``duration_s``
   (audio scored), ``received_s``, ``dropped_s`` (audio dropped by the per-call bound),
   ``pushes`` (session pushes; ``pushes_inline`` of them could not complete a window and ran on the
   event loop, the others in the thread pool), ``pushes_shed`` (pushes refused by the scheduler),
+  ``pushes_unscored`` (pushes whose windows a remote detector could not score: ``scores_missing``),
   ``reason`` (why the call ended), ``detail``, ``verdict_latency_ms`` (end-of-call signal to
   verdict), ``wall_s``.
 * ``call_rejected``: the server is at ``max_calls`` (or overloaded, shutting down, a duplicate call).
@@ -60,7 +65,13 @@ from pathlib import Path
 from typing import IO, Any
 
 from spoofsdk import BatchScheduler, Detector, Score, StreamingSession, WindowScore
-from spoofsdk.errors import InvalidArgumentError, InvalidAudioError, OverloadError, SpoofError
+from spoofsdk.errors import (
+    InvalidArgumentError,
+    InvalidAudioError,
+    OverloadError,
+    RemoteInferenceError,
+    SpoofError,
+)
 from spoofsdk.session import BYTES_PER_SAMPLE
 
 __all__ = [
@@ -426,6 +437,7 @@ class CallScorer:
         self._received_bytes = 0
         self._n_windows = 0
         self._pushes_shed = 0
+        self._pushes_unscored = 0
         self._pushes = 0
         self._pushes_inline = 0
         self._inline_margin = 0.0
@@ -565,6 +577,7 @@ class CallScorer:
                 self._pushed_samples += len(data) // bps
                 self._timeline.append((self._pushed_samples, arrival))
             blob = b"".join(data for data, _ in frames)
+            from_s = (self._pushed_samples - len(blob) // bps) / self.sample_rate if self.sample_rate else 0.0
             self._pushes += 1
             try:
                 if self._pushed_samples <= self._next_window_input() - self._inline_margin:
@@ -580,6 +593,21 @@ class CallScorer:
                 logger.warning("call %s: push shed by the scheduler: %s", self.call_id, exc)
                 self.engine.emit(
                     {"event": "overload", "call_id": self.call_id, "track": self.track, "message": str(exc)}
+                )
+                continue
+            except RemoteInferenceError as exc:  # the inference tier is down or late: the call goes on
+                self._pushes_unscored += 1
+                logger.warning("call %s: windows not scored: %s: %s", self.call_id, type(exc).__name__, exc)
+                self.engine.emit(
+                    {
+                        "event": "scores_missing",
+                        "call_id": self.call_id,
+                        "track": self.track,
+                        "error": type(exc).__name__,
+                        "message": str(exc),
+                        "from_s": round(from_s, 6),
+                        "to_s": round(self._pushed_samples / (self.sample_rate or 1), 6),
+                    }
                 )
                 continue
             except Exception as exc:  # the call ends with a logged error; the server keeps serving
@@ -714,6 +742,7 @@ class CallScorer:
             "pushes": self._pushes,
             "pushes_inline": self._pushes_inline,
             "pushes_shed": self._pushes_shed,
+            "pushes_unscored": self._pushes_unscored,
             "n_windows": self._n_windows,
         }
         if self.score is None:
