@@ -9,9 +9,12 @@ corpus-v1 (0.88 % of bona fide windows unscored) is in docs/benchmarks.md, "Spee
     python scripts/default_detector.py evaluate MODEL.onnx --manifest corpus-v1/MANIFEST.tsv \
         --seen-from CHECKPOINT_DIR --out runs/default-detector/eval.json
 
-``calibrate`` fits ``spoof_train.metrics.calibrate`` (prior-weighted logistic regression, threshold at the
-dev EER point) on the mean window logit difference of every dev clip and writes it into the checkpoint's
-``training.json`` (key ``calibration``: scale, bias, threshold), where ``spoof-export`` reads it.
+``calibrate`` is the calibration stage of the package (``spoof_export.calibrate``: SDK scoring of every dev
+clip, ``spoof_train.metrics.calibrate``'s prior-weighted logistic regression, threshold at the dev EER point)
+with the speech gate off, writing the result into the checkpoint's ``training.json`` (key ``calibration``:
+scale, bias, threshold), where ``spoof-export`` reads it. That is the old recipe's step, kept for runs in
+flight; new recipes write the calibration into the model file instead and leave the checkpoint alone:
+``spoof-export calibrate MODEL.onnx --dev M.tsv --split dev --no-speech-gate`` (docs/export.md).
 ``evaluate`` reports EER overall, per attack, seen vs unseen attacks (seen = the spoof attacks of the
 checkpoint's training data), per channel, and for all rows vs the licensed rows only, plus the accuracy of
 the shipped threshold.
@@ -46,17 +49,12 @@ def _load_rows(manifest: str, splits: Sequence[str]) -> list[Any]:
 
 
 def score_rows(model: str | None, rows: Sequence[Any], *, threads: int = 2) -> np.ndarray:
-    """Uncalibrated-or-calibrated spoof log-odds (the SDK's ``Score.logit``) of every row."""
-    import soundfile as sf
+    """Uncalibrated-or-calibrated spoof log-odds (the SDK's ``Score.logit``) of every row, every window
+    scored (no speech gate); an unreadable or too short clip raises."""
+    from spoof_export.calibrate import score_clips
 
-    from spoofsdk import Detector
-
-    det = Detector(model, backend="cpu", num_threads=threads, speech_gate=False)
-    out = np.empty(len(rows), dtype=np.float64)
-    for i, r in enumerate(rows):
-        pcm, sr = sf.read(r.path, dtype="float32", always_2d=False)
-        out[i] = det.score(pcm, sample_rate=int(sr)).logit
-    return out
+    paths = [r.path for r in rows]
+    return score_clips(model, paths, num_threads=threads, speech_gate=False, skip_unreadable=False).logit
 
 
 def _eer(bona: np.ndarray, spoof: np.ndarray) -> float | None:
@@ -113,22 +111,20 @@ def evaluate_scores(
 
 
 def cmd_calibrate(args: argparse.Namespace) -> int:
-    from spoof_train.metrics import calibrate
+    from spoof_export.calibrate import fit_calibration, score_clips
 
     rows = _load_rows(args.manifest, [args.split])
     t0 = time.perf_counter()
-    z = score_rows(args.model, rows, threads=args.threads)
-    label = np.array([r.label for r in rows])
-    # Calibration is fitted on the raw logit difference: undo any calibration the model already carries.
-    from spoofsdk.manifest import read_manifest as read_model_manifest
-
-    cal0 = read_model_manifest(Path(args.model)).calibration
-    z = (z - cal0.bias) / cal0.scale
-    c = calibrate(-z[label == "bonafide"], -z[label == "spoof"], threshold="eer", prior_spoof=0.5)
+    # The fit is on the raw logit difference: score_clips undoes any calibration the model already carries.
+    scores = score_clips(
+        args.model, [r.path for r in rows], num_threads=args.threads, speech_gate=False, skip_unreadable=False
+    )
+    fitted = fit_calibration(scores.raw, [r.label for r in rows], threshold="eer", prior_spoof=0.5)
     info_path = Path(args.checkpoint) / "training.json"
     info = json.loads(info_path.read_text())
+    fit = fitted.to_dict()
     cal: dict[str, Any] = {
-        k: float(getattr(c, k)) for k in ("scale", "bias", "threshold", "score_threshold", "far", "frr")
+        k: float(fit[k]) for k in ("scale", "bias", "threshold", "score_threshold", "far", "frr")
     }
     cal.update(
         {
@@ -136,8 +132,8 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
             "(mean of 2 s windows, 1 s hop) on the dev clips; threshold at the dev EER point",
             "manifest": str(Path(args.manifest).resolve()),
             "split": args.split,
-            "n_bonafide": int((label == "bonafide").sum()),
-            "n_spoof": int((label == "spoof").sum()),
+            "n_bonafide": fitted.n_bonafide,
+            "n_spoof": fitted.n_spoof,
         }
     )
     info["calibration"] = cal

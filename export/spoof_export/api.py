@@ -14,6 +14,7 @@ gets scale 1, bias 0 and threshold 0.5, a warning is logged and the report says 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import logging
 import os
@@ -59,11 +60,14 @@ log = logging.getLogger("spoof_export")
 
 REPORT_VERSION = 1
 
-UNCALIBRATED_WARNING = (
-    "the model is UNCALIBRATED: no dev set was given, so the manifest carries scale 1, bias 0 and threshold "
-    "0.5, which is not a meaningful decision threshold for this model; calibrate it with "
-    "'spoof-export calibrate MODEL --dev MANIFEST' or export with --dev MANIFEST"
-)
+
+def uncalibrated_warning(reason: str) -> str:
+    """The warning of an uncalibrated export; ``reason`` says why nothing was fitted."""
+    return (
+        f"the model is UNCALIBRATED ({reason}): the manifest carries scale 1, bias 0 and threshold 0.5, "
+        "which is not a meaningful decision threshold for this model; calibrate it with "
+        "'spoof-export calibrate MODEL --dev MANIFEST' or export with --dev MANIFEST"
+    )
 
 
 @dataclass(frozen=True)
@@ -204,70 +208,43 @@ def export(
     before, ``ToolchainUnavailableError`` when ``engine`` is asked without TensorRT, cuda-python or a GPU,
     ``EngineBuildError`` / ``TensorRTCompatibilityError`` when TensorRT cannot build the graph.
     """
-    if int8 and calib is None:
+    return run_export(checkpoint, _options_from_keywords(locals()))
+
+
+def _options_from_keywords(kw: dict[str, Any]) -> ExportOptions:
+    """The typed :class:`ExportOptions` of :func:`export`'s keywords: each options class takes the keywords
+    of its field names and checks them (also those of a stage not asked for, as the CLI always did)."""
+    if kw["int8"] and kw["calib"] is None:
         raise ExportArgumentError(
             "int8: static quantisation needs calibration audio: pass calib=PATH (--calib)"
         )
-    if calib is not None and not int8:
+    if kw["calib"] is not None and not kw["int8"]:
         raise ExportArgumentError(
             "calib: given without int8 (--int8); calibration audio is only used for int8"
         )
-    int8_options = Int8Options(
-        calib=Path(calib) if calib is not None else None,
-        calib_split=calib_split,
-        calib_max_files=calib_max_files,
-        calib_min_files=calib_min_files,
-        calib_method=calib_method,
-        calib_percentile=calib_percentile,
-        keep_first_conv_fp32=keep_first_conv_fp32,
-        int8_ops=int8_ops,
-        int8_target=int8_target,
-        int8_atol=int8_atol,
-    )
-    engine_options = EngineOptions(
-        min_seconds=min_seconds,
-        opt_seconds=opt_seconds,
-        max_seconds=max_seconds,
-        opt_batch=opt_batch,
-        max_batch=max_batch,
-        workspace_mb=workspace_mb,
-        timing_cache=Path(timing_cache) if timing_cache is not None else None,
-        hardware_compatible=hardware_compatible,
-        version_compatible=version_compatible,
-        device_id=device_id,
-    )
-    triton_options = TritonOptions(
-        directory=Path(triton) if triton is not None else None,
-        name=triton_name,
-        triton_max_batch=triton_max_batch,
-        triton_instances=triton_instances,
-        triton_max_queue_delay_us=triton_max_queue_delay_us,
-        triton_backend=triton_backend,
-    )
-    fp16_options = Fp16Options(fp16_atol=fp16_atol)
-    options = ExportOptions(
-        output=Path(output),
-        layers=layers,
-        onnx=OnnxOptions(opset=opset, atol=atol),
-        int8=int8_options if int8 else None,
-        fp16=fp16_options if fp16 else None,
+
+    def make(cls: Any, **renamed: Any) -> Any:
+        names = {f.name for f in dataclasses.fields(cls)} - set(renamed)
+        return cls(**{k: kw[k] for k in names}, **renamed)
+
+    int8_options: Int8Options = make(Int8Options)
+    engine_options: EngineOptions = make(EngineOptions)
+    triton_options: TritonOptions = make(TritonOptions, directory=kw["triton"], name=kw["triton_name"])
+    fp16_options: Fp16Options = make(Fp16Options)
+    return ExportOptions(
+        output=Path(kw["output"]),
+        layers=kw["layers"],
+        onnx=make(OnnxOptions),
+        int8=int8_options if kw["int8"] else None,
+        fp16=fp16_options if kw["fp16"] else None,
         engine=engine_options,
-        build_engine=engine,
-        triton=triton_options if triton is not None else None,
-        validate=ValidateOptions(
-            dev=Path(dev) if dev is not None else None,
-            dev_split=dev_split,
-            dev_max_files=dev_max_files,
-            latency_repeats=latency_repeats,
-            num_threads=num_threads,
-            profile=profile,
-            seed=seed,
-        ),
-        calibrate=calibrate,
-        speech_gate=speech_gate,
-        seed=seed,
+        build_engine=kw["engine"],
+        triton=triton_options if kw["triton"] is not None else None,
+        validate=make(ValidateOptions),
+        calibrate=kw["calibrate"],
+        speech_gate=kw["speech_gate"],
+        seed=kw["seed"],
     )
-    return run_export(checkpoint, options)
 
 
 # ---- the artifact plan -----------------------------------------------------------------------------------
@@ -657,9 +634,13 @@ def _calibrate_stage(run: _Run, options: ExportOptions) -> None:
     block: dict[str, Any] = {"calibrated": c.calibrated, "source": c.source}
     block.update({"scale": c.scale, "bias": c.bias, "threshold": c.threshold})
     if source == "none":
-        log.warning("%s", UNCALIBRATED_WARNING)
-        block["warning"] = UNCALIBRATED_WARNING
-        run.report["warnings"].append(UNCALIBRATED_WARNING)
+        reason = (
+            "no dev set was given" if options.validate.dev is None else "--no-calibrate / calibrate=False"
+        )
+        warning = uncalibrated_warning(reason)
+        log.warning("%s", warning)
+        block["warning"] = warning
+        run.report["warnings"].append(warning)
     else:
         block["note"] = (
             "the calibration in the checkpoint's training.json "

@@ -33,7 +33,12 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 
 from spoof_export.contract import ScoreCalibration
-from spoof_export.errors import CalibrationError, ExportArgumentError, ModelFileError
+from spoof_export.errors import (
+    CalibrationError,
+    ExportArgumentError,
+    ModelFileError,
+    ToolchainUnavailableError,
+)
 from spoof_export.stages import StageReport
 
 if TYPE_CHECKING:
@@ -123,14 +128,15 @@ def _progress(what: str, total: int) -> Callable[[int], None]:
 
 
 def score_clips(
-    model: str | os.PathLike[str],
+    model: str | os.PathLike[str] | None,
     paths: Sequence[str | os.PathLike[str]],
     *,
     num_threads: int = 2,
     speech_gate: bool = True,
     skip_unreadable: bool = True,
 ) -> ClipScores:
-    """Score each file in ``paths`` with :class:`spoofsdk.Detector` on ``model`` (CPU backend).
+    """Score each file in ``paths`` with :class:`spoofsdk.Detector` on ``model`` (ONNX on the CPU backend,
+    a TensorRT engine on the TensorRT backend; None = the default detector shipped in spoofsdk).
 
     With ``skip_unreadable`` an unreadable file or one shorter than the model's shortest input gets NaN
     and a reason; without it the error propagates (``soundfile`` / ``InvalidAudioError``). A clip without
@@ -140,14 +146,18 @@ def score_clips(
 
     from spoofsdk import Detector
     from spoofsdk.errors import InvalidAudioError
+    from spoofsdk.manifest import ENGINE_SUFFIXES
 
-    det = Detector(model, backend="cpu", num_threads=num_threads, speech_gate=speech_gate)
+    engine = model is not None and Path(model).suffix.lower() in ENGINE_SUFFIXES
+    det = Detector(
+        model, backend="tensorrt" if engine else "cpu", num_threads=num_threads, speech_gate=speech_gate
+    )
     cal = det.manifest.calibration
     n = len(paths)
     logit = np.full(n, np.nan)
     seconds = np.full(n, np.nan)
     reasons: dict[int, str] = {}
-    tick = _progress(f"scoring {Path(model).name}", n)
+    tick = _progress(f"scoring {'the default detector' if model is None else Path(model).name}", n)
     for i, p in enumerate(paths):
         try:
             pcm, sr = sf.read(str(p), dtype="float32", always_2d=False)
@@ -322,11 +332,13 @@ def calibrate(
     and into each file of ``also`` (other precisions of the same model). Returns the fit and a
     :class:`StageReport` listing the rows used, the rows skipped and why.
     """
-    from spoofsdk.errors import ModelLoadError
+    from spoofsdk.errors import BackendUnavailableError, ModelLoadError
     from spoofsdk.manifest import read_manifest
 
     t0 = time.perf_counter()
     path = Path(model)
+    if path.suffix.lower() == ".json":
+        raise ModelFileError(f"calibrate: expected a model file (.onnx, .trt), given the sidecar {path}")
     written = [path, *(Path(p) for p in also)]
     try:  # every file must be a readable model before anything is scored or written
         manifests = [read_manifest(p) for p in written]
@@ -345,6 +357,8 @@ def calibrate(
         scores = score_clips(path, paths, num_threads=options.num_threads, speech_gate=options.speech_gate)
     except ModelLoadError as exc:
         raise ModelFileError(f"calibrate: {exc}") from exc
+    except BackendUnavailableError as exc:
+        raise ToolchainUnavailableError(f"calibrate: scoring {path.name} needs {exc}") from exc
     skipped = {paths[i]: r for i, r in scores.reasons.items() if r != "no speech"}
     no_speech = [paths[i] for i, r in scores.reasons.items() if r == "no speech"]
     try:

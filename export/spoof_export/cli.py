@@ -45,7 +45,15 @@ def build_parser() -> argparse.ArgumentParser:
     g = p.add_argument_group("model")
     g.add_argument("--layers", type=int, default=None, help="keep the first N transformer layers")
     g.add_argument("--opset", type=int, default=17, help="ONNX opset (17..20; default 17)")
+    _add_int8_flags(p)
+    _add_engine_flags(p)
+    _add_validation_flags(p)
+    p.add_argument("-v", "--verbose", action="count", default=0, help="more logging (-vv: debug)")
+    p.add_argument("-q", "--quiet", action="store_true", help="errors only")
+    return p
 
+
+def _add_int8_flags(p: argparse.ArgumentParser) -> None:
     q = p.add_argument_group("int8 (static post-training quantisation, explicit Q/DQ)")
     q.add_argument("--int8", action="store_true", help="write PREFIX.int8.onnx (needs --calib)")
     q.add_argument(
@@ -91,6 +99,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="also quantise the first feature-encoder convolution (kept FP32 by default)",
     )
 
+
+def _add_engine_flags(p: argparse.ArgumentParser) -> None:
     f = p.add_argument_group("fp16 / TensorRT")
     f.add_argument("--fp16", action="store_true", help="write PREFIX.fp16.onnx (FP16 inside, FP32 I/O)")
     f.add_argument(
@@ -127,6 +137,8 @@ def build_parser() -> argparse.ArgumentParser:
         "Runtime in Triton's Python backend (the server of the nvidia-pytriton wheel: examples/triton_tier)",
     )
 
+
+def _add_validation_flags(p: argparse.ArgumentParser) -> None:
     v = p.add_argument_group("validation and report")
     v.add_argument("--atol", type=float, default=1e-3, help="torch -> ONNX FP32 max |logit diff|")
     v.add_argument("--fp16-atol", type=float, default=0.1, help="ONNX FP32 -> FP16 max |logit diff|")
@@ -158,10 +170,6 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--num-threads", type=int, default=2)
     v.add_argument("--profile", action="store_true", help="ONNX Runtime per-operator profile in the report")
     v.add_argument("--seed", type=int, default=0)
-
-    p.add_argument("-v", "--verbose", action="count", default=0, help="more logging (-vv: debug)")
-    p.add_argument("-q", "--quiet", action="store_true", help="errors only")
-    return p
 
 
 def _summary(result: Any) -> str:

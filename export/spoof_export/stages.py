@@ -410,6 +410,8 @@ class EngineOptions:
     device_id: int = 0
 
     def __post_init__(self) -> None:
+        if self.timing_cache is not None:
+            object.__setattr__(self, "timing_cache", Path(self.timing_cache))
         for name in ("max_batch", "opt_batch", "workspace_mb"):
             _positive(name, getattr(self, name))
         for name in ("min_seconds", "opt_seconds", "max_seconds"):
