@@ -59,7 +59,7 @@ MODULES=(
     app_audiosocket chan_audiosocket res_audiosocket
     # dialplan: extensions.conf, the applications and functions the shipped contexts use, and
     # `channel originate` (res_clioriginate) for the CLI
-    pbx_config app_playback app_chanspy app_originate app_dial app_echo app_stasis res_clioriginate
+    pbx_config app_playback app_exec app_chanspy app_originate app_dial app_echo app_stasis res_clioriginate
     func_shell func_timeout func_callerid func_channel func_strings func_logic func_cut func_global
     # ARI (externalMedia) over the HTTP server + websocket events
     res_ari res_ari_model res_ari_applications res_ari_asterisk res_ari_bridges res_ari_channels

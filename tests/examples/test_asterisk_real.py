@@ -52,6 +52,7 @@ REQUIRED_MODULES = (
     "res_audiosocket",
     "pbx_config",
     "app_playback",
+    "app_exec",
     "app_chanspy",
     "app_originate",
     "app_dial",
@@ -175,6 +176,9 @@ class Asterisk:
             "exten => agent,1,Answer()\n"
             " same => n,Playback(spooftest-agent)\n"
             " same => n,Wait(30)\n"
+            "[spooftest-verified]  ; SPOOF_VERIFIED: where [spoof-verify] goes on after scoring\n"
+            "exten => s,1,Set(GLOBAL(SPOOFTEST_VERIFIED)=${SPOOF_UUID} ${TRYSTATUS})\n"
+            " same => n,Hangup()\n"
             "[spooftest-play16]  ; into a chan_audiosocket channel created with c(slin16)\n"
             "exten => s,1,Playback(spooftest-caller16)\n"
             " same => n,Hangup()\n"
@@ -410,6 +414,59 @@ def test_audiosocket_app_8khz_equals_spoof_score(
     assert verdict["duration_s"] == pytest.approx(offline["duration_s"], abs=1e-6)
 
 
+def _global(ast: Asterisk, name: str) -> str | None:
+    for line in ast.rx("dialplan show globals").splitlines():
+        key, _, value = line.strip().partition("=")
+        if key == name:
+            return value
+    return None
+
+
+def test_verify_window_ends_without_dropping_the_caller(
+    asterisk: Asterisk, detector: Any, received: dict[str, list[tuple[int, bytes]]]
+) -> None:
+    """[spoof-verify]: after the 8 s scoring window the caller goes on to SPOOF_VERIFIED (extension T),
+    and a scoring server that cannot be reached does not hang the caller up either."""
+
+    async def go() -> tuple[list[dict[str, Any]], str | None, str | None]:
+        async with running(detector) as (server, events):
+            await _point_dialplan_at(asterisk, server.port)
+            await asterisk.arx("dialplan set global SPOOF_VERIFIED spooftest-verified,s,1")
+            await asterisk.arx("dialplan set global SPOOFTEST_VERIFIED none")
+            # a caller who talks for 13.4 s: longer than the window
+            await asterisk.arx("channel originate Local/s@spoof-verify/n extension s@spooftest-long-caller")
+            await _verdict(asterisk, events, timeout=20)
+            deadline = time.monotonic() + 5
+            while (after := await asyncio.to_thread(_global, asterisk, "SPOOFTEST_VERIFIED")) == "none":
+                if time.monotonic() > deadline:
+                    break
+                await asyncio.sleep(0.1)
+            # the server is down: nothing listens on the port
+            await asterisk.arx(f"dialplan set global SPOOF_SERVER 127.0.0.1:{_free_port()}")
+            await asterisk.arx("dialplan set global SPOOFTEST_VERIFIED none")
+            await asterisk.arx("channel originate Local/s@spoof-verify/n extension s@spooftest-long-caller")
+            deadline = time.monotonic() + 10
+            while (down := await asyncio.to_thread(_global, asterisk, "SPOOFTEST_VERIFIED")) == "none":
+                if time.monotonic() > deadline:
+                    break
+                await asyncio.sleep(0.1)
+            return events, after, down
+
+    events, after, down = arun(go(), timeout=60)
+    (verdict,) = _uuid_verdicts(events)  # the unreachable server's call opened nothing
+    assert verdict["reason"] == "hangup"  # AudioSocket() closed the socket at the end of the window
+    # the 8 s window starts when Answer() returns (after its 500 ms media wait); the caller speaks
+    # from 1 s after the answer: 7.5 s of audio (measured 7.506)
+    assert 7.0 < verdict["received_s"] < 8.0, verdict
+    assert after is not None
+    assert after.split()[0] == verdict["call_id"], after  # went on to SPOOF_VERIFIED, not hung up
+    assert down is not None
+    uid, status = down.split()
+    uuid.UUID(uid)
+    assert uid != verdict["call_id"]
+    assert status == "FAILED", down  # TryExec: AudioSocket() could not connect; the caller stays
+
+
 def test_audiosocket_channel_slin16_equals_spoof_score(
     asterisk: Asterisk,
     detector: Any,
@@ -485,7 +542,11 @@ def test_chanspy_passive_monitoring_hears_only_the_caller(
 
 @pytest.mark.skipif(not HAVE_WEBSOCKETS, reason="needs websockets (the examples extra)")
 def test_ari_external_media_audiosocket(
-    asterisk: Asterisk, detector: Any, received: dict[str, list[tuple[int, bytes]]]
+    asterisk: Asterisk,
+    detector: Any,
+    tiny_model: Path,
+    received: dict[str, list[tuple[int, bytes]]],
+    tmp_path: Path,
 ) -> None:
     """ARI externalMedia (encapsulation audiosocket, slin16) in a mixing bridge that plays a recording."""
     from websockets.asyncio.client import connect
@@ -531,10 +592,15 @@ def test_ari_external_media_audiosocket(
     assert start["sample_rate"] == 16000
     (verdict,) = by_kind(events, "verdict", call_id)
     assert verdict["reason"] == "hangup"
+    # sample-exact: a mixing bridge with one talker passes its audio through unchanged at slin16
+    # (the played recording, no leading or trailing silence: softmix writes nothing while no one talks)
     got = _pcm(frames)
-    clip, _ = sf.read(asterisk.sounds / "spooftest-caller16.wav", dtype="int16")
-    lag, corr = _best_match(got, clip)
-    assert corr > 0.95, (corr, lag, len(got))
+    played = _played(asterisk.sounds / "spooftest-caller16.wav")
+    assert np.array_equal(got, played), (len(got), len(played), _best_match(got, played))
+    sf.write(tmp_path / "played16.wav", played, 16000, subtype="PCM_16")
+    offline = _spoof_score(tiny_model, tmp_path / "played16.wav")
+    assert verdict["spoof_prob"] == pytest.approx(offline["spoof_prob"], abs=1e-6)
+    assert verdict["n_windows"] == offline["n_windows"]
 
 
 def test_hangups_and_reload_during_calls(
