@@ -174,8 +174,9 @@ def test_missing_model_is_a_typed_error_naming_what_is_there(server: Any, scheme
         Detector(_url(server, scheme, "nope"))
 
 
-def test_deadline_exceeded_is_typed_and_not_retried(server: Any) -> None:
-    with Detector(_url(server, "grpc"), speech_gate=False, remote_options={"timeout_s": 0.001}) as remote:
+@pytest.mark.parametrize("scheme", ["grpc", "http"])
+def test_deadline_exceeded_is_typed_and_not_retried(server: Any, scheme: str) -> None:
+    with Detector(_url(server, scheme), speech_gate=False, remote_options={"timeout_s": 0.001}) as remote:
         batch = [_audio(1.0, 16000, seed=s) for s in range(16)]
         t0 = time.monotonic()
         with pytest.raises(DeadlineExceededError, match=r"no answer within the deadline of 0\.001 s"):

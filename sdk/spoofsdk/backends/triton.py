@@ -212,11 +212,17 @@ class TritonBackend:
         self._grpc_client: Any = None
         self._grpc_lock = threading.Lock()
         self._closed = False
-        config = self._call(self._load_config, what="model config", timeout_s=self._options.connect_timeout_s)
+        load_timeout = self._options.connect_timeout_s
+        try:
+            config = self._call(self._load_config, what="model config", timeout_s=load_timeout)
+        finally:
+            if load_timeout != self._options.timeout_s:
+                self._drop_http_client(load_timeout)  # the metadata connection's timeout is not the requests'
         self._manifest, self._limits, self._served_by = self._check_config(config)
 
     # ------------------------------------------------------------------ clients
-    def _client(self) -> Any:
+    def _client(self, timeout_s: float) -> Any:
+        """The gRPC client, or this thread's HTTP client whose network timeout is ``timeout_s``."""
         if self._closed:
             raise RemoteInferenceError(f"{self._url}: the detector was closed")
         if self._protocol == "grpc":
@@ -237,25 +243,24 @@ class TritonBackend:
                         ],
                     )
                 return self._grpc_client
-        client = getattr(self._local, "client", None)
+        clients: dict[float, Any] = self._local.__dict__.setdefault("clients", {})
+        client = clients.get(timeout_s)
         if client is None:
             client = self._client_mod.InferenceServerClient(
                 self._address,
                 ssl=self._ssl,
                 connection_timeout=self._options.connect_timeout_s,
-                network_timeout=self._options.timeout_s,
+                network_timeout=timeout_s,  # tritonclient's HTTP deadline is per connection
             )
-            self._local.client = client
-            self._local.clients = getattr(self._local, "clients", 0) + 1
+            clients[timeout_s] = client
         return client
 
-    def _drop_http_client(self) -> None:
+    def _drop_http_client(self, timeout_s: float | None = None) -> None:
         # A failed HTTP connection is not reused: the next attempt opens a fresh one.
-        client = getattr(self._local, "client", None)
-        if client is not None:
-            self._local.client = None
+        clients: dict[float, Any] = self._local.__dict__.get("clients", {})
+        for key in [k for k in clients if timeout_s is None or k == timeout_s]:
             with contextlib.suppress(Exception):  # closing a broken connection
-                client.close()
+                clients.pop(key).close()
 
     # ------------------------------------------------------------------ calls with retries
     def _call(self, fn: Callable[[Any, float], _T], *, what: str, timeout_s: float) -> _T:
@@ -265,13 +270,13 @@ class TritonBackend:
         last: _Failure | None = None
         for k in range(attempts):
             try:
-                return fn(self._client(), timeout_s)
+                return fn(self._client(timeout_s), timeout_s)
             except RemoteInferenceError:
                 raise
             except Exception as exc:
                 failure = _Failure(exc)
                 if self._protocol == "http":
-                    self._drop_http_client()
+                    self._drop_http_client(timeout_s)
                 if failure.kind == _Failure.DEADLINE:
                     raise DeadlineExceededError(
                         f"{self._url}: {what}: no answer within the deadline of {timeout_s:g} s "
@@ -306,7 +311,7 @@ class TritonBackend:
 
     def _models_hint(self) -> str:
         try:
-            client = self._client()
+            client = self._client(self._options.connect_timeout_s)
             if self._protocol == "grpc":
                 index = client.get_model_repository_index(
                     as_json=True, client_timeout=self._options.connect_timeout_s
