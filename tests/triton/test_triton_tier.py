@@ -374,7 +374,7 @@ def test_callcentre_calls_go_on_while_the_tier_is_down(exported: tuple[Path, Pat
             try:
                 cid = str(uuid.uuid4())
                 call = asyncio.create_task(
-                    audiosocket_call("127.0.0.1", server.port, cid, synth_audio("tones", 12.0, seed=7))
+                    audiosocket_call("127.0.0.1", server.port, cid, synth_audio("tones", 14.0, seed=7))
                 )
                 await asyncio.sleep(3.2)
                 await asyncio.to_thread(state["srv"].stop, kill=True)
