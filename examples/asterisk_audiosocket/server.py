@@ -16,11 +16,14 @@ Each TCP connection is one call: the UUID message opens it, audio messages (any 
 * ``protocol_error``: a malformed message, or the connection closed inside one (``call_error`` event);
 * ``unsupported_audio``: audio at a rate the detector's front end cannot take (``call_error`` event);
 * ``asterisk_error_0xNN``: Asterisk sent an error message; ``timeout``: nothing received for
-  ``idle_timeout_s``; ``max_duration``; ``error``: any other failure (``call_error`` event);
+  ``idle_timeout_s`` (off by default); ``max_duration``; ``error``: any other failure (``call_error`` event);
 * ``shutdown``: SIGINT / SIGTERM, which stop accepting, finish every active call and exit 0.
 
 Note that a crashed Asterisk also closes its sockets (the kernel sends FIN, as nothing we sent is left
-unread), so it reads as ``hangup``; a dead host or network reads as ``timeout`` or ``disconnect``.
+unread), so it reads as ``hangup``; a dead host or network is found by TCP keepalive (``keepalive_s``)
+and reads as ``disconnect``. Silence is not a dead peer: ``chan_audiosocket`` (ARI ``externalMedia``)
+sends only the frames written to its channel, so a bridge where no one talks sends nothing for as long
+as that lasts; the idle timeout is therefore off unless asked for.
 The server keeps serving the other calls whatever one call does.
 """
 
@@ -30,6 +33,7 @@ import argparse
 import asyncio
 import contextlib
 import logging
+import socket
 import time
 import uuid
 from typing import Any
@@ -65,8 +69,13 @@ class AudioSocketServer:
 
     ``max_audio_ms``: longest audio payload accepted, at the kind's rate (default 200 ms = 3200 bytes at
     8 kHz; Asterisk sends 20 ms frames). ``first_message_timeout_s``: the UUID must arrive within this.
-    ``idle_timeout_s``: a call with no message for this long is ended (Asterisk sends audio every 20 ms
-    while the channel is up).
+    ``idle_timeout_s``: a call with no message for this long is ended, reason ``timeout`` (default
+    None: never; ``AudioSocket()`` on an RTP channel sends a frame every 20 ms, but
+    ``chan_audiosocket`` / ARI ``externalMedia`` send nothing while their bridge is silent, and a
+    server that closes such a call hangs up Asterisk's channel). ``keepalive_s``: TCP keepalive on
+    every connection (first probe after this much silence, then 3 probes ``keepalive_s / 3`` apart),
+    so that a peer that vanished without closing (host or network down) ends its call as
+    ``disconnect``; None turns it off.
     """
 
     def __init__(
@@ -77,7 +86,8 @@ class AudioSocketServer:
         port: int = 9092,
         max_audio_ms: int = 200,
         first_message_timeout_s: float = 5.0,
-        idle_timeout_s: float = 10.0,
+        idle_timeout_s: float | None = None,
+        keepalive_s: float | None = 10.0,
     ) -> None:
         self.engine = engine
         self.host = host
@@ -92,7 +102,10 @@ class AudioSocketServer:
             )
         self.max_audio_ms = max_audio_ms
         self.first_message_timeout_s = first_message_timeout_s
-        self.idle_timeout_s = idle_timeout_s
+        self.idle_timeout_s = idle_timeout_s if idle_timeout_s is not None and idle_timeout_s > 0 else None
+        if keepalive_s is not None and not keepalive_s >= 1:
+            raise InvalidArgumentError(f"keepalive_s: expected None or at least 1 s, given {keepalive_s!r}")
+        self.keepalive_s = keepalive_s
         self._server: asyncio.Server | None = None
         self._handlers: set[asyncio.Task[Any]] = set()
         self._reading: set[asyncio.Task[Any]] = set()  # handlers still reading: close() may cancel these
@@ -125,6 +138,7 @@ class AudioSocketServer:
         self._reading.add(task)
         peer = writer.get_extra_info("peername")
         peer_s = f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else str(peer)
+        self._set_keepalive(writer)
         call: CallScorer | None = None
         call_id: str | None = None
         reason = "disconnect"
@@ -210,6 +224,22 @@ class AudioSocketServer:
                 self._handlers.discard(task)
                 self._reading.discard(task)
 
+    def _set_keepalive(self, writer: asyncio.StreamWriter) -> None:
+        sock = writer.get_extra_info("socket")
+        if self.keepalive_s is None or sock is None:
+            return
+        idle = max(1, int(self.keepalive_s))
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+            if hasattr(socket, "TCP_KEEPIDLE"):  # Linux; macOS has TCP_KEEPALIVE instead
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE, idle)
+            if hasattr(socket, "TCP_KEEPINTVL"):
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPINTVL, max(1, idle // 3))
+            if hasattr(socket, "TCP_KEEPCNT"):
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPCNT, 3)
+        except OSError as exc:  # not a TCP socket (tests over other transports): no keepalive
+            logger.debug("TCP keepalive not set: %s", exc)
+
     async def _serve_call(self, reader: asyncio.StreamReader, call: CallScorer) -> str:
         """Feed the call until it ends; return the reason."""
         with IdleWatchdog(self.idle_timeout_s) as idle:
@@ -262,7 +292,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--port", type=int, default=9092)
     p.add_argument("--max-audio-ms", type=int, default=200,
                    help="longest audio payload accepted, at its rate (Asterisk sends 20 ms)")  # fmt: skip
-    p.add_argument("--idle-timeout-s", type=float, default=10.0)
+    p.add_argument(
+        "--idle-timeout-s",
+        type=float,
+        default=0.0,
+        help="end a call after this long without a message (default 0: never; "
+        "chan_audiosocket / ARI externalMedia send nothing while their bridge is silent)",
+    )
+    p.add_argument("--keepalive-s", type=float, default=10.0,
+                   help="TCP keepalive: a peer gone without closing ends its call after about 2x this "
+                        "(0: off)")  # fmt: skip
     add_engine_arguments(p)
     return p
 
@@ -279,5 +318,6 @@ def main(argv: list[str] | None = None) -> int:
             port=args.port,
             max_audio_ms=args.max_audio_ms,
             idle_timeout_s=args.idle_timeout_s,
+            keepalive_s=args.keepalive_s or None,
         ),
     )

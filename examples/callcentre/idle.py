@@ -19,18 +19,23 @@ T = TypeVar("T")
 
 
 class IdleWatchdog:
-    def __init__(self, timeout_s: float) -> None:
+    """``timeout_s`` None or <= 0: no timeout (:meth:`read` only awaits)."""
+
+    def __init__(self, timeout_s: float | None) -> None:
         task = asyncio.current_task()
         if task is None:
             raise RuntimeError("IdleWatchdog: expected to be created inside a task")
         self._task = task
         self._loop = asyncio.get_running_loop()
-        self.timeout_s = timeout_s
+        self.timeout_s = timeout_s if timeout_s is not None and timeout_s > 0 else None
         self.fired = False
         self._last = self._loop.time()
-        self._handle: asyncio.TimerHandle | None = self._loop.call_later(timeout_s / 4, self._check)
+        self._handle: asyncio.TimerHandle | None = None
+        if self.timeout_s is not None:
+            self._handle = self._loop.call_later(self.timeout_s / 4, self._check)
 
     def _check(self) -> None:
+        assert self.timeout_s is not None
         if self._loop.time() - self._last >= self.timeout_s:
             self.fired = True
             self._handle = None
@@ -49,7 +54,7 @@ class IdleWatchdog:
             if self.fired:
                 if hasattr(self._task, "uncancel"):  # Python >= 3.11
                     self._task.uncancel()
-                raise asyncio.TimeoutError(f"nothing received for {self.timeout_s:g} s") from None
+                raise asyncio.TimeoutError(f"nothing received for {self.timeout_s or 0:g} s") from None
             raise
         self._last = self._loop.time()
         return value

@@ -603,6 +603,59 @@ def test_ari_external_media_audiosocket(
     assert verdict["n_windows"] == offline["n_windows"]
 
 
+@pytest.mark.skipif(not HAVE_WEBSOCKETS, reason="needs websockets (the examples extra)")
+def test_external_media_in_a_silent_bridge_stays_up(
+    asterisk: Asterisk, detector: Any, received: dict[str, list[tuple[int, bytes]]]
+) -> None:
+    """chan_audiosocket sends only the frames written to it: an externalMedia channel in a bridge where
+    no one talks gets nothing for as long as that lasts. The server, with its default options, must
+    keep such a call (it used to end it after 10 s idle, reason timeout, and its closing the socket
+    hung up Asterisk's channel)."""
+    from websockets.asyncio.client import connect
+
+    call_id = str(uuid.uuid4())
+
+    async def go() -> list[dict[str, Any]]:
+        async with running(detector) as (server, events):  # the server's defaults
+            url = (
+                f"ws://127.0.0.1:{asterisk.http_port}/ari/events?app={ARI_APP}"
+                f"&api_key={ARI_USER}:{ARI_PASSWORD}"
+            )
+            async with connect(url) as ws:
+                chan = await asterisk.aari(
+                    "POST",
+                    "channels/externalMedia",
+                    app=ARI_APP,
+                    external_host=f"127.0.0.1:{server.port}",
+                    encapsulation="audiosocket",
+                    transport="tcp",
+                    format="slin",
+                    data=call_id,
+                )
+                bridge = await asterisk.aari("POST", "bridges", type="mixing")
+                await asterisk.aari("POST", f"bridges/{bridge['id']}/addChannel", channel=chan["id"])
+                await asyncio.sleep(11.0)  # no one talks
+                silent = [e for e in events if e.get("call_id") == call_id and e["event"] != "call_start"]
+                assert not silent, silent
+                await asterisk.aari("POST", f"bridges/{bridge['id']}/play", media="sound:spooftest-caller")
+                deadline = time.monotonic() + 30
+                while True:
+                    msg = json.loads(await asyncio.wait_for(ws.recv(), deadline - time.monotonic()))
+                    if msg.get("type") == "PlaybackFinished":
+                        break
+                await asyncio.sleep(0.3)
+                await asterisk.aari("DELETE", f"channels/{chan['id']}")  # still there: 404 otherwise
+                await asterisk.aari("DELETE", f"bridges/{bridge['id']}")
+            await _verdict(asterisk, events, call_id)
+            return events
+
+    events = arun(go(), timeout=90)
+    (verdict,) = by_kind(events, "verdict", call_id)
+    assert verdict["reason"] == "hangup"
+    assert verdict["wall_s"] > 11.0
+    assert np.array_equal(_pcm(received[call_id]), _played(asterisk.sounds / "spooftest-caller.wav"))
+
+
 def test_hangups_and_reload_during_calls(
     asterisk: Asterisk, detector: Any, received: dict[str, list[tuple[int, bytes]]]
 ) -> None:

@@ -297,6 +297,60 @@ def test_idle_call_times_out(detector: Any) -> None:
     assert v["n_windows"] >= 1
 
 
+def test_a_silent_call_is_kept_and_dead_peers_are_left_to_tcp_keepalive(
+    detector: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Silence is not a dead peer: chan_audiosocket / ARI externalMedia send nothing while their bridge
+    is silent (seen with Asterisk 22.10.1; tests/examples/test_asterisk_real.py), so by default no idle
+    timeout ends a call; TCP keepalive on every accepted connection finds a peer that vanished."""
+    import socket
+
+    from examples.asterisk_audiosocket.server import AudioSocketServer, build_parser
+
+    assert build_parser().parse_args([]).idle_timeout_s == 0  # the CLI's 0 = never
+    seen: list[tuple[int, int, int, int]] = []
+    set_keepalive = AudioSocketServer._set_keepalive
+
+    def spy(self: AudioSocketServer, writer: asyncio.StreamWriter) -> None:
+        set_keepalive(self, writer)
+        sock = writer.get_extra_info("socket")
+        seen.append(
+            (
+                sock.getsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE),
+                sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE),
+                sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPINTVL),
+                sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPCNT),
+            )
+        )
+
+    monkeypatch.setattr(AudioSocketServer, "_set_keepalive", spy)
+
+    async def go() -> tuple[list[dict[str, Any]], list[dict[str, Any]], Any]:
+        async with running(detector) as (server, events):
+            assert server.idle_timeout_s is None
+            reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+            writer.write(encode_frame(KIND_UUID, UID.bytes) + AUDIO_1S)
+            await writer.drain()
+            await asyncio.sleep(1.5)  # silence longer than the watchdog's re-arm period of a 1 s timeout
+            during = list(events)
+            writer.write(AUDIO_1S)
+            writer.write_eof()
+            await asyncio.wait_for(reader.read(), 10.0)
+            writer.close()
+            await writer.wait_closed()
+            return during, events, server
+
+    during, events, _ = arun(go())
+    assert not by_kind(during, "verdict")  # still open after the silence
+    (v,) = by_kind(events, "verdict")
+    assert v["reason"] == "hangup"
+    assert v["received_s"] == pytest.approx(2.0)
+    if hasattr(socket, "TCP_KEEPIDLE"):
+        assert seen == [(1, 10, 3, 3)]
+    with pytest.raises(InvalidArgumentError, match=r"keepalive_s: expected None or at least 1 s, given 0"):
+        AudioSocketServer(None, keepalive_s=0)  # type: ignore[arg-type]
+
+
 def test_shutdown_finishes_active_calls(detector: Any) -> None:
     async def go() -> tuple[list[dict[str, Any]], bytes]:
         async with running(detector) as (server, events):
