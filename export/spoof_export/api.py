@@ -29,6 +29,8 @@ import numpy as np
 from spoof_export.contract import UNCALIBRATED, ExportContract, ScoreCalibration
 from spoof_export.errors import ExportArgumentError
 from spoof_export.stages import (
+    FP16_ATOL,
+    INT8_ATOL,
     INT8_OPS,
     EngineOptions,
     Fp16Options,
@@ -179,8 +181,8 @@ def export(
     triton_backend: str = "onnxruntime",
     opset: int = 17,
     atol: float = 1e-3,
-    fp16_atol: float = 0.1,
-    int8_atol: float = 1.0,
+    fp16_atol: float = FP16_ATOL,
+    int8_atol: float = INT8_ATOL,
     dev: str | os.PathLike[str] | None = None,
     dev_split: str | None = "dev",
     dev_max_files: int | None = 200,
@@ -556,8 +558,8 @@ def _run_stages(
     torch_dev = None
     if dev is not None:
         torch_dev = torch_logits([dev.windows[i : i + 8] for i in range(0, len(dev.windows), 8)])
-    fp16_atol = options.fp16.fp16_atol if options.fp16 is not None else 0.1
-    int8_atol = options.int8.int8_atol if options.int8 is not None else 1.0
+    fp16_atol = options.fp16.fp16_atol if options.fp16 is not None else FP16_ATOL
+    int8_atol = options.int8.int8_atol if options.int8 is not None else INT8_ATOL
     validation, validate_report = stage_validate(
         {k: partial[k] for k in plan.onnx_keys},
         reference=reference,

@@ -141,8 +141,18 @@ def _add_engine_flags(p: argparse.ArgumentParser) -> None:
 def _add_validation_flags(p: argparse.ArgumentParser) -> None:
     v = p.add_argument_group("validation and report")
     v.add_argument("--atol", type=float, default=1e-3, help="torch -> ONNX FP32 max |logit diff|")
-    v.add_argument("--fp16-atol", type=float, default=0.1, help="ONNX FP32 -> FP16 max |logit diff|")
-    v.add_argument("--int8-atol", type=float, default=1.0, help="ONNX FP32 -> int8 max |logit diff|")
+    from spoof_export.stages import FP16_ATOL, INT8_ATOL
+
+    v.add_argument(
+        "--fp16-atol", type=float, default=FP16_ATOL, help=f"ONNX FP32 -> FP16 max |logit diff| ({FP16_ATOL})"
+    )
+    v.add_argument(
+        "--int8-atol",
+        type=float,
+        default=INT8_ATOL,
+        help=f"ONNX FP32 -> int8 max |logit diff| ({INT8_ATOL}: 3.5x the largest measured on SSL models; "
+        "spectral models quantised with --int8-ops conv may need more)",
+    )
     v.add_argument(
         "--dev",
         default=None,
