@@ -157,12 +157,20 @@ def test_dynamic_batching_under_concurrent_load(server: Any, exported: tuple[Pat
         for t in threads:
             t.join()
     assert not errors, errors
+
+    def delta(after: str, name: str) -> float:
+        return _metric(after, name) - _metric(before, name)
+
+    # Triton counts a request in its statistics after the response has gone out, so the last responses a
+    # client holds may not be counted yet: read the metrics until all 200 are (or 10 s pass).
+    deadline = time.monotonic() + 10.0
     after = server.metrics()
-    inferences = _metric(after, "nv_inference_count") - _metric(before, "nv_inference_count")
-    executions = _metric(after, "nv_inference_exec_count") - _metric(before, "nv_inference_exec_count")
-    requests = _metric(after, "nv_inference_request_success") - _metric(
-        before, "nv_inference_request_success"
-    )
+    while delta(after, "nv_inference_request_success") < 200 and time.monotonic() < deadline:
+        time.sleep(0.1)
+        after = server.metrics()
+    inferences = delta(after, "nv_inference_count")
+    executions = delta(after, "nv_inference_exec_count")
+    requests = delta(after, "nv_inference_request_success")
     assert requests == 200
     assert inferences == 200
     assert inferences / executions > 1.0, f"mean batch {inferences / executions:.2f} over {executions} runs"
