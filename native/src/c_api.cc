@@ -20,12 +20,12 @@
 
 struct spoof_frontend {
   explicit spoof_frontend(const spoof_frontend_options& o) : impl(o) {}
-  spoof::Frontend impl;
+  spoof::core::Frontend impl;
 };
 
 struct spoof_ring {
   spoof_ring(int64_t capacity, int32_t policy) : impl(capacity, policy) {}
-  spoof::RingBuffer impl;
+  spoof::core::RingBuffer impl;
 };
 
 namespace {
@@ -58,7 +58,7 @@ template <class F>
 spoof_status Guard(F&& f) noexcept {
   try {
     return f();
-  } catch (const spoof::Error& e) {
+  } catch (const spoof::core::Error& e) {
     return Fail(e.status(), e.what());
   } catch (const std::bad_alloc&) {
     return Fail(SPOOF_ERR_OUT_OF_MEMORY, "out of memory");
@@ -115,11 +115,11 @@ spoof_status spoof_decode(const void* data, size_t n_bytes, int32_t encoding, fl
   return Guard([&]() -> spoof_status {
     if (data == nullptr && n_bytes > 0) return Null("spoof_decode", "data");
     if (n_out == nullptr) return Null("spoof_decode", "n_out");
-    const int bps = spoof::BytesPerSample(encoding);
+    const int bps = spoof::core::BytesPerSample(encoding);
     if (n_bytes % static_cast<size_t>(bps) != 0) {
       return Failf(SPOOF_ERR_INVALID_ARGUMENT,
                    "spoof_decode: n_bytes must be a multiple of %d (bytes per %s sample); got %zu", bps,
-                   spoof::EncodingName(encoding), n_bytes);
+                   spoof::core::EncodingName(encoding), n_bytes);
     }
     const size_t n = n_bytes / static_cast<size_t>(bps);
     if (out_capacity < n) {
@@ -127,7 +127,7 @@ spoof_status spoof_decode(const void* data, size_t n_bytes, int32_t encoding, fl
                    out_capacity);
     }
     if (out == nullptr && n > 0) return Null("spoof_decode", "out");
-    spoof::DecodeSamples(static_cast<const uint8_t*>(data), n, encoding, out);
+    spoof::core::DecodeSamples(static_cast<const uint8_t*>(data), n, encoding, out);
     *n_out = n;
     return SPOOF_OK;
   });
@@ -139,10 +139,10 @@ spoof_status spoof_resample_output_length(int64_t n_in, int32_t in_sr, int32_t o
     if (n_in < 0 || n_in > kMaxResampleInput) {
       return Failf(SPOOF_ERR_INVALID_ARGUMENT, "n_in must be in [0, 2^40]; got %lld", static_cast<long long>(n_in));
     }
-    spoof::ValidateSampleRate(in_sr, "in_sr");
-    spoof::ValidateSampleRate(out_sr, "out_sr");
+    spoof::core::ValidateSampleRate(in_sr, "in_sr");
+    spoof::core::ValidateSampleRate(out_sr, "out_sr");
     const int64_t g = std::gcd(static_cast<int64_t>(in_sr), static_cast<int64_t>(out_sr));
-    *n_out = spoof::Resampler::OutputLength(n_in, out_sr / g, in_sr / g);
+    *n_out = spoof::core::Resampler::OutputLength(n_in, out_sr / g, in_sr / g);
     return SPOOF_OK;
   });
 }
@@ -156,21 +156,21 @@ spoof_status spoof_resample(const float* in, int64_t n_in, int32_t in_sr, int32_
       return Failf(SPOOF_ERR_INVALID_ARGUMENT, "spoof_resample: n_in must be in [0, 2^40]; got %lld",
                    static_cast<long long>(n_in));
     }
-    spoof::ValidateSampleRate(in_sr, "in_sr");
-    spoof::ValidateSampleRate(out_sr, "out_sr");
+    spoof::core::ValidateSampleRate(in_sr, "in_sr");
+    spoof::core::ValidateSampleRate(out_sr, "out_sr");
     const int64_t g = std::gcd(static_cast<int64_t>(in_sr), static_cast<int64_t>(out_sr));
-    const int64_t total = spoof::Resampler::OutputLength(n_in, out_sr / g, in_sr / g);
+    const int64_t total = spoof::core::Resampler::OutputLength(n_in, out_sr / g, in_sr / g);
     if (out_capacity < total) {
       return Failf(SPOOF_ERR_BUFFER_TOO_SMALL, "spoof_resample: out must hold %lld samples; out_capacity is %lld",
                    static_cast<long long>(total), static_cast<long long>(out_capacity));
     }
     if (out == nullptr && total > 0) return Null("spoof_resample", "out");
     int64_t bad = 0;
-    if (!spoof::AllFinite(in, n_in, &bad)) {
+    if (!spoof::core::AllFinite(in, n_in, &bad)) {
       return Failf(SPOOF_ERR_INVALID_AUDIO, "spoof_resample: input must be finite; sample %lld is not",
                    static_cast<long long>(bad));
     }
-    spoof::Resampler rs(in_sr, out_sr);
+    spoof::core::Resampler rs(in_sr, out_sr);
     int64_t written = rs.Push(in, n_in, out);
     written += rs.Flush(out + written);
     if (written != total) return Fail(SPOOF_ERR_INTERNAL, "spoof_resample: output length mismatch");
@@ -207,7 +207,7 @@ spoof_status spoof_frontend_create(const spoof_frontend_options* opts, spoof_fro
     spoof_frontend_options_init(&full);
     std::memcpy(&full, opts, std::min(opts->struct_size, sizeof(full)));  // older callers: defaults for the rest
     full.struct_size = sizeof(full);
-    const spoof_frontend_options validated = spoof::ValidateOptions(full);
+    const spoof_frontend_options validated = spoof::core::ValidateOptions(full);
     *out = new spoof_frontend(validated);
     return SPOOF_OK;
   });
@@ -314,7 +314,7 @@ spoof_status spoof_ring_push(spoof_ring* ring, const float* samples, int64_t n) 
                    static_cast<long long>(n));
     }
     int64_t bad = 0;
-    if (!spoof::AllFinite(samples, n, &bad)) {
+    if (!spoof::core::AllFinite(samples, n, &bad)) {
       return Failf(SPOOF_ERR_INVALID_AUDIO, "spoof_ring_push: samples must be finite; sample %lld is not",
                    static_cast<long long>(bad));
     }

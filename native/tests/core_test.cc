@@ -1,5 +1,7 @@
 // Tests of the C++ core (linked statically): resampler lengths, exactness and chunking
-// bit-identity for many rate pairs, framer tail rule, decoders.
+// bit-identity for many rate pairs, framer tail rule, decoders. The core (spoof::core) and the
+// public wrapper (spoof::, spoof/spoof.hpp) are included in one translation unit here, so a
+// second definition of a class in one namespace (a one-definition-rule clash) fails to compile.
 #include <cmath>
 #include <cstdint>
 #include <cstring>
@@ -10,6 +12,7 @@
 #include "core/error.h"
 #include "core/frontend.h"
 #include "core/resampler.h"
+#include "spoof/spoof.hpp"
 #include "test_util.h"
 
 namespace {
@@ -25,7 +28,7 @@ std::vector<float> Noise(size_t n, uint32_t seed) {
 }
 
 std::vector<float> OneShot(int32_t in, int32_t out, const std::vector<float>& x) {
-  spoof::Resampler r(in, out);
+  spoof::core::Resampler r(in, out);
   std::vector<float> y;
   r.Push(x.data(), static_cast<int64_t>(x.size()), &y);
   r.Flush(&y);
@@ -38,13 +41,13 @@ void TestResamplerChunking() {
   for (int32_t in : rates) {
     for (int32_t out : {16000, 8000, 44100}) {
       const std::vector<float> full = Noise(static_cast<size_t>(in / 40 + 7), static_cast<uint32_t>(in));
-      const int64_t want = spoof::Resampler::OutputLength(static_cast<int64_t>(full.size()), out, in);
+      const int64_t want = spoof::core::Resampler::OutputLength(static_cast<int64_t>(full.size()), out, in);
       EXPECT(static_cast<int64_t>(OneShot(in, out, full).size()) == want);
       for (int trial = 0; trial < 3; ++trial) {
         // 1-sample pushes on a shorter piece (they are slow under qemu)
         const std::vector<float> x(full.begin(), trial == 0 ? full.begin() + std::min<size_t>(full.size(), 700) : full.end());
         const std::vector<float> ref = OneShot(in, out, x);
-        spoof::Resampler r(in, out);
+        spoof::core::Resampler r(in, out);
         std::vector<float> y;
         size_t off = 0;
         const size_t max_chunk = trial == 0 ? 1 : (trial == 1 ? 7 : 3000);
@@ -95,7 +98,7 @@ void TestResamplerExactness() {
   // Huge reduced ratio: taps computed on the fly; still chunking-invariant.
   const std::vector<float> z = Noise(1200, 9);
   const std::vector<float> a = OneShot(383999, 16000, z);
-  spoof::Resampler r(383999, 16000);
+  spoof::core::Resampler r(383999, 16000);
   std::vector<float> b;
   for (size_t off = 0; off < z.size(); off += 333) r.Push(z.data() + off, std::min<int64_t>(333, 1200 - off), &b);
   r.Flush(&b);
@@ -104,8 +107,8 @@ void TestResamplerExactness() {
 
 void TestRateValidation() {
   for (int32_t bad : {0, -1, 999, 384001, 1000000000}) {
-    EXPECT_THROWS(spoof::Resampler(bad, 16000), spoof::Error, SPOOF_ERR_INVALID_ARGUMENT);
-    EXPECT_THROWS(spoof::Resampler(16000, bad), spoof::Error, SPOOF_ERR_INVALID_ARGUMENT);
+    EXPECT_THROWS(spoof::core::Resampler(bad, 16000), spoof::core::Error, SPOOF_ERR_INVALID_ARGUMENT);
+    EXPECT_THROWS(spoof::core::Resampler(16000, bad), spoof::core::Error, SPOOF_ERR_INVALID_ARGUMENT);
   }
 }
 
@@ -116,15 +119,15 @@ void TestDecoders() {
     all[2 * v + 1] = static_cast<uint8_t>(v >> 8);
   }
   std::vector<float> out(65536);
-  spoof::DecodeSamples(all.data(), 65536, SPOOF_ENCODING_PCM16, out.data());
+  spoof::core::DecodeSamples(all.data(), 65536, SPOOF_ENCODING_PCM16, out.data());
   bool ok = true;
   for (int v = 0; v < 65536; ++v) ok &= out[v] == static_cast<float>(static_cast<int16_t>(v)) / 32768.0f;
   EXPECT(ok);
-  EXPECT(spoof::MulawToLinear(0x00) == -32124 && spoof::MulawToLinear(0x80) == 32124);
-  EXPECT(spoof::MulawToLinear(0x7F) == 0 && spoof::MulawToLinear(0xFF) == 0);
-  EXPECT(spoof::AlawToLinear(0x55) == -8 && spoof::AlawToLinear(0xD5) == 8);
-  EXPECT(spoof::AlawToLinear(0x2A) == -32256 && spoof::AlawToLinear(0xAA) == 32256);
-  EXPECT_THROWS(spoof::BytesPerSample(9), spoof::Error, SPOOF_ERR_INVALID_ARGUMENT);
+  EXPECT(spoof::core::MulawToLinear(0x00) == -32124 && spoof::core::MulawToLinear(0x80) == 32124);
+  EXPECT(spoof::core::MulawToLinear(0x7F) == 0 && spoof::core::MulawToLinear(0xFF) == 0);
+  EXPECT(spoof::core::AlawToLinear(0x55) == -8 && spoof::core::AlawToLinear(0xD5) == 8);
+  EXPECT(spoof::core::AlawToLinear(0x2A) == -32256 && spoof::core::AlawToLinear(0xAA) == 32256);
+  EXPECT_THROWS(spoof::core::BytesPerSample(9), spoof::core::Error, SPOOF_ERR_INVALID_ARGUMENT);
 }
 
 spoof_frontend_options Opts(int64_t w, int64_t h) {
@@ -137,12 +140,12 @@ spoof_frontend_options Opts(int64_t w, int64_t h) {
   o.capacity_samples = 0;
   o.overflow_policy = SPOOF_OVERFLOW_ERROR;
   o.encoding = SPOOF_ENCODING_FLOAT32;
-  return spoof::ValidateOptions(o);
+  return spoof::core::ValidateOptions(o);
 }
 
 // Returns (start, n, is_final) of every window after pushing n samples and flushing.
 std::vector<spoof_window_info> Frames(int64_t n, int64_t w, int64_t h) {
-  spoof::Frontend fe(Opts(w, h));
+  spoof::core::Frontend fe(Opts(w, h));
   std::vector<float> x(static_cast<size_t>(n));
   for (int64_t i = 0; i < n; ++i) x[static_cast<size_t>(i)] = static_cast<float>(i % 1000) / 1000.0f;
   std::vector<spoof_window_info> out;
@@ -178,6 +181,35 @@ void TestTailRule() {
   EXPECT(f.size() == 1 && f[0].is_final == 0);
 }
 
+// The core's front end and the wrapper's (over the C ABI, over the same core) give the same windows.
+void TestCoreAndWrapperCoexist() {
+  spoof::FrontendOptions o;
+  o.window_samples = 1000;
+  o.hop_samples = 400;
+  o.encoding = SPOOF_ENCODING_FLOAT32;
+  spoof::core::Frontend core(spoof::core::ValidateOptions(o));
+  spoof::Frontend wrapper(o);
+  std::vector<float> x(2500);
+  for (size_t i = 0; i < x.size(); ++i) x[i] = static_cast<float>(i % 777) / 777.0f;
+  core.PushFloat(x.data(), static_cast<int64_t>(x.size()));
+  wrapper.PushFloat(x.data(), x.size());
+  core.Flush();
+  wrapper.Flush();
+  std::vector<float> a(1000), b;
+  spoof_window_info ia{};
+  int n = 0;
+  while (core.NextWindow(a.data(), 1000, &ia)) {
+    const auto ib = wrapper.NextWindow(b);
+    EXPECT(ib.has_value() && ib->start_index == ia.start_index && ib->is_final == ia.is_final);
+    EXPECT(std::memcmp(a.data(), b.data(), a.size() * sizeof(float)) == 0);
+    ++n;
+  }
+  EXPECT(n == 5 && !wrapper.NextWindow(b).has_value());
+  EXPECT_THROWS(spoof::core::ValidateSampleRate(7, "rate"), spoof::core::Error, SPOOF_ERR_INVALID_ARGUMENT);
+  EXPECT_THROWS(spoof::Frontend{spoof::FrontendOptions{}}.Push("x", 1, 99), spoof::Error,
+                SPOOF_ERR_INVALID_ARGUMENT);
+}
+
 }  // namespace
 
 int main() {
@@ -186,5 +218,6 @@ int main() {
   TestRateValidation();
   TestDecoders();
   TestTailRule();
+  TestCoreAndWrapperCoexist();
   return TestResult("core_test");
 }

@@ -4,7 +4,7 @@
 
 #include "core/error.h"
 
-namespace spoof {
+namespace spoof::core {
 namespace {
 
 // G.711 expansion (ITU-T G.711; the classic Sun reference implementation that
@@ -144,4 +144,4 @@ void DecodeSamples(const uint8_t* data, size_t n_samples, int32_t encoding, floa
   }
 }
 
-}  // namespace spoof
+}  // namespace spoof::core

@@ -4,7 +4,7 @@
 #include <cstddef>
 #include <cstdint>
 
-namespace spoof {
+namespace spoof::core {
 
 // Bytes per sample of a spoof_encoding; throws Error(INVALID_ARGUMENT) for an unknown value.
 int BytesPerSample(int32_t encoding);
@@ -24,4 +24,4 @@ int16_t AlawToLinear(uint8_t code);
 // True if all n floats are finite; otherwise false with *bad_index set to the first NaN/Inf.
 bool AllFinite(const float* x, int64_t n, int64_t* bad_index);
 
-}  // namespace spoof
+}  // namespace spoof::core

@@ -1,4 +1,4 @@
-// Internal error type of the native core. The core throws spoof::Error; the C layer
+// Internal error type of the native core. The core throws spoof::core::Error; the C layer
 // (c_api.cc) catches everything and turns it into a spoof_status + thread-local message.
 #pragma once
 
@@ -9,7 +9,7 @@
 
 #include "spoof/spoof.h"
 
-namespace spoof {
+namespace spoof::core {
 
 class Error : public std::runtime_error {
  public:
@@ -35,4 +35,4 @@ inline std::string Format(const char* fmt, ...) {
 
 [[noreturn]] inline void Throw(spoof_status status, const std::string& message) { throw Error(status, message); }
 
-}  // namespace spoof
+}  // namespace spoof::core

@@ -6,7 +6,7 @@
 #include "core/codec.h"
 #include "core/error.h"
 
-namespace spoof {
+namespace spoof::core {
 namespace {
 
 constexpr int64_t kFeedChunk = 4096;  // input samples decoded + resampled per step
@@ -294,4 +294,4 @@ void Frontend::GetStats(spoof_frontend_stats* s) const {
   s->discarded_bytes = discarded_bytes_.load(std::memory_order_relaxed);
 }
 
-}  // namespace spoof
+}  // namespace spoof::core

@@ -9,7 +9,7 @@
 #include "core/ring_buffer.h"
 #include "spoof/spoof.h"
 
-namespace spoof {
+namespace spoof::core {
 
 // Largest push accepted per call (documented in spoof.h as SPOOF_MAX_PUSH_BYTES /
 // SPOOF_MAX_PUSH_SAMPLES): larger pushes are a caller error, not an out-of-memory crash.
@@ -71,4 +71,4 @@ class Frontend {
   std::atomic<int64_t> windows_emitted_{0};
 };
 
-}  // namespace spoof
+}  // namespace spoof::core

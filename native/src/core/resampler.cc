@@ -11,7 +11,7 @@
 
 #include "core/error.h"
 
-namespace spoof {
+namespace spoof::core {
 namespace {
 
 constexpr double kStopbandDb = 80.0;        // Kaiser design attenuation, downsampling (aliases)
@@ -334,4 +334,4 @@ void Resampler::Flush(std::vector<float>* out) {
   out->resize(first + static_cast<size_t>(Flush(out->data() + first)));
 }
 
-}  // namespace spoof
+}  // namespace spoof::core

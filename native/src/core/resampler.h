@@ -21,7 +21,7 @@
 #include <memory>
 #include <vector>
 
-namespace spoof {
+namespace spoof::core {
 
 constexpr int32_t kMinSampleRate = 1000;
 constexpr int32_t kMaxSampleRate = 384000;
@@ -87,4 +87,4 @@ class Resampler {
   bool flushed_ = false;
 };
 
-}  // namespace spoof
+}  // namespace spoof::core

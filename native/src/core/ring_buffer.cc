@@ -6,7 +6,7 @@
 
 #include "core/error.h"
 
-namespace spoof {
+namespace spoof::core {
 
 static_assert(sizeof(std::atomic<float>) == sizeof(float), "atomic<float> must be a plain float");
 static_assert(std::atomic<float>::is_always_lock_free, "atomic<float> must be lock-free");
@@ -128,4 +128,4 @@ void RingBuffer::Reset() {
   dropped_.store(0, std::memory_order_relaxed);
 }
 
-}  // namespace spoof
+}  // namespace spoof::core

@@ -20,7 +20,7 @@
 
 #include "spoof/spoof.h"
 
-namespace spoof {
+namespace spoof::core {
 
 class RingBuffer {
  public:
@@ -69,4 +69,4 @@ class RingBuffer {
   alignas(64) std::atomic<int64_t> dropped_{0};
 };
 
-}  // namespace spoof
+}  // namespace spoof::core
