@@ -491,9 +491,40 @@ def test_rng_state_round_trip() -> None:
     assert (random.random(), np.random.rand(), torch.rand(1).item()) == a  # noqa: NPY002
 
 
-def test_bf16_autocast_on_cpu_and_fp16_rejected(tmp_path: Path) -> None:
-    _, best = _run(tmp_path / "bf16", _cfg(tmp_path / "bf16", epochs=1, amp="bf16"))
+def _linear_output_dtypes(out: Path, amp: str) -> set[tuple[bool, torch.dtype]]:
+    """(training?, dtype) of every nn.Linear output during one epoch of fit() and its dev scoring."""
+    model = _model()
+    seen: set[tuple[bool, torch.dtype]] = set()
+
+    def hook(module: torch.nn.Module, args: Any, output: torch.Tensor) -> None:
+        seen.add((module.training, output.dtype))
+
+    handles = [m.register_forward_hook(hook) for m in model.modules() if isinstance(m, torch.nn.Linear)]
+    try:
+        best = fit(
+            model,
+            ToyDataset(8, 0),
+            ToyDataset(4, 1),
+            _cfg(out, epochs=1, amp=amp),
+            detector_config=model.config,
+            collate_fn=collate_pad,
+            out_dir=out,
+        )
+    finally:
+        for h in handles:
+            h.remove()
     assert best.is_dir()
+    return seen
+
+
+def test_bf16_autocast_on_cpu_and_fp16_rejected(tmp_path: Path) -> None:
+    # bf16 autocast really runs: the linear layers compute in bfloat16 in the training steps and in the
+    # dev scoring; with amp off the same hooks see float32 only (an ignored amp="bf16" would look like that)
+    assert _linear_output_dtypes(tmp_path / "bf16", "bf16") == {
+        (True, torch.bfloat16),
+        (False, torch.bfloat16),
+    }
+    assert _linear_output_dtypes(tmp_path / "off", "off") == {(True, torch.float32), (False, torch.float32)}
     with pytest.raises(ConfigError, match="fp16 autocast needs a CUDA device"):
         _run(tmp_path / "fp16", _cfg(tmp_path / "fp16", epochs=1, amp="fp16"))
 
