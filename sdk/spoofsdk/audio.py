@@ -1,7 +1,11 @@
-"""Audio helpers over the native front end (libspoof): decoding and offline resampling.
+"""Audio input: the checks every entry point applies, and helpers over the native front end (libspoof).
 
-Both run in C++ with the GIL released and raise the typed errors of :mod:`spoofsdk.errors`
-(``InvalidArgumentError`` / ``InvalidAudioError``, both ``ValueError``, for bad input).
+:func:`check_sample_rate` and :func:`as_mono_float` are the input rules of :meth:`Detector.score
+<spoofsdk.detector.Detector.score>` and :meth:`StreamingSession.push <spoofsdk.session.StreamingSession.push>`
+(one place, imported by both). :func:`decode` and :func:`resample` run in C++ with the GIL released. All raise
+the typed errors of :mod:`spoofsdk.errors` (``InvalidArgumentError`` / ``InvalidAudioError``, both
+``ValueError``, for bad input). The native extension is imported when first needed, so ``import spoofsdk``
+works from a source tree without it.
 """
 
 from __future__ import annotations
@@ -11,13 +15,99 @@ from typing import Literal
 import numpy as np
 import numpy.typing as npt
 
-from spoofsdk import _native
 from spoofsdk.errors import InvalidArgumentError, InvalidAudioError
 
-__all__ = ["ENCODINGS", "Encoding", "decode", "resample", "resample_output_length"]
+__all__ = [
+    "ENCODINGS",
+    "MAX_CHANNELS",
+    "MAX_FLOAT_PEAK",
+    "MAX_SAMPLE_RATE",
+    "MIN_SAMPLE_RATE",
+    "Encoding",
+    "as_mono_float",
+    "check_sample_rate",
+    "decode",
+    "resample",
+    "resample_output_length",
+]
 
 Encoding = Literal["pcm16", "float32", "mulaw", "alaw"]
-ENCODINGS: tuple[str, ...] = tuple(_native.ENCODINGS)
+#: The native decoder's encodings, in ``spoofsdk._native.ENCODINGS``' order (a test checks they agree).
+ENCODINGS: tuple[str, ...] = ("pcm16", "float32", "mulaw", "alaw")
+#: Input sample rates accepted by score() and stream() (the native resampler's range is wider).
+MIN_SAMPLE_RATE = 4000
+MAX_SAMPLE_RATE = 384000
+#: Float input whose peak exceeds this is rejected: it is almost always int16-scaled audio in a float array.
+MAX_FLOAT_PEAK = 2.0
+#: 2-D input is (frames, channels) with at most this many channels (python-soundfile's layout).
+MAX_CHANNELS = 8
+_DTYPES = (np.int16, np.float32, np.float64)
+
+
+def check_sample_rate(sample_rate: object) -> int:
+    """The input sample rate as an int; :class:`InvalidAudioError` unless an integer in 4000..384000 Hz."""
+    if isinstance(sample_rate, bool) or not isinstance(sample_rate, (int, np.integer)):
+        raise InvalidAudioError(
+            f"sample_rate: expected an integer number of Hz, given {sample_rate!r} "
+            f"({type(sample_rate).__name__})"
+        )
+    sr = int(sample_rate)
+    if not MIN_SAMPLE_RATE <= sr <= MAX_SAMPLE_RATE:
+        raise InvalidAudioError(
+            f"sample_rate: expected {MIN_SAMPLE_RATE}..{MAX_SAMPLE_RATE} Hz, given {sr} Hz"
+        )
+    return sr
+
+
+def as_mono_float(pcm: object, *, what: str = "pcm") -> npt.NDArray[np.float32] | npt.NDArray[np.int16]:
+    """Validate an audio array and return it mono, C-contiguous, as int16 or float32.
+
+    Rules: dtype int16, float32 or float64; 1-D ``(frames,)`` or 2-D ``(frames, channels)`` with
+    1..8 channels, downmixed by the mean of the channels (int16 stereo is decoded natively first);
+    non-empty; finite; float peak <= 2.0 (float audio is expected in [-1, 1]).
+    """
+    if not isinstance(pcm, np.ndarray):
+        raise InvalidAudioError(
+            f"{what}: expected a numpy array of int16, float32 or float64 samples, given {type(pcm).__name__}"
+        )
+    if pcm.dtype.kind in "if" and not pcm.dtype.isnative:  # e.g. big-endian data from a file
+        pcm = pcm.astype(pcm.dtype.newbyteorder("="))
+    if pcm.dtype not in _DTYPES:
+        raise InvalidAudioError(f"{what}: expected dtype int16, float32 or float64, given {pcm.dtype}")
+    if pcm.ndim == 2:
+        frames, channels = pcm.shape
+        if not 1 <= channels <= MAX_CHANNELS:
+            hint = " (channels first? pass pcm.T)" if frames <= MAX_CHANNELS < channels else ""
+            raise InvalidAudioError(
+                f"{what}: expected shape (frames,) or (frames, channels) with 1..{MAX_CHANNELS} channels, "
+                f"given {pcm.shape}{hint}"
+            )
+    elif pcm.ndim != 1:
+        raise InvalidAudioError(f"{what}: expected shape (frames,) or (frames, channels), given {pcm.shape}")
+    if pcm.size == 0:
+        raise InvalidAudioError(f"{what}: expected at least one sample, given an empty array {pcm.shape}")
+    if pcm.dtype == np.int16:
+        if pcm.ndim == 1:
+            return np.ascontiguousarray(pcm)
+        from spoofsdk import _native
+
+        x = _native.decode(np.ascontiguousarray(pcm).astype("<i2", copy=False).tobytes(), "pcm16")
+        return np.ascontiguousarray(x.reshape(pcm.shape).mean(axis=1, dtype=np.float64).astype(np.float32))
+    finite = np.isfinite(pcm)
+    if not finite.all():
+        bad = int(np.flatnonzero(~finite.reshape(-1))[0])
+        raise InvalidAudioError(
+            f"{what}: expected finite samples, given {pcm.reshape(-1)[bad]} at flat index {bad} "
+            f"({int((~finite).sum())} non-finite samples)"
+        )
+    peak = float(np.abs(pcm).max())
+    if peak > MAX_FLOAT_PEAK:
+        raise InvalidAudioError(
+            f"{what}: expected float samples in [-1, 1], given peak {peak:.4g} "
+            "(int16-scaled audio in a float array? divide by 32768 or pass the int16 array)"
+        )
+    x = pcm if pcm.ndim == 1 else pcm.mean(axis=1, dtype=np.float64)
+    return np.ascontiguousarray(x, dtype=np.float32)
 
 
 def decode(data: bytes | bytearray | memoryview, encoding: str) -> npt.NDArray[np.float32]:
@@ -48,6 +138,8 @@ def decode(data: bytes | bytearray | memoryview, encoding: str) -> npt.NDArray[n
         raise _argument_error(f"encoding must be one of {', '.join(map(repr, ENCODINGS))}; got {encoding!r}")
     if not isinstance(data, bytes | bytearray | memoryview):
         raise _argument_error(f"data must be bytes, bytearray or memoryview; got {type(data).__name__}")
+    from spoofsdk import _native
+
     return _native.decode(data, encoding)
 
 
@@ -83,11 +175,15 @@ def resample(x: npt.ArrayLike, orig_sr: int, target_sr: int) -> npt.NDArray[np.f
         raise _audio_error(f"x must be a floating-point array (float32 in [-1, 1]); got dtype {arr.dtype}")
     if arr.ndim != 1:
         raise _audio_error(f"x must be 1-D (mono); got shape {arr.shape}")
+    from spoofsdk import _native
+
     return _native.resample(arr, int(orig_sr), int(target_sr))
 
 
 def resample_output_length(n_in: int, orig_sr: int, target_sr: int) -> int:
     """Length of :func:`resample`'s output for ``n_in`` samples: ``ceil(n_in * target_sr / orig_sr)``."""
+    from spoofsdk import _native
+
     return _native.resample_output_length(int(n_in), int(orig_sr), int(target_sr))
 
 

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import numpy.typing as npt
 
+from spoofsdk.audio import as_mono_float, check_sample_rate
 from spoofsdk.backends import Backend, create_backend
 from spoofsdk.backends.ort import OrtOptions, TensorRTOptions, coerce_options
 from spoofsdk.backends.triton import RemoteOptions, coerce_remote_options, is_remote_url
@@ -20,91 +21,18 @@ from spoofsdk.errors import BackendUnavailableError, InvalidArgumentError, Inval
 from spoofsdk.gating import DEFAULT_MIN_SPEECH, SileroGate, check_min_speech
 from spoofsdk.manifest import Manifest, read_manifest
 from spoofsdk.results import Score, WindowScore, check_aggregate, sigmoid
+from spoofsdk.session import StreamingSession
 
 if TYPE_CHECKING:
     from spoofsdk import _native
     from spoofsdk.scheduler import BatchScheduler
-    from spoofsdk.session import StreamingSession
 
-__all__ = ["DEFAULT_MODEL", "MAX_SAMPLE_RATE", "MIN_SAMPLE_RATE", "Detector", "as_mono_float"]
+__all__ = ["DEFAULT_MODEL", "Detector"]
 
 logger = logging.getLogger("spoofsdk")
 
 #: Where the bundled default detector lives inside the package (shipped by a later release).
 DEFAULT_MODEL = "models/default.onnx"
-#: Input sample rates accepted by score() and stream() (the native resampler's range is wider).
-MIN_SAMPLE_RATE = 4000
-MAX_SAMPLE_RATE = 384000
-#: Float input whose peak exceeds this is rejected: it is almost always int16-scaled audio in a float array.
-MAX_FLOAT_PEAK = 2.0
-#: 2-D input is (frames, channels) with at most this many channels (python-soundfile's layout).
-MAX_CHANNELS = 8
-_DTYPES = (np.int16, np.float32, np.float64)
-
-
-def check_sample_rate(sample_rate: object) -> int:
-    if isinstance(sample_rate, bool) or not isinstance(sample_rate, (int, np.integer)):
-        raise InvalidAudioError(
-            f"sample_rate: expected an integer number of Hz, given {sample_rate!r} "
-            f"({type(sample_rate).__name__})"
-        )
-    sr = int(sample_rate)
-    if not MIN_SAMPLE_RATE <= sr <= MAX_SAMPLE_RATE:
-        raise InvalidAudioError(
-            f"sample_rate: expected {MIN_SAMPLE_RATE}..{MAX_SAMPLE_RATE} Hz, given {sr} Hz"
-        )
-    return sr
-
-
-def as_mono_float(pcm: object, *, what: str = "pcm") -> npt.NDArray[np.float32] | npt.NDArray[np.int16]:
-    """Validate an audio array and return it mono, C-contiguous, as int16 or float32.
-
-    Rules: dtype int16, float32 or float64; 1-D ``(frames,)`` or 2-D ``(frames, channels)`` with
-    1..8 channels, downmixed by the mean of the channels (int16 stereo is decoded natively first);
-    non-empty; finite; float peak <= 2.0 (float audio is expected in [-1, 1]).
-    """
-    if not isinstance(pcm, np.ndarray):
-        raise InvalidAudioError(
-            f"{what}: expected a numpy array of int16, float32 or float64 samples, given {type(pcm).__name__}"
-        )
-    if pcm.dtype.kind in "if" and not pcm.dtype.isnative:  # e.g. big-endian data from a file
-        pcm = pcm.astype(pcm.dtype.newbyteorder("="))
-    if pcm.dtype not in _DTYPES:
-        raise InvalidAudioError(f"{what}: expected dtype int16, float32 or float64, given {pcm.dtype}")
-    if pcm.ndim == 2:
-        frames, channels = pcm.shape
-        if not 1 <= channels <= MAX_CHANNELS:
-            hint = " (channels first? pass pcm.T)" if frames <= MAX_CHANNELS < channels else ""
-            raise InvalidAudioError(
-                f"{what}: expected shape (frames,) or (frames, channels) with 1..{MAX_CHANNELS} channels, "
-                f"given {pcm.shape}{hint}"
-            )
-    elif pcm.ndim != 1:
-        raise InvalidAudioError(f"{what}: expected shape (frames,) or (frames, channels), given {pcm.shape}")
-    if pcm.size == 0:
-        raise InvalidAudioError(f"{what}: expected at least one sample, given an empty array {pcm.shape}")
-    if pcm.dtype == np.int16:
-        if pcm.ndim == 1:
-            return np.ascontiguousarray(pcm)
-        from spoofsdk import _native
-
-        x = _native.decode(np.ascontiguousarray(pcm).astype("<i2", copy=False).tobytes(), "pcm16")
-        return np.ascontiguousarray(x.reshape(pcm.shape).mean(axis=1, dtype=np.float64).astype(np.float32))
-    finite = np.isfinite(pcm)
-    if not finite.all():
-        bad = int(np.flatnonzero(~finite.reshape(-1))[0])
-        raise InvalidAudioError(
-            f"{what}: expected finite samples, given {pcm.reshape(-1)[bad]} at flat index {bad} "
-            f"({int((~finite).sum())} non-finite samples)"
-        )
-    peak = float(np.abs(pcm).max())
-    if peak > MAX_FLOAT_PEAK:
-        raise InvalidAudioError(
-            f"{what}: expected float samples in [-1, 1], given peak {peak:.4g} "
-            "(int16-scaled audio in a float array? divide by 32768 or pass the int16 array)"
-        )
-    x = pcm if pcm.ndim == 1 else pcm.mean(axis=1, dtype=np.float64)
-    return np.ascontiguousarray(x, dtype=np.float32)
 
 
 def _default_model_path() -> Path:
@@ -430,7 +358,7 @@ class Detector:
                     f"at the model rate {sr} Hz, given {length} ({length / sr:.3f} s)"
                 )
 
-    def window_scores(
+    def _window_scores(
         self,
         windows: Sequence[_native.Window],
         log_odds: npt.NDArray[np.float64],
@@ -458,7 +386,7 @@ class Detector:
         """Each model-rate window's share of speech frames, or ``None`` without a speech gate."""
         return None if self._gate is None else self._gate.speech_share(samples)
 
-    def gate_and_infer(
+    def _gate_and_infer(
         self,
         samples: Sequence[npt.NDArray[np.float32]],
         infer: Callable[[list[npt.NDArray[np.float32]]], npt.NDArray[np.float64]],
@@ -477,7 +405,7 @@ class Detector:
             z[keep] = infer([samples[i] for i in keep])
         return z, speech
 
-    def new_frontend(
+    def _new_frontend(
         self,
         sample_rate: int,
         *,
@@ -511,13 +439,13 @@ class Detector:
         agg = check_aggregate(aggregate or self._aggregate)
         sr = check_sample_rate(sample_rate)
         x = as_mono_float(pcm)
-        fe = self.new_frontend(sr, encoding="pcm16" if x.dtype == np.int16 else "float32")
+        fe = self._new_frontend(sr, encoding="pcm16" if x.dtype == np.int16 else "float32")
         scores: list[WindowScore] = []
         pending: list[_native.Window] = []
 
         def flush_pending() -> None:
-            z, speech = self.gate_and_infer([w.samples for w in pending], self.infer_logits)
-            scores.extend(self.window_scores(pending, z, speech))
+            z, speech = self._gate_and_infer([w.samples for w in pending], self.infer_logits)
+            scores.extend(self._window_scores(pending, z, speech))
             pending.clear()
 
         for ready in iter_windows(fe, x, self._window):
@@ -554,8 +482,6 @@ class Detector:
         batch). ``buffer_s`` sizes the native ring buffer (default 4 windows); ``overflow`` is its
         policy ("error" or "drop_oldest").
         """
-        from spoofsdk.session import StreamingSession
-
         return StreamingSession(
             self,
             sample_rate,

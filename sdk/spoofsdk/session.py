@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import numpy.typing as npt
 
-from spoofsdk.detector import as_mono_float, check_sample_rate
+from spoofsdk.audio import as_mono_float, check_sample_rate
 from spoofsdk.errors import InvalidArgumentError, InvalidAudioError, NativeStateError, SessionClosedError
 from spoofsdk.results import Score, WindowScore, check_aggregate
 
@@ -113,7 +113,7 @@ class StreamingSession:
                     f"{buffer_s:g} s"
                 )
         self._encoding = encoding
-        self._fe = detector.new_frontend(
+        self._fe = detector._new_frontend(
             self._sr, encoding=encoding, capacity_samples=capacity, overflow=overflow
         )
         # Largest push handed to the native front end at once, in bytes of `encoding`: at most one window
@@ -223,8 +223,8 @@ class StreamingSession:
             infer_ms.extend([(time.perf_counter() - t1) * 1000.0] * len(speech_windows))
             return z
 
-        z, speech = self._det.gate_and_infer(samples, infer)
-        scores = self._det.window_scores(ready, z, speech)
+        z, speech = self._det._gate_and_infer(samples, infer)
+        scores = self._det._window_scores(ready, z, speech)
         self._windows.extend(scores)
         done = (time.perf_counter() - t0) * 1000.0
         self._infer_ms.extend(infer_ms)

@@ -756,9 +756,9 @@ def test_audio_at_a_rate_the_front_end_cannot_take_is_a_clear_error(
 ) -> None:
     """Every AudioSocket rate is within the SDK's 4-384 kHz today; a front end that refused one (here: a
     bound lowered to 96 kHz) ends that call with a call_error event, never the server."""
-    import spoofsdk.detector
+    import spoofsdk.audio
 
-    monkeypatch.setattr(spoofsdk.detector, "MAX_SAMPLE_RATE", 96000)
+    monkeypatch.setattr(spoofsdk.audio, "MAX_SAMPLE_RATE", 96000)
     bad = str(uuid.uuid4())
 
     async def go() -> list[dict[str, Any]]:

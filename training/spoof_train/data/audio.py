@@ -28,6 +28,7 @@ _Resampler = Callable[[NDArray[np.float32], int, int], NDArray[np.float32]]
 @functools.lru_cache(maxsize=1)
 def _native_resampler() -> tuple[str, _Resampler | None]:
     try:
+        from spoofsdk import _native  # spoofsdk.audio imports it lazily: probe it here
         from spoofsdk import audio as sdk_audio  # type: ignore[attr-defined]
 
         fn = getattr(sdk_audio, "resample", None)
@@ -109,6 +110,7 @@ def decode_g711(data: bytes, law: str) -> NDArray[np.float32]:
 def _native_decoder() -> tuple[str, Callable[[bytes, str], NDArray[np.float32]] | None]:
     for mod_name in ("spoofsdk.audio", "spoofsdk._native"):
         try:
+            __import__("spoofsdk._native")  # spoofsdk.audio imports it lazily: probe it here
             mod = __import__(mod_name, fromlist=["decode"])
         except ImportError:
             continue
