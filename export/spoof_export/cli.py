@@ -25,6 +25,32 @@ EPILOG = (
 )
 
 
+class _PrintVersion(argparse.Action):
+    """``--version``: one unwrapped line on stdout, exit 0 (argparse's own action wraps the line)."""
+
+    def __init__(self, option_strings: Sequence[str], dest: str = argparse.SUPPRESS, **kwargs: Any) -> None:
+        self.version = kwargs.pop("version")
+        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS, **kwargs)
+
+    def __call__(self, parser: argparse.ArgumentParser, *args: object, **kwargs: object) -> None:
+        print(self.version)
+        parser.exit()
+
+
+def _version(prog: str) -> str:
+    """``PROG VERSION (onnx X, onnxruntime Y, tensorrt Z)``: the package and the libraries of an export."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    def v(dist: str) -> str:
+        try:
+            return version(dist)
+        except PackageNotFoundError:
+            return "not installed"
+
+    libs = ", ".join(f"{d} {v(d)}" for d in ("onnx", "onnxruntime", "tensorrt"))
+    return f"{prog} {v('spoofsdk')} ({libs})"
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="spoof-export",
@@ -33,6 +59,12 @@ def build_parser() -> argparse.ArgumentParser:
         "Triton model repository; every stage is validated against the one before it.",
         epilog=EPILOG + "; 'spoof-export calibrate MODEL --dev MANIFEST' (re)calibrates an exported model "
         "file (see spoof-export calibrate --help)",
+        # no prefix matching: '--version' was once taken as '--version-compatible', and an abbreviation
+        # that is unique today becomes ambiguous (or changes meaning) when a flag is added
+        allow_abbrev=False,
+    )
+    p.add_argument(
+        "--version", action=_PrintVersion, help="print the version and exit", version=_version("spoof-export")
     )
     req = p.add_argument_group("required")
     req.add_argument(
@@ -232,6 +264,13 @@ def build_calibrate_parser() -> argparse.ArgumentParser:
         "clips, the model's window and hop), and write them into the model file's manifest. The "
         "checkpoint is never touched; the rest of the manifest is kept.",
         epilog=EPILOG,
+        allow_abbrev=False,
+    )
+    p.add_argument(
+        "--version",
+        action=_PrintVersion,
+        help="print the version and exit",
+        version=_version("spoof-export calibrate"),
     )
     p.add_argument("model", help="exported model file: PREFIX.onnx (also .int8.onnx, .fp16.onnx, .trt)")
     p.add_argument("--dev", required=True, help="labelled manifest file, or a directory with MANIFEST.tsv")

@@ -322,3 +322,17 @@ def test_usage_errors_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
         main(["evaluate", "ckpt"])  # --manifest and --split are required
     assert exc.value.code == 2
     assert "--manifest" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("argv", [["--version"], ["-v", "--version", "train"]])
+def test_version(
+    argv: list[str], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from importlib.metadata import version
+
+    monkeypatch.setenv("COLUMNS", "20")  # one line, whatever the terminal width
+    with pytest.raises(SystemExit) as exc:
+        main(argv)  # before the required COMMAND is checked
+    assert exc.value.code == 0
+    out, err = capsys.readouterr()
+    assert (out, err) == (f"spoof-train {version('spoofsdk')} (torch {version('torch')})\n", "")

@@ -311,6 +311,31 @@ def _add_overrides(p: argparse.ArgumentParser) -> None:
     )
 
 
+class _PrintVersion(argparse.Action):
+    """``--version``: one unwrapped line on stdout, exit 0 (argparse's own action wraps the line)."""
+
+    def __init__(self, option_strings: Sequence[str], dest: str = argparse.SUPPRESS, **kwargs: Any) -> None:
+        self.version = kwargs.pop("version")
+        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS, **kwargs)
+
+    def __call__(self, parser: argparse.ArgumentParser, *args: object, **kwargs: object) -> None:
+        print(self.version)
+        parser.exit()
+
+
+def _version() -> str:
+    """``spoof-train VERSION (torch X)``, read from the installed metadata (torch is not imported)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    def v(dist: str) -> str:
+        try:
+            return version(dist)
+        except PackageNotFoundError:
+            return "not installed"
+
+    return f"spoof-train {v('spoofsdk')} (torch {v('torch')})"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="spoof-train",
@@ -318,6 +343,9 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="exit codes: " + "; ".join(f"{k} {v}" for k, v in EXIT_CODES.items()),
     )
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more logging (-vv for debug)")
+    parser.add_argument(
+        "--version", action=_PrintVersion, help="print the version and exit", version=_version()
+    )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser("train", help="train a detector from a YAML run config")
