@@ -22,7 +22,7 @@ import numpy as np
 import soundfile as sf
 
 from spoofsdk import Detector
-from spoofsdk.audio import resample
+from spoofsdk.audio import g711_encode, resample
 from spoofsdk.errors import SpoofError
 
 FRAME_MS = 20
@@ -30,14 +30,9 @@ LINE_RATE = 8000
 
 
 def mulaw_encode(x: np.ndarray) -> bytes:
-    """G.711 mu-law bytes of float audio in [-1, 1] (ITU-T G.711, segment encoding with bias 0x84)."""
-    pcm = np.clip(np.round(x * 32767.0), -32768, 32767).astype(np.int32)
-    sign = np.where(pcm < 0, 0x80, 0x00)
-    mag = np.minimum(np.abs(pcm), 32635) + 0x84
-    exponent = np.floor(np.log2(mag)).astype(np.int32) - 7
-    mantissa = (mag >> (exponent + 3)) & 0x0F
-    out: bytes = (~(sign | (exponent << 4) | mantissa) & 0xFF).astype(np.uint8).tobytes()
-    return out
+    """G.711 mu-law bytes of float audio in [-1, 1] (scaled by 32767; :func:`spoofsdk.audio.g711_encode`)."""
+    pcm = np.clip(np.round(x * 32767.0), -32768, 32767).astype(np.int16)
+    return g711_encode(pcm, "mulaw").tobytes()
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -2,10 +2,11 @@
 
 :func:`check_sample_rate` and :func:`as_mono_float` are the input rules of :meth:`Detector.score
 <spoofsdk.detector.Detector.score>` and :meth:`StreamingSession.push <spoofsdk.session.StreamingSession.push>`
-(one place, imported by both). :func:`decode` and :func:`resample` run in C++ with the GIL released. All raise
-the typed errors of :mod:`spoofsdk.errors` (``InvalidArgumentError`` / ``InvalidAudioError``, both
-``ValueError``, for bad input). The native extension is imported when first needed, so ``import spoofsdk``
-works from a source tree without it.
+(one place, imported by both). :func:`decode` and :func:`resample` run in C++ with the GIL released;
+:func:`g711_encode` (numpy) is the project's one G.711 encoder (simulators, examples, training
+augmentation). All raise the typed errors of :mod:`spoofsdk.errors` (``InvalidArgumentError`` /
+``InvalidAudioError``, both ``ValueError``, for bad input). The native extension is imported when first
+needed, so ``import spoofsdk`` works from a source tree without it.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ __all__ = [
     "as_mono_float",
     "check_sample_rate",
     "decode",
+    "g711_encode",
     "resample",
     "resample_output_length",
 ]
@@ -141,6 +143,60 @@ def decode(data: bytes | bytearray | memoryview, encoding: str) -> npt.NDArray[n
     from spoofsdk import _native
 
     return _native.decode(data, encoding)
+
+
+_MU_BIAS = 0x84
+_MU_CLIP = 32635
+
+
+def g711_encode(x: npt.ArrayLike, law: str) -> npt.NDArray[np.uint8]:
+    """Encode linear samples as ITU-T G.711 codes, one ``uint8`` per sample (the inverse of :func:`decode`).
+
+    Parameters
+    ----------
+    x:
+        int16 samples (used as they are), or floating-point samples in [-1, 1] (scaled by 32768, rounded to
+        the nearest integer and clipped to int16, as the Sun reference ``g711.c`` does). Any shape.
+    law:
+        ``"mulaw"`` (bias 132, clip 32635, bits inverted) or ``"alaw"`` (13-bit magnitude, even bits
+        inverted with 0x55).
+
+    Returns
+    -------
+    numpy.ndarray
+        uint8 codes of ``x``'s shape (``.tobytes()`` gives the byte stream). Decoding every code and
+        encoding it again gives the code back, except mu-law's negative zero 0x7F, which becomes 0xFF.
+
+    Raises
+    ------
+    InvalidArgumentError
+        ``law`` is neither ``"mulaw"`` nor ``"alaw"``.
+    InvalidAudioError
+        ``x`` is neither int16 nor floating point.
+    """
+    if law not in ("mulaw", "alaw"):
+        raise _argument_error(f"law: expected 'mulaw' or 'alaw', given {law!r}")
+    arr = np.asarray(x)
+    if arr.dtype == np.int16:
+        pcm = arr.astype(np.int32)
+    elif arr.dtype.kind == "f":
+        pcm = np.clip(np.round(arr.astype(np.float64) * 32768.0), -32768, 32767).astype(np.int32)
+    else:
+        raise _audio_error(f"x: expected int16 or floating-point samples, given dtype {arr.dtype}")
+    if law == "mulaw":
+        sign = np.where(pcm < 0, 0x80, 0x00)
+        mag = np.minimum(np.abs(pcm), _MU_CLIP) + _MU_BIAS
+        exponent = np.clip(np.floor(np.log2(mag)).astype(np.int32) - 7, 0, 7)  # segment of (mag >> 7)
+        mantissa = (mag >> (exponent + 3)) & 0x0F
+        codes: npt.NDArray[np.uint8] = (~(sign | (exponent << 4) | mantissa) & 0xFF).astype(np.uint8)
+        return codes
+    sign = np.where(pcm >= 0, 0x80, 0x00)
+    mag = np.minimum(np.where(pcm >= 0, pcm, -pcm - 1) >> 3, 0x0FFF)  # 13-bit magnitude
+    seg = np.where(mag < 32, 0, np.floor(np.log2(np.maximum(mag, 1))).astype(np.int32) - 4)
+    seg = np.clip(seg, 0, 7)
+    mantissa = np.where(seg == 0, mag >> 1, mag >> seg) & 0x0F
+    codes = (((sign | (seg << 4) | mantissa) ^ 0x55) & 0xFF).astype(np.uint8)
+    return codes
 
 
 def resample(x: npt.ArrayLike, orig_sr: int, target_sr: int) -> npt.NDArray[np.float32]:

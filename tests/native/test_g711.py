@@ -1,4 +1,4 @@
-"""G.711 decoding equals libsndfile's, code for code (all 256 codes of each law)."""
+"""G.711 decoding equals libsndfile's, code for code (all 256 codes of each law); the encoder inverts it."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from spoofsdk import _native
-from spoofsdk.audio import decode
+from spoofsdk import InvalidArgumentError, InvalidAudioError, _native
+from spoofsdk.audio import decode, g711_encode
 
 CODES = np.arange(256, dtype=np.uint8)
 
@@ -57,3 +57,40 @@ def test_roundtrip_through_libsndfile_encoder(subtype: str, encoding: str) -> No
         io.BytesIO(raw), format="RAW", subtype=subtype, samplerate=8000, channels=1, dtype="float32"
     )
     np.testing.assert_array_equal(decode(raw, encoding), ref)
+
+
+@pytest.mark.parametrize("law", ["mulaw", "alaw"])
+def test_encoder_inverts_the_decoder(law: str) -> None:
+    """Every code decodes and re-encodes to itself (mu-law's -0, 0x7F, becomes +0, 0xFF); every int16
+    value encodes to the code whose decoding is nearest it within its segment, and floats scale by 32768."""
+    again = g711_encode(decode(CODES.tobytes(), law), law)
+    assert again.dtype == np.uint8
+    assert again.shape == (256,)
+    want = CODES.copy()
+    if law == "mulaw":
+        want[0x7F] = 0xFF
+    np.testing.assert_array_equal(again, want)
+    pcm = np.arange(-32768, 32768, dtype=np.int16)
+    codes = g711_encode(pcm, law)
+    np.testing.assert_array_equal(codes, g711_encode(pcm.astype(np.float64) / 32768.0, law))
+    np.testing.assert_array_equal(codes, g711_encode(pcm.astype(np.float32) / 32768.0, law))
+    levels = decode(codes.tobytes(), law).astype(np.float64) * 32768.0
+    assert np.all(np.diff(levels) >= 0)  # monotonic: a larger sample never gets a smaller level
+    # within half a quantisation step: 512 at the top segment (mu-law clips above its largest level 32124),
+    # 4 (mu-law) / 8 (A-law) near zero
+    p = pcm.astype(np.int32)
+    err = np.abs(levels - p)
+    assert err[np.abs(p) <= 32124].max() <= 512
+    assert err[np.abs(p) < 32].max() <= (4 if law == "mulaw" else 8)
+    assert (
+        g711_encode(np.array([2.0, -2.0]), law).tolist()
+        == g711_encode(np.array([32767, -32768], dtype=np.int16), law).tolist()
+    )
+
+
+def test_encoder_rejects_bad_arguments() -> None:
+    with pytest.raises(InvalidArgumentError, match="law: expected 'mulaw' or 'alaw', given 'ulaw'"):
+        g711_encode(np.zeros(4, dtype=np.int16), "ulaw")
+    bad = "x: expected int16 or floating-point samples, given dtype int32"
+    with pytest.raises(InvalidAudioError, match=bad):
+        g711_encode(np.zeros(4, dtype=np.int32), "mulaw")

@@ -1,9 +1,10 @@
 """Codec round trips: G.711 mu-law / A-law, GSM 06.10, MP3, Opus and Vorbis.
 
 Every codec resamples to its own rate, encodes, decodes and resamples back to the input rate; the output has
-the input's length (trimmed or zero-padded at the end). G.711 is implemented here (ITU-T G.711 segment
-formulas, no ``audioop``) and decoded through the SDK's native decoder when it is built (the same decoder the
-runtime uses for call audio), else with the formulas here. GSM 06.10, MP3 (MPEG-1/2 layer III), Opus and
+the input's length (trimmed or zero-padded at the end). G.711 is encoded by the SDK's encoder
+(:func:`spoofsdk.audio.g711_encode`: ITU-T G.711 segment formulas, no ``audioop``) and decoded through the
+SDK's native decoder when it is built (the same decoder the runtime uses for call audio), else with the
+formulas here. GSM 06.10, MP3 (MPEG-1/2 layer III), Opus and
 Vorbis go through libsndfile (``soundfile``); whether this libsndfile build encodes each is probed once by
 :func:`codec_availability` (libsndfile >= 1.1 has MP3 and Opus when built with LAME/mpg123/libopus).
 """
@@ -34,34 +35,18 @@ logger = logging.getLogger("spoof_train")
 # G.711
 
 
-_MU_BIAS = 0x84
-_MU_CLIP = 32635
-
-
-def _to_pcm16(x: NDArray[np.floating]) -> NDArray[np.int32]:
-    return np.clip(np.round(np.asarray(x, dtype=np.float64) * 32768.0), -32768, 32767).astype(np.int32)
+_MU_BIAS = 0x84  # of the fallback decoder below (the encoder is the SDK's)
 
 
 def g711_encode(x: NDArray[np.floating], law: str) -> NDArray[np.uint8]:
     """Float samples in [-1, 1] -> G.711 code bytes (``law`` = "mulaw" or "alaw"), as ITU-T G.711 specifies
-    (mu-law: bias 132, clip 32635, bits inverted; A-law: 13-bit magnitude, even bits inverted with 0x55)."""
-    pcm = _to_pcm16(x)
-    if law == "mulaw":
-        sign = np.where(pcm < 0, 0x80, 0x00)
-        mag = np.minimum(np.abs(pcm), _MU_CLIP) + _MU_BIAS
-        exponent = np.floor(np.log2(mag)).astype(np.int32) - 7  # segment 0..7 of (mag >> 7)
-        exponent = np.clip(exponent, 0, 7)
-        mantissa = (mag >> (exponent + 3)) & 0x0F
-        return (~(sign | (exponent << 4) | mantissa) & 0xFF).astype(np.uint8)
-    if law == "alaw":
-        sign = np.where(pcm >= 0, 0x80, 0x00)
-        mag = np.where(pcm >= 0, pcm, -pcm - 1) >> 3  # 13-bit magnitude
-        mag = np.minimum(mag, 0x0FFF)
-        seg = np.where(mag < 32, 0, np.floor(np.log2(np.maximum(mag, 1))).astype(np.int32) - 4)
-        seg = np.clip(seg, 0, 7)
-        mantissa = np.where(seg == 0, mag >> 1, mag >> seg) & 0x0F
-        return (((sign | (seg << 4) | mantissa) ^ 0x55) & 0xFF).astype(np.uint8)
-    raise ConfigError(f"G.711 law must be 'mulaw' or 'alaw', got {law!r}")
+    (mu-law: bias 132, clip 32635, bits inverted; A-law: 13-bit magnitude, even bits inverted with 0x55).
+    The encoder is :func:`spoofsdk.audio.g711_encode` (the project's one G.711 encoder)."""
+    if law not in ("mulaw", "alaw"):
+        raise ConfigError(f"G.711 law must be 'mulaw' or 'alaw', got {law!r}")
+    from spoofsdk.audio import g711_encode as sdk_g711_encode
+
+    return sdk_g711_encode(np.asarray(x, dtype=np.float64), law)
 
 
 def g711_decode(codes: NDArray[np.uint8], law: str) -> NDArray[np.float32]:
