@@ -175,7 +175,9 @@ def test_console_script_entry_point(audio_dir: Path, tiny_model: Path) -> None:
         capture_output=True, text=True, timeout=120, check=False,
     )  # fmt: skip
     assert out.returncode == EXIT_OK, out.stderr
-    assert out.stdout.startswith("path,duration_s,spoof_prob,label,flagged")
+    # the CSV header is the output schema's (docs/sdk.md, "Output schema"; it was "path,duration_s,...")
+    assert out.stdout.startswith("kind,path,window,start_s,end_s,ok,verdict,label,is_spoof,flagged,")
+    assert out.stderr.splitlines()[-1].startswith("spoof-score: 1 files: ")
 
 
 def test_headerless_file_without_rate_is_a_per_file_error(
