@@ -8,7 +8,8 @@ second forward + backward at the perturbed weights, batch norm statistics frozen
 ``WeightAverage.update`` and the ``Microphone`` augmentation of the same batch (numpy, per crop). Reports
 medians and the ratios to the step.
 
-    .venv/bin/python benchmarks/weight_average.py --config configs/default-detector.yaml --rounds 5
+    .venv/bin/python benchmarks/weight_average.py \
+        --config recipes/default-detector/v1/member-a.yaml --rounds 5
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ import numpy as np
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--config", default="configs/default-detector.yaml")
+    ap.add_argument("--config", default="recipes/default-detector/v1/member-a.yaml")
     ap.add_argument("--batch-size", type=int, default=32)
     ap.add_argument("--crop-seconds", type=float, default=1.0)
     ap.add_argument("--threads", type=int, default=1)

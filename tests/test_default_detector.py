@@ -198,22 +198,32 @@ def test_licence_filter_refuses_rows_without_a_licence() -> None:
 
 
 @pytest.mark.parametrize(
-    ("env", "args", "message"),
+    ("script", "env", "args", "message"),
     [
-        ({"EXTRA": "all"}, [], "EXTRA must be debian or none, got 'all'"),
-        ({}, ["--fast"], "unknown argument: --fast"),
-        ({"CORPUS": "/nonexistent"}, [], "corpus-v1 not found at /nonexistent"),
+        ("v1/train.sh", {"EXTRA": "all"}, [], "EXTRA must be debian or none, got 'all'"),
+        ("v1/train.sh", {}, ["--fast"], "unknown argument: --fast"),
+        ("v1/train.sh", {"CORPUS": "/nonexistent"}, [], "corpus-v1 not found at /nonexistent"),
+        ("train.sh", {}, ["--fast"], "unknown argument: --fast"),
+        ("train.sh", {"CORPUS_V1": "/nonexistent"}, [], "corpus-v1 not found at /nonexistent"),
+        ("train.sh", {"CORPUS_V2": "/nonexistent"}, [], "corpus-v2 not found at /nonexistent"),
     ],
 )
-def test_recipe_refuses_bad_options_before_doing_anything(
-    tmp_path: Path, env: dict[str, str], args: list[str], message: str
+def test_recipes_refuse_bad_options_before_doing_anything(
+    tmp_path: Path, script: str, env: dict[str, str], args: list[str], message: str
 ) -> None:
     corpus = tmp_path / "corpus"
     corpus.mkdir()
     (corpus / "MANIFEST.tsv").write_text("path\tlabel\tattack\tspeaker\tsplit\n")
     run = subprocess.run(
-        ["bash", str(REPO / "scripts" / "train-default-detector.sh"), *args],
-        env={"PATH": "/usr/bin:/bin", "CORPUS": str(corpus), "OUT": str(tmp_path / "out"), **env},
+        ["bash", str(REPO / "recipes" / "default-detector" / script), *args],
+        env={
+            "PATH": "/usr/bin:/bin",
+            "CORPUS": str(corpus),
+            "CORPUS_V1": str(corpus),
+            "CORPUS_V2": str(corpus),
+            "OUT": str(tmp_path / "out"),
+            **env,
+        },
         check=False,
         capture_output=True,
         text=True,

@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
-# The whole recipe of the default detector shipped in sdk/spoofsdk/models/default.onnx (docs/model-card.md):
+# The whole recipe of default detector v1 (shipped until 2026-12-07; recipes/default-detector/v1/model-card.md;
+# v2 is recipes/default-detector/train.sh):
 #   licence filter -> spoof-train (each member config, in parallel) -> spoof-train ensemble (when there are
 #   several) -> uncalibrated export -> calibration on licensed dev (through the SDK) -> spoof-export FP32 +
 #   int8 -> evaluation of both on corpus-v1 dev/test -> ship the chosen file.
-# Usage: scripts/train-default-detector.sh [--no-train] [--no-ship]
+# Usage: recipes/default-detector/v1/train.sh [--no-train] [--no-ship]
 #   CORPUS=/path/to/corpus-v1 (default ../shared/data/corpus-v1), OUT=runs/default-detector,
 #   CONFIG="configs/a.yaml [configs/b.yaml ...]" (default: the shipped recipe's two members; one config =
 #   a single detector), RUN=default (run folder under $OUT),
@@ -17,11 +18,11 @@
 #   (spoof_train.data.subsets: per speaker and attack, re-syntheses with their bona fide clip, nested
 #   across fractions; dev unchanged), for the learning curve of the model card
 set -euo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/../../.."
 PY=.venv/bin/python
 CORPUS=${CORPUS:-../shared/data/corpus-v1}
 OUT=${OUT:-runs/default-detector}
-CONFIG=${CONFIG:-configs/default-detector.yaml configs/default-detector-b.yaml}
+CONFIG=${CONFIG:-recipes/default-detector/v1/member-a.yaml recipes/default-detector/v1/member-b.yaml}
 RUN=${RUN:-default}
 SET=${SET:-}
 EXTRA=${EXTRA:-none}
