@@ -1,5 +1,8 @@
 """TensorRT: offline buildability checks of an ONNX graph, engine build, and engine parity runs.
 
+Parity runs use the SDK's TensorRT backend, and the GPU identity recorded in an engine's sidecar is the SDK's
+(:func:`spoofsdk.backends.tensorrt.running_gpu`): the engine is checked with the runner that ships.
+
 The builder targets the TensorRT 10/11 Python API: a **strongly typed** network (the ONNX graph's
 own types decide precision: Q/DQ int8, FP16 casts, FP32 elsewhere, no builder precision flags), the
 ONNX parser, one optimisation profile over ``audio`` ``[batch, samples]``, a workspace limit, a
@@ -342,35 +345,34 @@ def import_tensorrt() -> Any:
 
 
 def _cudart() -> Any:
+    """cuda-python's runtime module (the SDK's :func:`~spoofsdk.backends.tensorrt.import_cudart`)."""
+    from spoofsdk.backends.tensorrt import import_cudart
+    from spoofsdk.errors import BackendUnavailableError
+
     try:
-        from cuda.bindings import runtime as cudart  # cuda-python >= 12.6
-    except ImportError:
-        try:
-            from cuda import cudart  # older cuda-python
-        except ImportError as exc:
-            raise ToolchainUnavailableError(
-                "engine build needs cuda-python to find the GPU: pip install 'spoofsdk[tensorrt]'"
-            ) from exc
-    return cudart
+        return import_cudart()
+    except BackendUnavailableError as exc:
+        raise ToolchainUnavailableError(
+            "engine build needs cuda-python to find the GPU: pip install 'spoofsdk[tensorrt]'"
+        ) from exc
 
 
 def gpu_info(device_id: int = 0) -> dict[str, str]:
-    """Name and compute capability of CUDA device ``device_id``; ToolchainUnavailableError if none."""
+    """Name and compute capability of CUDA device ``device_id``; ToolchainUnavailableError if none.
+
+    The identity is the SDK's (:func:`spoofsdk.backends.tensorrt.running_gpu`), so the sidecar of an engine
+    built here records the GPU exactly as the TensorRT backend reads it when it checks the engine."""
+    from spoofsdk.backends.tensorrt import running_gpu
+    from spoofsdk.errors import BackendUnavailableError
+
     cudart = _cudart()
-    err, count = cudart.cudaGetDeviceCount()
-    if int(err) != 0 or count == 0:
+    try:
+        cc, name = running_gpu(cudart, device_id, needed_by="engine build")
+    except BackendUnavailableError as exc:
         raise ToolchainUnavailableError(
-            f"engine build needs an NVIDIA GPU: no CUDA device found (cudaGetDeviceCount -> {err}, "
-            f"{count} devices); "
-            "build the engine on the target device from the exported ONNX file"
-        )
-    if not 0 <= device_id < count:
-        raise ToolchainUnavailableError(f"device_id: expected 0..{count - 1}, given {device_id}")
-    err, prop = cudart.cudaGetDeviceProperties(device_id)
-    if int(err) != 0:
-        raise ToolchainUnavailableError(f"cudaGetDeviceProperties({device_id}) failed: {err}")
-    name = prop.name.decode() if isinstance(prop.name, bytes) else str(prop.name)
-    return {"name": name.rstrip("\x00"), "compute_capability": f"{prop.major}.{prop.minor}"}
+            f"{exc}; or build the engine on the target device from the exported ONNX file"
+        ) from exc
+    return {"name": name, "compute_capability": cc}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -494,42 +496,33 @@ def build_engine(
 def run_engine(
     engine_path: str | Path, audio: NDArray[np.float32], *, device_id: int = 0
 ) -> NDArray[np.float32]:
-    """Run a built engine once on ``audio`` ``[batch, samples]`` and return ``logits`` (GPU parity checks)."""
+    """Run a built engine once on ``audio`` ``[batch, samples]`` and return ``logits`` (GPU parity checks).
+
+    The engine runs on the SDK's TensorRT backend (:class:`spoofsdk.backends.tensorrt.TensorRTBackend`: the
+    runner that ships), loaded with the sidecar ``engine_path.json`` that
+    :func:`spoofsdk.manifest.write_engine_manifest` wrote next to it, so the parity check also covers the
+    sidecar, its compatibility check and the profile limits. A missing TensorRT, cuda-python or GPU is a
+    :class:`ToolchainUnavailableError`; an engine that does not load or run is an :class:`EngineBuildError`.
+    """
     import numpy as np
 
-    trt = import_tensorrt()
-    gpu_info(device_id)
-    cudart = _cudart()
+    from spoofsdk.backends.tensorrt import TensorRTBackend
+    from spoofsdk.errors import BackendUnavailableError, SpoofError
+    from spoofsdk.manifest import engine_sidecar_path, read_manifest
 
-    def check(ret: Any) -> Any:
-        err = ret[0] if isinstance(ret, tuple) else ret
-        if int(err) != 0:
-            raise EngineBuildError(f"CUDA call failed: {err}")
-        return ret[1] if isinstance(ret, tuple) and len(ret) == 2 else ret
-
-    runtime = trt.Runtime(trt.Logger(trt.Logger.WARNING))
-    engine = runtime.deserialize_cuda_engine(Path(engine_path).read_bytes())
-    if engine is None:
-        raise EngineBuildError(f"{engine_path}: TensorRT could not deserialise the engine")
-    context = engine.create_execution_context()
-    x = np.ascontiguousarray(audio, dtype=np.float32)
-    context.set_input_shape(INPUT_NAME, tuple(x.shape))
-    out_shape = tuple(context.get_tensor_shape(OUTPUT_NAME))
-    y = np.empty(out_shape, dtype=np.float32)
-    stream = check(cudart.cudaStreamCreate())
-    d_in = check(cudart.cudaMalloc(x.nbytes))
-    d_out = check(cudart.cudaMalloc(y.nbytes))
     try:
-        h2d, d2h = cudart.cudaMemcpyKind.cudaMemcpyHostToDevice, cudart.cudaMemcpyKind.cudaMemcpyDeviceToHost
-        check(cudart.cudaMemcpyAsync(d_in, x.ctypes.data, x.nbytes, h2d, stream))
-        context.set_tensor_address(INPUT_NAME, int(d_in))
-        context.set_tensor_address(OUTPUT_NAME, int(d_out))
-        if not context.execute_async_v3(int(stream)):
-            raise EngineBuildError(f"{engine_path}: execute_async_v3 failed")
-        check(cudart.cudaMemcpyAsync(y.ctypes.data, d_out, y.nbytes, d2h, stream))
-        check(cudart.cudaStreamSynchronize(stream))
+        backend = TensorRTBackend(
+            engine_path, read_manifest(engine_sidecar_path(engine_path)), device_id=device_id
+        )
+    except BackendUnavailableError as exc:
+        raise ToolchainUnavailableError(f"running the engine {engine_path}: {exc}") from exc
+    except SpoofError as exc:
+        raise EngineBuildError(f"{engine_path}: the SDK's TensorRT backend cannot load it: {exc}") from exc
+    try:
+        return backend.run(np.ascontiguousarray(audio, dtype=np.float32))
+    except SpoofError as exc:
+        raise EngineBuildError(
+            f"{engine_path}: the engine failed on a batch of shape {tuple(audio.shape)}: {exc}"
+        ) from exc
     finally:
-        cudart.cudaFree(d_in)
-        cudart.cudaFree(d_out)
-        cudart.cudaStreamDestroy(stream)
-    return y
+        backend.close()

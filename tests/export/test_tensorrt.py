@@ -290,3 +290,99 @@ def test_parser_and_build_failures_are_engine_build_errors(tiny_onnx, tmp_path, 
     with pytest.raises(EngineBuildError, match="TensorRT failed to build an engine"):
         _build(tmp_path, tiny_onnx)
     assert not (tmp_path / "m.trt").exists()
+
+
+# ---- the parity runner is the SDK's TensorRT backend ------------------------------------------------------
+def _install_gpu_fakes(monkeypatch: pytest.MonkeyPatch) -> Any:
+    """scripts/gpu_fakes.py's TensorRT builder + runtime and cuda-python, in sys.modules for this test only:
+    the fake engine "executes" the ONNX file it was built from with ONNX Runtime."""
+    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[2] / "scripts"))
+    import gpu_fakes
+
+    runtime = gpu_fakes.make_cudart()
+    bindings = types.ModuleType("cuda.bindings")
+    bindings.runtime = runtime  # type: ignore[attr-defined]
+    cuda = types.ModuleType("cuda")
+    cuda.bindings = bindings  # type: ignore[attr-defined]
+    for name, module in {
+        "cuda": cuda,
+        "cuda.bindings": bindings,
+        "cuda.bindings.runtime": runtime,
+        "tensorrt": gpu_fakes.make_tensorrt(),
+    }.items():
+        monkeypatch.setitem(sys.modules, name, module)
+    return gpu_fakes
+
+
+def test_run_engine_is_the_sdks_tensorrt_backend_with_the_sidecar(tiny_onnx, tmp_path, monkeypatch):
+    import numpy as np
+    import onnxruntime as ort
+
+    from spoofsdk.backends import tensorrt as sdk_trt
+    from spoofsdk.manifest import Manifest, write_engine_manifest
+
+    fakes = _install_gpu_fakes(monkeypatch)
+    built = _build(tmp_path, tiny_onnx)
+    gpu_name, (major, minor) = fakes.FAKE_GPU
+    assert (built.gpu_name, built.compute_capability) == (gpu_name, f"{major}.{minor}")
+    # one GPU identity: the builder records what the SDK's runtime reads
+    assert sdk_trt.running_gpu(sdk_trt.import_cudart(), 0) == (built.compute_capability, built.gpu_name)
+    m = Manifest(sample_rate=16000, window_samples=16000, hop_samples=8000, min_samples=400)
+    engine = built.path
+    with pytest.raises(
+        EngineBuildError, match=r"the SDK's TensorRT backend cannot load it: .*sidecar is missing"
+    ):
+        trt_mod.run_engine(engine, np.zeros((1, 16000), np.float32))
+    write_engine_manifest(engine, m, built.engine_info())
+    loaded: list[str] = []
+    real = sdk_trt.TensorRTBackend
+
+    def spy(path: Any, manifest: Manifest, **kw: Any) -> Any:
+        loaded.append(Path(path).name)
+        assert manifest.engine == built.engine_info()
+        return real(path, manifest, **kw)
+
+    monkeypatch.setattr(sdk_trt, "TensorRTBackend", spy)
+    x = (0.1 * np.random.default_rng(3).standard_normal((3, 16000))).astype(np.float32)
+    got = trt_mod.run_engine(engine, x)
+    want = ort.InferenceSession(str(tiny_onnx), providers=["CPUExecutionProvider"]).run(
+        ["logits"], {"audio": x}
+    )
+    np.testing.assert_array_equal(got, want[0])
+    assert loaded == ["m.trt"]
+    # the SDK's profile check: a batch outside the engine's profile is the engine's failure, typed
+    with pytest.raises(EngineBuildError, match=r"failed on a batch of shape \(1, 200000\): .*160000 samples"):
+        trt_mod.run_engine(engine, np.zeros((1, 200000), np.float32))
+
+
+def test_run_engine_without_tensorrt_or_gpu_is_a_toolchain_error(tiny_onnx, tmp_path, monkeypatch):
+    import numpy as np
+
+    from spoofsdk.manifest import Manifest, write_engine_manifest
+
+    _install_gpu_fakes(monkeypatch)
+    built = _build(tmp_path, tiny_onnx)
+    m = Manifest(sample_rate=16000, window_samples=16000, hop_samples=8000, min_samples=400)
+    write_engine_manifest(built.path, m, built.engine_info())
+    monkeypatch.setitem(sys.modules, "tensorrt", None)
+    with pytest.raises(
+        ToolchainUnavailableError, match=r"running the engine .*needs the TensorRT Python package"
+    ):
+        trt_mod.run_engine(built.path, np.zeros((1, 16000), np.float32))
+
+
+def test_gpu_info_is_the_sdks_gpu_identity(monkeypatch):
+    from spoofsdk.backends import tensorrt as sdk_trt
+    from spoofsdk.errors import BackendUnavailableError
+
+    monkeypatch.setattr(trt_mod, "_cudart", lambda: fake_cudart(2))
+    assert trt_mod.gpu_info(1) == {"name": "NVIDIA Orin (fake)", "compute_capability": "8.7"}
+    assert sdk_trt.running_gpu(fake_cudart(2), 1) == ("8.7", "NVIDIA Orin (fake)")
+    with pytest.raises(
+        ToolchainUnavailableError, match=r"engine build: expected a CUDA device id in \[0, 1\], given 2"
+    ):
+        trt_mod.gpu_info(2)
+    with pytest.raises(
+        BackendUnavailableError, match="backend 'tensorrt' needs an NVIDIA GPU: no CUDA device found"
+    ):
+        sdk_trt.running_gpu(fake_cudart(0), 0)

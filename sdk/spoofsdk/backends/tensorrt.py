@@ -31,7 +31,14 @@ from spoofsdk.backends.ort import TensorRTOptions
 from spoofsdk.errors import BackendUnavailableError, InvalidAudioError, ModelLoadError
 from spoofsdk.manifest import Manifest, check_engine_compatibility, check_graph_signature
 
-__all__ = ["EngineIO", "TensorRTBackend", "check_profile_shape", "import_cudart", "import_tensorrt"]
+__all__ = [
+    "EngineIO",
+    "TensorRTBackend",
+    "check_profile_shape",
+    "import_cudart",
+    "import_tensorrt",
+    "running_gpu",
+]
 
 logger = logging.getLogger("spoofsdk")
 
@@ -77,14 +84,23 @@ def _cuda_call(result: Any, what: str) -> Any:
     return values[0] if len(values) == 1 else tuple(values)
 
 
-def running_gpu(cudart: Any, device_id: int) -> tuple[str, str]:
-    """(compute capability "major.minor", name) of CUDA device ``device_id``."""
-    count = _cuda_call(cudart.cudaGetDeviceCount(), "cudaGetDeviceCount")
+def running_gpu(cudart: Any, device_id: int, *, needed_by: str = "backend 'tensorrt'") -> tuple[str, str]:
+    """(compute capability "major.minor", name) of CUDA device ``device_id``: the project's one GPU identity.
+
+    The TensorRT backend checks an engine's sidecar against it before deserialising, and spoof-export
+    records it in the sidecar when it builds an engine (``spoof_export.tensorrt.gpu_info``). ``cudart`` is
+    cuda-python's runtime module (:func:`import_cudart`). Raises :class:`BackendUnavailableError`, its
+    message starting with ``needed_by``, when no device is visible or ``device_id`` is out of range.
+    """
+    err, count = cudart.cudaGetDeviceCount()
+    if int(err) != 0 or int(count) == 0:
+        raise BackendUnavailableError(
+            f"{needed_by} needs an NVIDIA GPU: no CUDA device found (cudaGetDeviceCount -> {err}, {count} "
+            "devices): no CUDA device is visible here; check the driver and CUDA_VISIBLE_DEVICES"
+        )
     if not 0 <= device_id < int(count):
         raise BackendUnavailableError(
-            f"backend 'tensorrt': expected a CUDA device id in [0, {int(count) - 1}], given {device_id}"
-            if count
-            else "backend 'tensorrt': no CUDA device is visible (check the driver and CUDA_VISIBLE_DEVICES)"
+            f"{needed_by}: expected a CUDA device id in [0, {int(count) - 1}], given {device_id}"
         )
     props = _cuda_call(cudart.cudaGetDeviceProperties(device_id), "cudaGetDeviceProperties")
     name = props.name.decode(errors="replace") if isinstance(props.name, bytes) else str(props.name)
