@@ -149,8 +149,11 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from spoof_train.licence import is_licensed
     from spoofsdk import Detector
 
-    info = json.loads((Path(args.seen_from) / "training.json").read_text())
-    seen = set(info.get("train_attacks") or [])
+    if args.seen_attacks is not None:  # a model whose checkpoint is gone (the shipped v1 file)
+        seen = {a for a in args.seen_attacks.split(",") if a}
+    else:
+        info = json.loads((Path(args.seen_from) / "training.json").read_text())
+        seen = set(info.get("train_attacks") or [])
     det = Detector(args.model, backend="cpu", num_threads=args.threads, speech_gate=False)
     thr = float(det.threshold)
     threshold_logit = float(np.log(thr / (1 - thr)))
@@ -236,8 +239,11 @@ def cmd_short_clips(args: argparse.Namespace) -> int:
     from spoof_train.licence import is_licensed
     from spoofsdk import Detector
 
-    info = json.loads((Path(args.seen_from) / "training.json").read_text())
-    seen = set(info.get("train_attacks") or [])
+    if args.seen_attacks is not None:  # a model whose checkpoint is gone (the shipped v1 file)
+        seen = {a for a in args.seen_attacks.split(",") if a}
+    else:
+        info = json.loads((Path(args.seen_from) / "training.json").read_text())
+        seen = set(info.get("train_attacks") or [])
     det = Detector(args.model, backend="cpu", num_threads=args.threads, speech_gate=False)
     window = det.window_samples / det.sample_rate
     data: dict[str, dict[str, np.ndarray]] = {}
@@ -370,9 +376,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     e.add_argument("model")
     e.add_argument("--manifest", required=True)
     e.add_argument("--splits", nargs="+", default=["dev", "test"])
-    e.add_argument(
-        "--seen-from", required=True, help="checkpoint dir whose training.json lists train attacks"
-    )
+    seen = e.add_mutually_exclusive_group(required=True)
+    seen.add_argument("--seen-from", help="checkpoint dir whose training.json lists train attacks")
+    seen.add_argument("--seen-attacks", help="the train attacks, comma-separated (instead of --seen-from)")
     e.add_argument("--out", default=None)
     e.add_argument("--scores-dir", default=None)
     e.add_argument("--threads", type=int, default=2)
