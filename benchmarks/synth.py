@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-RESYNTH = ("lpcnet", "lpcnet-codec", "griffinlim", "world", "lpc", "codec2")
+RESYNTH = ("lpcnet", "lpcnet-codec", "hifigan", "griffinlim", "world", "lpc", "codec2")
 TTS = (("piper", "en"), ("kokoro", "en"), ("kokoro", "ja"), ("espeak", "en"))
 SENTENCES = {
     "en": [
