@@ -1,9 +1,9 @@
 """The evaluation sets of default detector v2 (fixed before any candidate was trained; docs/model-card.md).
 
-Every dev / test row of corpus-v1 (licensed or not: evaluation may use rows no shipped model trains on) plus
-the neural spoofs corpus-v2 adds to the same split (LPCNet, LPCNet codec, HiFi-GAN, Kokoro, Piper), with absolute
-paths, one manifest per split. The selection rule reads dev: the mean of the per-attack EERs (each attack
-against every dev bona fide clip) over the dev attacks that are neural and unseen in training:
+Every dev / test row of corpus-v1 (licensed or not: evaluation may use rows no shipped model trains on)
+plus the neural spoofs corpus-v2 adds to the same split (LPCNet, LPCNet codec, HiFi-GAN, Kokoro, Piper),
+with absolute paths, one manifest per split. The selection rule reads dev: the mean of the per-attack EERs
+(each attack against every dev bona fide clip) over the dev attacks that are neural and unseen in training:
 ``piper`` and ``lpcnet-codec`` (corpus-v2's held-out generators) and ``glowtts_demo``, ``vits_demo``
 (corpus-v1's neural demos).
 
