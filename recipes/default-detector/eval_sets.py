@@ -19,6 +19,8 @@ from pathlib import Path
 #: Dev attacks the selection rule averages over, and the test attacks the v2 targets name.
 DEV_NEURAL_UNSEEN = ("piper", "lpcnet-codec", "glowtts_demo", "vits_demo")
 TEST_NEURAL_TARGETS = ("hifigan_demo", "melgan_demo", "piper")
+#: The classic attacks every candidate (and the v1 detector) trained on: the "seen classic" target pools them.
+CLASSIC_SEEN = ("espeak", "festival_kal", "flite_awb", "flite_kal", "flite_rms", "griffinlim", "world")
 NEURAL_V2 = ("lpcnet", "lpcnet-codec", "hifigan", "kokoro", "piper")
 
 

@@ -4,7 +4,8 @@ Reads ``spoof-train evaluate --out`` folders (``scores.tsv``: id, label, attack,
 of each candidate on the same evaluation manifest (``eval_sets.py``), and prints one table: per attack, the
 EER of each candidate and of the fusion of every pair (mean of their scores, which is what
 ``spoof-train ensemble`` builds: the mean of the members' logits), then the selection metric (the mean of the
-per-attack EERs over ``--select`` attacks, eval_sets.DEV_NEURAL_UNSEEN by default) and the pooled EER.
+per-attack EERs over ``--select`` attacks, eval_sets.DEV_NEURAL_UNSEEN by default), the pooled EER and the
+EER over the classic attacks every candidate trained on (eval_sets.CLASSIC_SEEN).
 
     python recipes/default-detector/select.py spectral=runs/v2/spectral/eval-dev whisper=runs/v2/...
         [--select piper,lpcnet-codec,glowtts_demo,vits_demo] [--json out.json]
@@ -22,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from eval_sets import DEV_NEURAL_UNSEEN
+from eval_sets import CLASSIC_SEEN, DEV_NEURAL_UNSEEN
 
 from spoof_train.metrics import compute_eer
 
@@ -47,9 +48,11 @@ def table(cands: dict[str, dict[str, tuple[str, str, float]]], select: tuple[str
     for name, s in systems.items():
         per = {atk: 100 * compute_eer(s[bona], s[attacks == atk])[0] for atk in sorted(set(attacks[~bona]))}
         chosen = [per[a] for a in select if a in per]
+        classic = np.isin(attacks, CLASSIC_SEEN)
         out[name] = {
             "per_attack": per,
             "pooled": 100 * compute_eer(s[bona], s[~bona])[0],
+            "classic_seen": 100 * compute_eer(s[bona], s[classic])[0] if classic.any() else float("nan"),
             "selection": float(np.mean(chosen)) if chosen else float("nan"),
             "selection_attacks": [a for a in select if a in per],
             "trials": len(ids),
@@ -79,6 +82,7 @@ def main() -> None:
             + " |"
         )
     print("| **pooled** | " + " | ".join(f"{res[n]['pooled']:.2f}" for n in names) + " |")
+    print("| **classic, seen** | " + " | ".join(f"{res[n]['classic_seen']:.2f}" for n in names) + " |")
     print("| **selection** | " + " | ".join(f"{res[n]['selection']:.2f}" for n in names) + " |")
     if args.json:
         args.json.write_text(json.dumps(res, indent=2) + "\n")
