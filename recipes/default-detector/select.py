@@ -29,10 +29,19 @@ from spoof_train.metrics import compute_eer
 
 
 def _scores(folder: Path) -> dict[str, tuple[str, str, float]]:
-    with (folder / "scores.tsv").open(newline="", encoding="utf-8") as f:
-        return {
-            r["id"]: (r["label"], r["attack"], float(r["score"])) for r in csv.DictReader(f, delimiter="\t")
-        }
+    """``spoof-train evaluate``'s ``scores.tsv`` (id, score = bona fide - spoof logit), or the one TSV of
+    ``scripts/default_detector.py evaluate --scores-dir`` (path, spoof_logodds: a model file through the
+    SDK), as id -> (label, attack, score with higher = bona fide)."""
+    if (folder / "scores.tsv").is_file():
+        with (folder / "scores.tsv").open(newline="", encoding="utf-8") as f:
+            rows = csv.DictReader(f, delimiter="\t")
+            return {r["id"]: (r["label"], r["attack"], float(r["score"])) for r in rows}
+    tables = sorted(folder.glob("*.tsv"))
+    if len(tables) != 1:
+        raise SystemExit(f"{folder}: expected scores.tsv or one SPLIT.tsv of default_detector.py evaluate")
+    with tables[0].open(newline="", encoding="utf-8") as f:
+        rows = csv.DictReader(f, delimiter="\t")
+        return {Path(r["path"]).stem: (r["label"], r["attack"], -float(r["spoof_logodds"])) for r in rows}
 
 
 def table(cands: dict[str, dict[str, tuple[str, str, float]]], select: tuple[str, ...]) -> dict[str, dict]:
