@@ -3,6 +3,7 @@ make-manifest, and the documented exit codes for bad input (issue item 11)."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 from collections.abc import Iterator
@@ -14,8 +15,9 @@ import pytest
 import soundfile as sf
 import torch
 
+from spoof_train.checkpoint import load_checkpoint
 from spoof_train.cli import EXIT_CHECKPOINT, EXIT_CONFIG, EXIT_DATA, main
-from spoof_train.data import Utterance, write_manifest
+from spoof_train.data import Utterance, read_manifest, write_manifest
 
 
 @pytest.fixture(autouse=True)
@@ -114,6 +116,70 @@ def test_print_config(tmp_path: Path, corpus: Path, capsys: pytest.CaptureFixtur
     assert "seed: 9" in capsys.readouterr().out
 
 
+def _det_by_hand(bona: np.ndarray, spoof: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Miss and false-alarm rates at a threshold below all scores and at every distinct score
+    (bona fide when score > threshold)."""
+    thresholds = np.concatenate(([-np.inf], np.unique(np.concatenate((bona, spoof)))))
+    miss = np.array([np.mean(bona <= t) for t in thresholds])
+    fa = np.array([np.mean(spoof > t) for t in thresholds])
+    return miss, fa
+
+
+def _eer_by_hand(bona: np.ndarray, spoof: np.ndarray) -> float:
+    miss, fa = _det_by_hand(bona, spoof)
+    i = int(np.argmin(np.abs(miss - fa)))
+    return float((miss[i] + fa[i]) / 2)
+
+
+def _min_tdcf_by_hand(bona: np.ndarray, spoof: np.ndarray, asv_lines: list[str], version: str) -> float:
+    """min t-DCF with the ASV operating point at the ASV EER threshold (ASVspoof 2019 legacy / 2021 revised
+    formulas and cost models: Pspoof 0.05, Ptar 0.9405, Pnon 0.0095, Cmiss 1, Cfa 10)."""
+    asv: dict[str, list[float]] = {"target": [], "nontarget": [], "spoof": []}
+    for line in asv_lines:
+        *_, key, value = line.split()
+        asv[key].append(float(value))
+    tar, non, spf = (np.array(asv[k]) for k in ("target", "nontarget", "spoof"))
+    m_asv, f_asv = _det_by_hand(tar, non)
+    thresholds = np.concatenate(([-np.inf], np.unique(np.concatenate((tar, non)))))
+    i = int(np.argmin(np.abs(m_asv - f_asv)))
+    t_asv = thresholds[i] if np.isfinite(thresholds[i]) else min(tar.min(), non.min()) - 0.001
+    pfa, pmiss, pfa_spoof = np.mean(non >= t_asv), np.mean(tar < t_asv), np.mean(spf >= t_asv)
+    p_spoof, p_tar, p_non = 0.05, 0.95 * 0.99, 0.95 * 0.01
+    miss, fa = _det_by_hand(bona, spoof)
+    if version == "2019":
+        c1 = p_tar * (1 - pmiss) - p_non * 10 * pfa
+        c2 = 10 * p_spoof * pfa_spoof
+        return float(min((c1 * miss + c2 * fa) / min(c1, c2)))
+    c0 = p_tar * pmiss + p_non * 10 * pfa
+    c1 = p_tar - c0
+    c2 = p_spoof * 10 * pfa_spoof
+    return float(min((c0 + c1 * miss + c2 * fa) / (c0 + min(c1, c2))))
+
+
+def _check_metrics_by_hand(res: dict[str, Any], rows: list[list[str]], asv_lines: list[str]) -> None:
+    """evaluate's metrics recomputed from the rows of its scores.tsv (id, label, attack, score)."""
+    bona = np.array([float(r[3]) for r in rows if r[1] == "bonafide"])
+    spoof = {a: np.array([float(r[3]) for r in rows if r[1] == "spoof" and r[2] == a]) for a in ("A1", "A2")}
+    all_spoof = np.concatenate(list(spoof.values()))
+    assert res["eer"] == pytest.approx(_eer_by_hand(bona, all_spoof), abs=1e-9)
+    for attack in ("A1", "A2"):
+        assert res["per_attack"][attack]["eer"] == pytest.approx(_eer_by_hand(bona, spoof[attack]), abs=1e-9)
+    assert res["eer_seen"] == pytest.approx(_eer_by_hand(bona, spoof["A1"]), abs=1e-9)  # A1 was trained on
+    assert res["eer_unseen"] == pytest.approx(_eer_by_hand(bona, spoof["A2"]), abs=1e-9)
+    miss, fa = _det_by_hand(bona, all_spoof)
+    # ASVspoof 5 costs: Pspoof 0.05, Cmiss 1, Cfa 10; normalised by min(0.95, 0.5)
+    assert res["min_dcf"] == pytest.approx(min((0.95 * miss + 0.5 * fa) / 0.5), rel=1e-6, abs=1e-12)
+    thr = -math.log(0.95 / 0.5)  # the Bayes threshold of the same costs, scores read as LLRs
+    act = (0.95 * np.mean(bona < thr) + 0.5 * np.mean(all_spoof >= thr)) / 0.5
+    assert res["act_dcf"] == pytest.approx(act, rel=1e-6)
+    cllr = (np.mean(np.log2(1 + np.exp(-bona))) + np.mean(np.log2(1 + np.exp(all_spoof)))) / 2
+    assert res["cllr"] == pytest.approx(cllr, rel=1e-5)
+    # the t-DCF path: the ASV file's target / nontarget / spoof scores reach both t-DCF versions
+    for version in ("2019", "2021"):
+        want = _min_tdcf_by_hand(bona, all_spoof, asv_lines, version)
+        assert res[f"min_tdcf_{version}"] == pytest.approx(want, rel=1e-5, abs=1e-12), version
+
+
 def test_evaluate_writes_metrics_scores_and_det(
     tmp_path: Path, corpus: Path, trained: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -132,9 +198,6 @@ def test_evaluate_writes_metrics_scores_and_det(
     res = json.loads(capsys.readouterr().out)
     assert res["n_bonafide"] == 4
     assert res["n_spoof"] == 4
-    assert 0.0 <= res["eer"] <= 1.0
-    for key in ("min_dcf", "act_dcf", "cllr", "min_tdcf_2019", "min_tdcf_2021", "eer_seen", "eer_unseen"):
-        assert key in res, key
     assert res["per_attack"]["A1"]["seen"] is True
     assert res["per_attack"]["A2"]["seen"] is False
     assert res["n_spoof_seen"] == 2
@@ -142,6 +205,54 @@ def test_evaluate_writes_metrics_scores_and_det(
     scores = (tmp_path / "ev" / "scores.tsv").read_text().splitlines()
     assert scores[0] == "id\tlabel\tattack\tscore"
     assert len(scores) == 9
+    rows = [line.split("\t") for line in scores[1:]]
+    score_of = {r[0]: float(r[3]) for r in rows}
+    bona = np.array([float(r[3]) for r in rows if r[1] == "bonafide"])
+    spoof = np.array([float(r[3]) for r in rows if r[1] == "spoof"])
+    # the score sign: higher = bona fide (the trained model puts every tone above every noise: EER 0)
+    assert bona.min() > spoof.max()
+    assert res["eer"] == 0.0
+    _check_metrics_by_hand(res, rows, lines)
+    # each score is the model's mean over 0.25 s windows of logit_bonafide - logit_spoof (16 kHz clips)
+    checked = 0
+    model, _, _ = load_checkpoint(trained)
+    model.eval()
+    for path in sorted((corpus / "dev").rglob("*.wav")):
+        wave, sr = sf.read(path, dtype="float32")
+        if sr != 16000:
+            continue
+        w = 4000
+        starts = sorted({*range(0, wave.size - w + 1, w), wave.size - w})
+        with torch.no_grad():
+            logits = model(torch.from_numpy(np.stack([wave[s : s + w] for s in starts])))
+        key = next(k for k in score_of if Path(k).stem == path.stem and path.parent.name in k)
+        assert score_of[key] == pytest.approx(float((logits[:, 0] - logits[:, 1]).mean()), abs=1e-4)
+        checked += 1
+    assert checked == 4
+    # the same trials with one bona fide and one spoof label swapped: overlapping scores, so every metric
+    # has a value that a wrong formula, sign or trial split would change
+    swapped = [
+        dataclasses.replace(
+            u,
+            label="spoof" if u.label == "bonafide" else "bonafide",
+            attack="A2" if u.label == "bonafide" else "-",
+        )
+        if u.split == "dev" and Path(u.path).stem in ("bonafide_1", "spoof_2")
+        else u
+        for u in read_manifest(m)
+    ]
+    write_manifest(tmp_path / "swapped.tsv", swapped)
+    code = main(
+        ["evaluate", str(trained), "--manifest", str(tmp_path / "swapped.tsv"), "--split", "dev",
+         "--out", str(tmp_path / "ev2"), "--asv-scores", str(asv), "--chunk-seconds", "0.25",
+         "--json", "--quiet"]
+    )  # fmt: skip
+    assert code == 0
+    res2 = json.loads(capsys.readouterr().out)
+    rows2 = [line.split("\t") for line in (tmp_path / "ev2" / "scores.tsv").read_text().splitlines()[1:]]
+    assert {r[0]: float(r[3]) for r in rows2} == score_of  # the same scores, other labels
+    assert 0.2 <= res2["eer"] <= 0.3  # measured 0.25: one of four trials of each class on the wrong side
+    _check_metrics_by_hand(res2, rows2, lines)
     assert (tmp_path / "ev" / "det.png").read_bytes()[:4] == b"\x89PNG"
     assert json.loads((tmp_path / "ev" / "metrics.json").read_text())["eer"] == res["eer"]
     # human-readable output
