@@ -168,6 +168,7 @@ def test_stats_and_latency(detector: Detector, speechlike: np.ndarray) -> None:
             sess.push(speechlike[k : k + 320])
         score = sess.flush()
         st = sess.stats()
+    _assert_same(score.windows, detector.score(speechlike, SR).windows)  # the logits are offline scoring's
     assert st.windows == len(score.windows)
     assert st.pushes == -(-speechlike.size // 320)
     assert st.duration_s == pytest.approx(speechlike.size / SR)
@@ -184,6 +185,21 @@ def test_score_so_far(detector: Detector, speechlike: np.ndarray) -> None:
         partial = sess.score_so_far()
         assert partial is not None
         assert len(partial.windows) == 2
+        # the two windows' logits are offline scoring's of the same 1.5 s, and so is their aggregate
+        offline = detector.score(speechlike[:24000], SR)
+        assert [(w.start_s, w.end_s) for w in partial.windows] == [
+            (w.start_s, w.end_s) for w in offline.windows
+        ]
+        np.testing.assert_allclose(
+            [w.logit for w in partial.windows], [w.logit for w in offline.windows], rtol=0, atol=1e-5
+        )
+        assert partial.logit == pytest.approx(offline.logit, abs=1e-5)
+        assert partial.is_spoof == offline.is_spoof
+        # and they differ from window to window: a constant or stale logit would not match
+        assert abs(partial.windows[0].logit - partial.windows[1].logit) > 1e-3
+        sess.push(speechlike[24000:])
+        final = sess.flush()
+        assert [w.logit for w in final.windows[:2]] == [w.logit for w in partial.windows]
 
 
 def test_non_contiguous_buffer(detector: Detector) -> None:
