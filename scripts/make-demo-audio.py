@@ -6,6 +6,9 @@
   ``/usr/share/asterisk/sounds/en_US_f_Allison``;
 * spoofed speech generated here, offline, with espeak-ng (two English voices reading call-centre fraud
   lines), plus one of them sent through G.711 mu-law at 8 kHz the way it would arrive over a phone line;
+* a neural deepfake made here: the first Allison prompt re-synthesised by the LPCNet neural vocoder in
+  Debian's ``libcodec2-1.0`` (``spoof-train synth``'s ``lpcnet`` generator; weights LGPL-2.1, the clip a
+  derivative of the CC BY-SA 3.0 prompt); skipped with a note when libcodec2 or the prompt is missing;
 * audio without speech generated here (tests/sdk/gating_cases.py): hold music and a muted line with comfort
   noise, which the detector's speech gate calls ``undetermined`` instead of judging.
 
@@ -61,6 +64,32 @@ def to_mulaw_8k(src: Path, out: Path) -> None:
     sf.write(out, np.clip(y, -1.0, 1.0), 8000, subtype="ULAW")
 
 
+def lpcnet_copy(out: Path) -> Path | None:
+    """The first Allison prompt re-synthesised by LPCNet (a neural vocoder): a voice clone of a real
+    recording, the kind of spoof the v1 detector missed. None (with a note) when it cannot be made."""
+    src = ALLISON / f"{ALLISON_PROMPTS[0]}.wav"
+    try:
+        import spoof_train.synth  # noqa: F401 - registers the generators
+        from spoof_train.synth.base import GeneratorUnavailableError, make_generator
+    except ImportError:
+        print("note: spoof_train is not installed; no LPCNet example")
+        return None
+    if not src.is_file():
+        print(f"note: {src} not found; no LPCNet example")
+        return None
+    try:
+        gen = make_generator("lpcnet")
+        gen.check()
+    except GeneratorUnavailableError as exc:
+        print(f"note: no LPCNet example: {exc}")
+        return None
+    x, sr = sf.read(src, dtype="float32")
+    y = gen.resynthesize(x, sr, np.random.default_rng(0))
+    dst = out / f"spoof-lpcnet-allison-{ALLISON_PROMPTS[0]}.wav"
+    sf.write(dst, np.clip(y, -1.0, 1.0), sr, subtype="PCM_16")
+    return dst
+
+
 def main(argv: list[str]) -> int:
     out = Path(argv[0]) if argv else ROOT / "out" / "demo-audio"
     out.mkdir(parents=True, exist_ok=True)
@@ -86,6 +115,9 @@ def main(argv: list[str]) -> int:
         tel = out / "spoof-espeak-en-us-bank-mulaw8k.wav"
         to_mulaw_8k(out / "spoof-espeak-en-us-bank.wav", tel)
         made.append(tel)
+        lpcnet = lpcnet_copy(out)
+        if lpcnet is not None:
+            made.append(lpcnet)
         sys.path.insert(0, str(ROOT / "tests" / "sdk"))
         from gating_cases import non_speech
 
