@@ -13,6 +13,7 @@ The ORT CUDA and TensorRT execution providers are not faked.
 from __future__ import annotations
 
 import ctypes
+import enum
 import importlib.machinery
 import json
 import sys
@@ -26,6 +27,108 @@ import numpy as np
 MAGIC = b"SPOOFSDK-FAKE-TRT-ENGINE\n"
 FAKE_GPU = ("NVIDIA H100 80GB HBM3 (fake)", (9, 0))
 FAKE_TRT_VERSION = "10.16.1.11"
+
+
+class _TrtEnum(enum.IntEnum):
+    """A pybind11 enum of the tensorrt module: an int with a name, printed as ``DataType.HALF``."""
+
+    def __str__(self) -> str:
+        return f"{type(self).__name__}.{self.name}"
+
+
+# The members the project uses, with TensorRT 10's values (NvInfer.h); tests/gpu/test_tensorrt_fakes.py
+# checks every one against the real module wherever it imports.
+class NetworkDefinitionCreationFlag(_TrtEnum):
+    STRONGLY_TYPED = 1
+
+
+class MemoryPoolType(_TrtEnum):
+    WORKSPACE = 0
+
+
+class BuilderFlag(_TrtEnum):
+    VERSION_COMPATIBLE = 13
+
+
+class HardwareCompatibilityLevel(_TrtEnum):
+    NONE = 0
+    AMPERE_PLUS = 1
+
+
+class TensorIOMode(_TrtEnum):
+    NONE = 0
+    INPUT = 1
+    OUTPUT = 2
+
+
+class DataType(_TrtEnum):
+    FLOAT = 0
+    HALF = 1
+
+
+class Severity(_TrtEnum):
+    """``tensorrt.ILogger.Severity``, also reachable as ``tensorrt.Logger.ERROR`` etc."""
+
+    INTERNAL_ERROR = 0
+    ERROR = 1
+    WARNING = 2
+    INFO = 3
+    VERBOSE = 4
+
+
+ENUMS = {
+    "NetworkDefinitionCreationFlag": NetworkDefinitionCreationFlag,
+    "MemoryPoolType": MemoryPoolType,
+    "BuilderFlag": BuilderFlag,
+    "HardwareCompatibilityLevel": HardwareCompatibilityLevel,
+    "TensorIOMode": TensorIOMode,
+    "DataType": DataType,
+}
+
+
+class IHostMemory:
+    """What ``Builder.build_serialized_network`` returns: library memory behind the buffer protocol, with
+    ``nbytes`` and ``dtype``; not ``bytes`` (no ``len``, slicing or ``startswith``). Python < 3.12 cannot give
+    a Python class the buffer protocol, so ``bytes(m)`` goes through ``__bytes__`` there."""
+
+    def __init__(self, data: bytes) -> None:
+        self._data = bytes(data)
+        self.nbytes = len(self._data)
+        self.dtype = DataType.FLOAT  # the real one reports UINT8; only nbytes and the bytes are used
+
+    def __bytes__(self) -> bytes:
+        return self._data
+
+    def __buffer__(self, flags: int) -> memoryview:  # Python >= 3.12 (PEP 688), as the real class
+        return memoryview(self._data)
+
+
+class ParserError:
+    """``OnnxParser.get_error(i)``: an ``IParserError`` object (``code()``, ``desc()``, ``node()``, ...)."""
+
+    def __init__(self, desc: str, *, node: int = -1) -> None:
+        self._desc, self._node = desc, node
+
+    def code(self) -> int:
+        return 6  # ErrorCode.INVALID_NODE
+
+    def desc(self) -> str:
+        return self._desc
+
+    def file(self) -> str:
+        return "fake"
+
+    def func(self) -> str:
+        return "fake"
+
+    def line(self) -> int:
+        return 0
+
+    def node(self) -> int:
+        return self._node
+
+    def __str__(self) -> str:
+        return self._desc
 
 
 class _Context:
@@ -88,14 +191,14 @@ class _Engine:
     def get_tensor_name(self, i: int) -> str:
         return ("audio", "logits")[i]
 
-    def get_tensor_mode(self, name: str) -> str:
-        return "INPUT" if name == "audio" else "OUTPUT"
+    def get_tensor_mode(self, name: str) -> TensorIOMode:
+        return TensorIOMode.INPUT if name == "audio" else TensorIOMode.OUTPUT
 
     def get_tensor_shape(self, name: str) -> tuple[int, ...]:
         return (-1, -1) if name == "audio" else (-1, 2)
 
-    def get_tensor_dtype(self, name: str) -> str:
-        return "FLOAT"
+    def get_tensor_dtype(self, name: str) -> DataType:
+        return DataType.FLOAT
 
     def get_tensor_profile_shape(self, name: str, index: int) -> tuple[tuple[int, ...], ...]:
         if name != "audio" or index != 0:
@@ -111,7 +214,7 @@ def make_tensorrt() -> types.ModuleType:
     m.__version__ = FAKE_TRT_VERSION  # type: ignore[attr-defined]
 
     class Logger:
-        ERROR, WARNING = 1, 2
+        INTERNAL_ERROR, ERROR, WARNING, INFO, VERBOSE = Severity
 
         def __init__(self, level: int) -> None:
             self.level = level
@@ -153,15 +256,15 @@ def make_tensorrt() -> types.ModuleType:
             self.profiles: list[Profile] = []
             self._cache: Cache | None = None
 
-        def set_memory_pool_limit(self, pool: str, size: int) -> None:
-            pass
+        def set_memory_pool_limit(self, pool: MemoryPoolType, size: int) -> None:
+            MemoryPoolType(pool)
 
         def add_optimization_profile(self, p: Profile) -> int:
             self.profiles.append(p)
             return len(self.profiles) - 1
 
-        def set_flag(self, flag: str) -> None:
-            pass
+        def set_flag(self, flag: BuilderFlag) -> None:
+            BuilderFlag(flag)
 
         def create_timing_cache(self, data: bytes) -> Cache:
             return Cache(bytes(data))
@@ -178,6 +281,8 @@ def make_tensorrt() -> types.ModuleType:
             pass
 
         def create_network(self, flags: int) -> Network:
+            if flags != 1 << NetworkDefinitionCreationFlag.STRONGLY_TYPED:
+                raise ValueError(f"fake TensorRT: expected a strongly typed network, given flags {flags}")
             return Network()
 
         def create_builder_config(self) -> Config:
@@ -186,11 +291,11 @@ def make_tensorrt() -> types.ModuleType:
         def create_optimization_profile(self) -> Profile:
             return Profile()
 
-        def build_serialized_network(self, network: Network, config: Config) -> bytes | None:
+        def build_serialized_network(self, network: Network, config: Config) -> IHostMemory | None:
             if not network.onnx_path or not config.profiles or config.profiles[0].shapes is None:
                 return None
             doc = {"onnx": network.onnx_path, "profile": config.profiles[0].shapes}
-            return MAGIC + json.dumps(doc).encode()
+            return IHostMemory(MAGIC + json.dumps(doc).encode())
 
     class OnnxParser:
         num_errors = 0
@@ -205,8 +310,8 @@ def make_tensorrt() -> types.ModuleType:
             self.network.onnx_path = str(Path(path).resolve())
             return True
 
-        def get_error(self, i: int) -> str:
-            return ""
+        def get_error(self, i: int) -> ParserError:
+            return ParserError("")
 
     class Runtime:
         def __init__(self, logger: Logger) -> None:
@@ -224,12 +329,9 @@ def make_tensorrt() -> types.ModuleType:
         "Builder": Builder,
         "OnnxParser": OnnxParser,
         "Runtime": Runtime,
-        "NetworkDefinitionCreationFlag": types.SimpleNamespace(STRONGLY_TYPED=5),
-        "MemoryPoolType": types.SimpleNamespace(WORKSPACE="WORKSPACE"),
-        "BuilderFlag": types.SimpleNamespace(VERSION_COMPATIBLE="VERSION_COMPATIBLE"),
-        "HardwareCompatibilityLevel": types.SimpleNamespace(AMPERE_PLUS="AMPERE_PLUS"),
-        "TensorIOMode": types.SimpleNamespace(INPUT="INPUT", OUTPUT="OUTPUT"),
-        "DataType": types.SimpleNamespace(FLOAT="FLOAT", HALF="HALF"),
+        "IHostMemory": IHostMemory,
+        "ParserError": ParserError,
+        **ENUMS,
     }.items():
         setattr(m, name, value)
     return m

@@ -16,6 +16,9 @@ from spoof_export import tensorrt as trt_mod
 from spoof_export.errors import EngineBuildError, TensorRTCompatibilityError, ToolchainUnavailableError
 from spoof_export.tensorrt import build_engine, check_tensorrt_compatibility, import_tensorrt
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "scripts"))
+import gpu_fakes  # TensorRT 10 enums, IHostMemory, ParserError (checked in tests/gpu)
+
 
 def _graph(
     nodes: list[Any], *, opset: int = 17, extra_opsets: tuple[tuple[str, int], ...] = ()
@@ -100,7 +103,7 @@ def fake_tensorrt(rec: _Recorder, *, parse_ok: bool = True, build_ok: bool = Tru
     m.__version__ = version  # type: ignore[attr-defined]
 
     class Logger:
-        WARNING = 2
+        WARNING = gpu_fakes.Severity.WARNING
 
         def __init__(self, level: int) -> None:
             rec.calls.append(("Logger", level))
@@ -163,9 +166,9 @@ def fake_tensorrt(rec: _Recorder, *, parse_ok: bool = True, build_ok: bool = Tru
         def create_optimization_profile(self) -> Profile:
             return Profile()
 
-        def build_serialized_network(self, network: Network, config: Config) -> bytes | None:
+        def build_serialized_network(self, network: Network, config: Config) -> gpu_fakes.IHostMemory | None:
             rec.calls.append(("build", config.hardware_compatibility_level))
-            return b"ENGINE" if build_ok else None
+            return gpu_fakes.IHostMemory(b"ENGINE") if build_ok else None
 
     class OnnxParser:
         num_errors = 0 if parse_ok else 2
@@ -178,16 +181,14 @@ def fake_tensorrt(rec: _Recorder, *, parse_ok: bool = True, build_ok: bool = Tru
             rec.calls.append(("parse", Path(path).name))
             return parse_ok
 
-        def get_error(self, i: int) -> str:
-            return f"parser error {i}"
+        def get_error(self, i: int) -> gpu_fakes.ParserError:
+            return gpu_fakes.ParserError(f"parser error {i}")
 
     m.Logger = Logger  # type: ignore[attr-defined]
     m.Builder = Builder  # type: ignore[attr-defined]
     m.OnnxParser = OnnxParser  # type: ignore[attr-defined]
-    m.NetworkDefinitionCreationFlag = types.SimpleNamespace(STRONGLY_TYPED=5)  # type: ignore[attr-defined]
-    m.MemoryPoolType = types.SimpleNamespace(WORKSPACE="WORKSPACE")  # type: ignore[attr-defined]
-    m.BuilderFlag = types.SimpleNamespace(VERSION_COMPATIBLE="VERSION_COMPATIBLE")  # type: ignore[attr-defined]
-    m.HardwareCompatibilityLevel = types.SimpleNamespace(AMPERE_PLUS="AMPERE_PLUS")  # type: ignore[attr-defined]
+    for name, value in gpu_fakes.ENUMS.items():
+        setattr(m, name, value)
     return m
 
 
@@ -218,13 +219,13 @@ def test_build_engine_drives_the_tensorrt10_api(tiny_onnx, tmp_path, monkeypatch
     built = _build(tmp_path, tiny_onnx, timing_cache=cache, hardware_compatible=True, version_compatible=True)
     assert (tmp_path / "m.trt").read_bytes() == b"ENGINE"
     assert cache.read_bytes() == b"timing-cache:old"  # read before, written after the build
-    assert ("create_network", 1 << 5) in rec.calls  # STRONGLY_TYPED network
+    assert ("create_network", 1 << 1) in rec.calls  # STRONGLY_TYPED network (TensorRT 10: flag 1)
     assert ("parse", tiny_onnx.name) in rec.calls
-    assert ("workspace", "WORKSPACE", 1 << 30) in rec.calls
+    assert ("workspace", gpu_fakes.MemoryPoolType.WORKSPACE, 1 << 30) in rec.calls
     assert ("set_shape", "audio", (1, 16000), (4, 64600), (16, 160000)) in rec.calls
     assert ("create_timing_cache", b"old") in rec.calls
-    assert ("set_flag", "VERSION_COMPATIBLE") in rec.calls
-    assert ("build", "AMPERE_PLUS") in rec.calls
+    assert ("set_flag", gpu_fakes.BuilderFlag.VERSION_COMPATIBLE) in rec.calls
+    assert ("build", gpu_fakes.HardwareCompatibilityLevel.AMPERE_PLUS) in rec.calls
     assert built.compute_capability == "8.7"
     assert built.tensorrt_version == "10.3.0"
     assert built.build_flags == (

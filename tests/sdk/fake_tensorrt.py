@@ -10,12 +10,17 @@ tests/gpu does that.
 from __future__ import annotations
 
 import ctypes
+import sys
 import threading
+from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
 from sdk_models import reference_logits
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "scripts"))
+from gpu_fakes import DataType, Severity, TensorIOMode  # TensorRT 10 enum values
 
 ENGINE_BYTES = b"FAKE-TRT-ENGINE"
 
@@ -58,11 +63,11 @@ class FakeEngine:
         self,
         *,
         names: tuple[str, str] = ("audio", "logits"),
-        dtype: str = "FLOAT",
+        dtype: str = "FLOAT",  # a DataType member's name
         profile: tuple[tuple[int, int], ...] = ((1, 400), (4, 16000), (8, 16000)),
     ) -> None:
         self.names = names
-        self.dtype = dtype
+        self.dtype = DataType[dtype]
         self.profile = profile
         self.num_io_tensors = 2
         self.num_optimization_profiles = 1
@@ -71,13 +76,13 @@ class FakeEngine:
     def get_tensor_name(self, i: int) -> str:
         return self.names[i]
 
-    def get_tensor_mode(self, name: str) -> str:
-        return "INPUT" if name == self.names[0] else "OUTPUT"
+    def get_tensor_mode(self, name: str) -> TensorIOMode:
+        return TensorIOMode.INPUT if name == self.names[0] else TensorIOMode.OUTPUT
 
     def get_tensor_shape(self, name: str) -> tuple[int, ...]:
         return (-1, -1) if name == self.names[0] else (-1, 2)
 
-    def get_tensor_dtype(self, name: str) -> str:
+    def get_tensor_dtype(self, name: str) -> DataType:
         return self.dtype
 
     def get_tensor_profile_shape(self, name: str, index: int) -> tuple[tuple[int, int], ...]:
@@ -95,7 +100,7 @@ def make_fake_trt(version: str = "10.3.0", engine: FakeEngine | None = None) -> 
     state = SimpleNamespace(deserialized=0, engine=engine or FakeEngine())
 
     class Logger:
-        ERROR = 2
+        ERROR = Severity.ERROR
 
         def __init__(self, severity: int) -> None:
             self.severity = severity
@@ -112,8 +117,8 @@ def make_fake_trt(version: str = "10.3.0", engine: FakeEngine | None = None) -> 
         __version__=version,
         Logger=Logger,
         Runtime=Runtime,
-        TensorIOMode=SimpleNamespace(INPUT="INPUT", OUTPUT="OUTPUT"),
-        DataType=SimpleNamespace(FLOAT="FLOAT", HALF="HALF"),
+        TensorIOMode=TensorIOMode,
+        DataType=DataType,
         state=state,
     )
 
