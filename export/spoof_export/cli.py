@@ -17,24 +17,14 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
+from spoofsdk._cli_version import PrintVersion
+
 __all__ = ["build_calibrate_parser", "build_parser", "main"]
 
 EPILOG = (
     "exit codes: 0 ok, 1 internal error, 2 bad arguments, 3 validation failed, 4 TensorRT/GPU missing, "
     "5 bad checkpoint / model file, 6 bad calibration/dev set, 7 TensorRT cannot build the graph"
 )
-
-
-class _PrintVersion(argparse.Action):
-    """``--version``: one unwrapped line on stdout, exit 0 (argparse's own action wraps the line)."""
-
-    def __init__(self, option_strings: Sequence[str], dest: str = argparse.SUPPRESS, **kwargs: Any) -> None:
-        self.version = kwargs.pop("version")
-        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS, **kwargs)
-
-    def __call__(self, parser: argparse.ArgumentParser, *args: object, **kwargs: object) -> None:
-        print(self.version)
-        parser.exit()
 
 
 def _version(prog: str) -> str:
@@ -64,7 +54,7 @@ def build_parser() -> argparse.ArgumentParser:
         allow_abbrev=False,
     )
     p.add_argument(
-        "--version", action=_PrintVersion, help="print the version and exit", version=_version("spoof-export")
+        "--version", action=PrintVersion, help="print the version and exit", version=_version("spoof-export")
     )
     req = p.add_argument_group("required")
     req.add_argument(
@@ -268,7 +258,7 @@ def build_calibrate_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--version",
-        action=_PrintVersion,
+        action=PrintVersion,
         help="print the version and exit",
         version=_version("spoof-export calibrate"),
     )

@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from spoof_train.errors import CheckpointError, ConfigError, DataError, MetricError
+from spoofsdk._cli_version import PrintVersion
 
 __all__ = ["EXIT_CODES", "build_parser", "main"]
 
@@ -311,18 +312,6 @@ def _add_overrides(p: argparse.ArgumentParser) -> None:
     )
 
 
-class _PrintVersion(argparse.Action):
-    """``--version``: one unwrapped line on stdout, exit 0 (argparse's own action wraps the line)."""
-
-    def __init__(self, option_strings: Sequence[str], dest: str = argparse.SUPPRESS, **kwargs: Any) -> None:
-        self.version = kwargs.pop("version")
-        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS, **kwargs)
-
-    def __call__(self, parser: argparse.ArgumentParser, *args: object, **kwargs: object) -> None:
-        print(self.version)
-        parser.exit()
-
-
 def _version() -> str:
     """``spoof-train VERSION (torch X)``, read from the installed metadata (torch is not imported)."""
     from importlib.metadata import PackageNotFoundError, version
@@ -344,7 +333,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more logging (-vv for debug)")
     parser.add_argument(
-        "--version", action=_PrintVersion, help="print the version and exit", version=_version()
+        "--version", action=PrintVersion, help="print the version and exit", version=_version()
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
