@@ -6,7 +6,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if [[ "${SKIP_SETUP:-0}" != 1 ]]; then
-  scripts/setup.sh
+  scripts/setup.sh --runtime
 fi
 PY=.venv/bin/python
 OUT=${DEMO_OUT:-out/demo}
