@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import numpy as np
@@ -11,6 +12,7 @@ from hypothesis import strategies as st
 
 from spoof_train.errors import MetricError
 from spoof_train.metrics import (
+    ASVSPOOF5_COST,
     act_dcf,
     asv_error_rates,
     calibrate,
@@ -298,9 +300,43 @@ def test_plot_det_writes_png(tmp_path) -> None:
     )
     data = out.read_bytes()
     assert data[:8] == b"\x89PNG\r\n\x1a\n"
-    assert len(data) > 5000
+    # the PNG header's width and height: 6 x 6 in at 150 dpi (it was 497 x 508 px)
+    width, height = int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
+    assert (width, height) == (900, 900)
     with pytest.raises(MetricError, match="at least one system"):
         plot_det(tmp_path / "x.png", {})
+
+
+def test_det_figure_marks_eer_and_min_dcf_and_ticks_do_not_overlap() -> None:
+    from scipy.special import ndtri
+
+    from spoof_train.metrics import _det_figure
+
+    rng = np.random.default_rng(1)
+    bona, spoof = rng.normal(1.5, 1, 300), rng.normal(-1.5, 1, 300)
+    fig = _det_figure({"sys": (bona, spoof)}, title="t", **ASVSPOOF5_COST)
+    (ax,) = fig.axes
+    by_gid = {line.get_gid(): line for line in ax.lines if line.get_gid()}
+    assert set(by_gid) == {"eer", "mindcf"}
+    eer, _ = compute_eer(bona, spoof)
+    assert by_gid["eer"].get_xdata()[0] == pytest.approx(ndtri(eer))
+    # the minDCF point sits on the DET curve where the ASVspoof 5 cost is smallest, with min_dcf's value
+    dcf, thr = min_dcf(bona, spoof)
+    det = compute_det_curve(bona, spoof)
+    i = int(np.flatnonzero(det.thresholds == thr)[0])
+    assert by_gid["mindcf"].get_xdata()[0] == pytest.approx(ndtri(det.fa[i]))
+    assert by_gid["mindcf"].get_ydata()[0] == pytest.approx(ndtri(det.miss[i]))
+    legend = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert f"minDCF {dcf:.3f}" in " ".join(legend)
+    assert f"EER {100 * eer:.2f} %" in legend
+    # once drawn, neighbouring tick labels of either axis are at least 5 px apart (0.1 and 0.2 % were 1 px)
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    for axis, lo, hi in ((ax.xaxis, "x0", "x1"), (ax.yaxis, "y0", "y1")):
+        boxes = [t.get_window_extent(renderer) for t in axis.get_ticklabels() if t.get_text()]
+        assert len(boxes) >= 8
+        for a, b in itertools.pairwise(boxes):
+            assert getattr(b, lo) - getattr(a, hi) >= 5, (a, b)
 
 
 scores_st = st.lists(
