@@ -10,6 +10,7 @@ from spoofsdk.backends import OrtOptions, TensorRTOptions, available_backends
 from spoofsdk.backends.triton import RemoteOptions
 from spoofsdk.detector import Detector
 from spoofsdk.errors import (
+    AudioFileError,
     BackendUnavailableError,
     BufferOverflowError,
     DeadlineExceededError,
@@ -39,6 +40,7 @@ except PackageNotFoundError:  # pragma: no cover - running from a source tree wi
     __version__ = "0+unknown"
 
 __all__ = [
+    "AudioFileError",
     "BackendUnavailableError",
     "BatchScheduler",
     "BufferOverflowError",

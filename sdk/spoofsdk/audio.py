@@ -5,18 +5,23 @@
 (one place, imported by both). :func:`decode` and :func:`resample` run in C++ with the GIL released;
 :func:`g711_encode` (numpy) is the project's one G.711 encoder (simulators, examples, training
 augmentation). All raise the typed errors of :mod:`spoofsdk.errors` (``InvalidArgumentError`` /
-``InvalidAudioError``, both ``ValueError``, for bad input). The native extension is imported when first
+``InvalidAudioError``, both ``ValueError``, for bad input). :func:`read_file` reads an audio file with
+python-soundfile and raises :class:`~spoofsdk.errors.AudioFileError` naming the file for any file it
+cannot read, never the reader's own errors. The native extension is imported when first
 needed, so ``import spoofsdk`` works from a source tree without it.
 """
 
 from __future__ import annotations
 
+import os
+import stat
+from pathlib import Path
 from typing import Literal
 
 import numpy as np
 import numpy.typing as npt
 
-from spoofsdk.errors import InvalidArgumentError, InvalidAudioError
+from spoofsdk.errors import AudioFileError, InvalidArgumentError, InvalidAudioError
 
 __all__ = [
     "ENCODINGS",
@@ -26,9 +31,11 @@ __all__ = [
     "MIN_SAMPLE_RATE",
     "Encoding",
     "as_mono_float",
+    "check_file",
     "check_sample_rate",
     "decode",
     "g711_encode",
+    "read_file",
     "resample",
     "resample_output_length",
 ]
@@ -241,6 +248,59 @@ def resample_output_length(n_in: int, orig_sr: int, target_sr: int) -> int:
     from spoofsdk import _native
 
     return _native.resample_output_length(int(n_in), int(orig_sr), int(target_sr))
+
+
+def check_file(path: str | os.PathLike[str]) -> int:
+    """The size in bytes of the audio file ``path``; :class:`AudioFileError` unless a non-empty readable file.
+
+    A missing path, a directory, a path that cannot be opened and a 0-byte file ("empty file") are each
+    reported with the file name; the ``OSError`` behind the first three is the ``__cause__``.
+    """
+    p = Path(path)
+    try:
+        st = p.stat()
+    except FileNotFoundError as exc:
+        raise _file_error(f"{p}: no such file") from exc
+    except OSError as exc:
+        raise _file_error(f"{p}: cannot open: {exc.strerror or exc}") from exc
+    if stat.S_ISDIR(st.st_mode):
+        raise _file_error(f"{p}: expected an audio file, given a directory")
+    try:
+        with p.open("rb"):
+            pass
+    except OSError as exc:
+        raise _file_error(f"{p}: cannot open: {exc.strerror or exc}") from exc
+    if st.st_size == 0:
+        raise _file_error(f"{p}: empty file (0 bytes)")
+    return st.st_size
+
+
+def read_file(path: str | os.PathLike[str]) -> tuple[npt.NDArray[np.float32], int]:
+    """An audio file's samples as float32 ``(frames, channels)`` and its sample rate, via python-soundfile.
+
+    Every failure is an :class:`AudioFileError` whose message starts with the file name: missing, a
+    directory, empty (``"empty file"``), truncated, corrupt, or a format libsndfile does not know. The
+    reader's own error (``soundfile.LibsndfileError`` and friends) is kept as ``__cause__``. A file with a
+    valid header and no frames is returned as a ``(0, channels)`` array: :meth:`Detector.score
+    <spoofsdk.detector.Detector.score>` then says it is too short.
+    """
+    import soundfile as sf
+
+    check_file(path)
+    p = Path(path)
+    try:
+        x, sr = sf.read(str(p), dtype="float32", always_2d=True)
+    except (RuntimeError, TypeError, ValueError, EOFError, OSError) as exc:
+        # LibsndfileError (a RuntimeError) has the library's own words in error_string.
+        why = getattr(exc, "error_string", None) or str(exc) or type(exc).__name__
+        raise _file_error(f"{p}: cannot read audio: {why}") from exc
+    return np.asarray(x, dtype=np.float32), int(sr)
+
+
+def _file_error(message: str) -> AudioFileError:
+    err = AudioFileError(message)
+    err.code = 2  # SPOOF_ERR_INVALID_AUDIO
+    return err
 
 
 def _argument_error(message: str) -> InvalidArgumentError:

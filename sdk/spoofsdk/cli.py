@@ -29,8 +29,15 @@ from typing import Any, TextIO
 
 import numpy as np
 
+from spoofsdk.audio import check_file, read_file
 from spoofsdk.backends.base import BACKENDS
-from spoofsdk.errors import BackendUnavailableError, InvalidArgumentError, ModelLoadError, SpoofError
+from spoofsdk.errors import (
+    AudioFileError,
+    BackendUnavailableError,
+    InvalidArgumentError,
+    ModelLoadError,
+    SpoofError,
+)
 from spoofsdk.gating import DEFAULT_MIN_SPEECH
 from spoofsdk.results import AGGREGATES, Score
 from spoofsdk.session import BYTES_PER_SAMPLE, ENCODINGS
@@ -138,25 +145,32 @@ def expand_inputs(paths: Sequence[str], *, recursive: bool = True) -> list[Path]
 
 
 def _read(path: Path, encoding: str | None, sample_rate: int | None) -> tuple[Any, int, str | None]:
-    """(pcm array or raw bytes, sample rate, raw encoding or None)."""
+    """(pcm array or raw bytes, sample rate, raw encoding or None).
+
+    A file that cannot be read raises :class:`AudioFileError` naming it (missing, a directory, empty,
+    corrupt, too big), never the reader's own error.
+    """
     raw_enc = encoding or RAW_EXTENSIONS.get(path.suffix.lower())
-    size = path.stat().st_size
+    size = check_file(path)
     if size > MAX_FILE_BYTES:
-        raise SpoofError(f"{path}: expected a file under {MAX_FILE_BYTES >> 20} MiB, given {size >> 20} MiB")
+        raise AudioFileError(
+            f"{path}: expected a file under {MAX_FILE_BYTES >> 20} MiB, given {size >> 20} MiB"
+        )
     if raw_enc is not None:
         if sample_rate is None:
             raise InvalidArgumentError(
                 f"{path}: headerless {raw_enc} audio needs --sample-rate (expected Hz, given none)"
             )
-        data = path.read_bytes()
+        try:
+            data = path.read_bytes()
+        except OSError as exc:
+            raise AudioFileError(f"{path}: cannot read: {exc.strerror or exc}") from exc
         usable = len(data) - len(data) % BYTES_PER_SAMPLE[raw_enc]
         return data[:usable], sample_rate, raw_enc
-    import soundfile as sf
-
-    x, sr = sf.read(str(path), dtype="float32", always_2d=True)
+    x, sr = read_file(path)
     if sample_rate is not None and sample_rate != sr:
         raise SpoofError(f"{path}: --sample-rate {sample_rate} given but the file header says {sr} Hz")
-    return x, int(sr), None
+    return x, sr, None
 
 
 def _score_one(
@@ -171,7 +185,7 @@ def _score_one(
             from spoofsdk.errors import InvalidAudioError
 
             if len(data) == 0:
-                raise InvalidAudioError(f"{path}: expected audio, given an empty file")
+                raise InvalidAudioError(f"{path}: expected at least one whole {raw_enc} sample, given none")
             data = _native.decode(data, raw_enc)
         return det.score(data, sr, aggregate=aggregate)  # type: ignore[no-any-return]
     step = max(1, round(sr * chunk_ms / 1000.0))
@@ -255,7 +269,7 @@ def _score_all(
         except UsageError:
             raise
         except (SpoofError, OSError, RuntimeError, ValueError, TypeError, EOFError, MemoryError) as exc:
-            # soundfile raises LibsndfileError (RuntimeError), TypeError and ValueError on bad files.
+            # An unreadable file is an AudioFileError; the rest guards the batch against the unexpected.
             msg = str(exc) or type(exc).__name__
             result = FileResult(
                 str(path), error=msg, error_type=type(exc).__name__, seconds=time.perf_counter() - t0,

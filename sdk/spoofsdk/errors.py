@@ -8,6 +8,7 @@ so that generic handlers keep working. Messages say what was expected and what w
 from __future__ import annotations
 
 __all__ = [
+    "AudioFileError",
     "BackendUnavailableError",
     "BufferOverflowError",
     "DeadlineExceededError",
@@ -40,6 +41,15 @@ class SpoofError(Exception):
 
 class InvalidAudioError(SpoofError, ValueError):
     """Audio the SDK cannot score: wrong dtype or shape, NaN/Inf, empty, unsupported rate."""
+
+
+class AudioFileError(InvalidAudioError, OSError):
+    """An audio file that cannot be read: missing, a directory, empty, truncated, corrupt, unknown format.
+
+    The message starts with the file name and says what is wrong (``"x.wav: empty file (0 bytes)"``); the
+    error of the underlying reader (``soundfile.LibsndfileError``, ``OSError``) is kept as ``__cause__``.
+    It is an :class:`InvalidAudioError` (a ``ValueError``) and an ``OSError``: both kinds of handler catch it.
+    """
 
 
 class InvalidArgumentError(SpoofError, ValueError):

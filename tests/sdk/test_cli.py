@@ -129,12 +129,49 @@ def test_bad_files_are_reported_and_the_batch_goes_on(
     assert code == EXIT_FAILED
     results = {Path(r["path"]).name: r for r in json.loads(out)["results"]}
     assert results["a.wav"]["ok"]
-    assert results["broken.wav"]["error_type"] == "LibsndfileError"
+    assert results["broken.wav"]["error_type"] == "AudioFileError"
     assert results["tiny.wav"]["error_type"] == "InvalidAudioError"
     assert "expected at least 400 samples" in results["tiny.wav"]["error"]
-    assert results["missing.wav"]["error_type"] == "FileNotFoundError"
+    assert results["missing.wav"]["error_type"] == "AudioFileError"
     assert results["nan.wav"]["error_type"] == "InvalidAudioError"
     assert "broken.wav" in err
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_unreadable_files_are_typed_errors_naming_the_file(
+    audio_dir: Path, tiny_model: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], stream: bool
+) -> None:
+    """Corrupt, empty, truncated, missing: an AudioFileError naming the file, never libsndfile's error."""
+    good = (audio_dir / "a.wav").read_bytes()
+    (tmp_path / "corrupt.wav").write_bytes(bytes(range(256)) * 8)
+    (tmp_path / "empty.wav").write_bytes(b"")
+    (tmp_path / "empty.ul").write_bytes(b"")
+    (tmp_path / "truncated.wav").write_bytes(good[:30])
+    (tmp_path / "folder.wav").mkdir()
+    names = ["corrupt.wav", "empty.wav", "empty.ul", "truncated.wav", "missing.wav"]
+    files = [str(tmp_path / n) for n in names]
+    extra = ["--stream"] if stream else []
+    code, out, err = _run(capsys, *files, str(audio_dir / "a.wav"), "--model", str(tiny_model),
+                          "--format", "json", "--sample-rate", "16000", *extra)  # fmt: skip
+    assert code == EXIT_FAILED
+    results = {Path(r["path"]).name: r for r in json.loads(out)["results"]}
+    assert results["a.wav"]["ok"]
+    for name in names:
+        r = results[name]
+        assert (r["ok"], r["error_type"]) == (False, "AudioFileError"), r
+        assert r["error"].startswith(str(tmp_path / name) + ": "), r
+        assert "Libsndfile" not in err
+        assert f"{tmp_path / name}: AudioFileError: {r['error']}" in err
+    assert results["empty.wav"]["error"].endswith("empty file (0 bytes)")
+    assert results["empty.ul"]["error"].endswith("empty file (0 bytes)")
+    assert results["missing.wav"]["error"].endswith("no such file")
+    assert "cannot read audio" in results["corrupt.wav"]["error"]
+    assert "cannot read audio" in results["truncated.wav"]["error"]
+    assert "Traceback" not in err
+    # a folder named like a file is a folder (searched, not read): no audio in it is a usage error
+    code, _, err = _run(capsys, str(tmp_path / "folder.wav"), "--model", str(tiny_model))
+    assert code == EXIT_USAGE
+    assert "no input audio file found" in err
 
 
 def test_usage_and_model_exit_codes(audio_dir: Path, tiny_model: Path, tmp_path: Path,

@@ -104,7 +104,7 @@ def test_json_and_csv_have_the_same_fields_and_values(
     assert [r["kind"] for r in rows][:3] == ["file", "window", "window"]
 
     broken = next(r for r in doc["results"] if not r["ok"])
-    assert (broken["verdict"], broken["spoof_prob"], broken["error_type"]) == (None, None, "LibsndfileError")
+    assert (broken["verdict"], broken["spoof_prob"], broken["error_type"]) == (None, None, "AudioFileError")
     assert broken["windows"] == []
 
 
