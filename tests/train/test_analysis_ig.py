@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 
@@ -112,3 +113,69 @@ def test_errors() -> None:
         integrated_gradients(f, torch.ones(3), power=0.5)
     with pytest.raises(ConfigError, match="one scalar per row"):
         integrated_gradients(lambda p: p, torch.ones(3))
+
+
+def _explain_fig(tf_map: np.ndarray | None):  # type: ignore[no-untyped-def]
+    from spoof_train.analysis.explain import _explain_figure
+
+    sr, hop = 16000, 160
+    rng = np.random.default_rng(0)
+    wave = rng.normal(0, 0.1, int(2.94 * sr))
+    frames = rng.normal(0, 1, int(np.ceil(wave.size / hop)))
+    spec = np.fft.rfft(rng.normal(0, 1, (368, 512)), axis=1).T * 1e-6  # [F, N], a quiet complex STFT
+    spec[:, :10] = 0.0  # digital silence: -inf dB without a floor
+    result = {"target": "bonafide", "score": 1.0, "time": {"relative_delta": 0.01}}
+    return _explain_figure(
+        wave=wave,
+        sr=sr,
+        frames=frames,
+        hop=hop,
+        spec=None if tf_map is None else spec,
+        tf_map=tf_map,
+        result=result,
+    ), wave.size / sr
+
+
+@pytest.mark.parametrize("with_tf", [True, False])
+def test_explain_figure_panels_share_the_time_axis(with_tf: bool) -> None:
+    import matplotlib.pyplot as plt
+
+    tf_map = np.random.default_rng(1).normal(0, 1, (257, 368)) if with_tf else None
+    fig, duration = _explain_fig(tf_map)
+    try:
+        panels = [ax for ax in fig.axes if ax.get_label() != "<colorbar>"]
+        assert len(panels) == (4 if with_tf else 2)
+        for ax in panels:
+            assert ax.get_xlim() == pytest.approx((0.0, duration))
+        fig.canvas.draw()  # the drawn panels line up too (a colourbar on one must not narrow it alone)
+        x = np.array([(ax.get_position().x0, ax.get_position().x1) for ax in panels])
+        assert np.ptp(x, axis=0) == pytest.approx([0.0, 0.0], abs=1e-3)
+    finally:
+        plt.close(fig)
+
+
+def test_explain_figure_colourbars_db_floor_and_robust_ig_scale() -> None:
+    import matplotlib.pyplot as plt
+
+    from spoof_train.analysis.explain import SPEC_FLOOR_DB
+
+    rng = np.random.default_rng(2)
+    tf_map = rng.normal(0, 1, (257, 368))
+    tf_map[100, 100] = 1000.0  # one outlier bin must not set the colour scale
+    fig, _ = _explain_fig(tf_map)
+    try:
+        bars = [ax for ax in fig.axes if ax.get_label() == "<colorbar>"]
+        assert len(bars) == 2
+        assert all(bar.get_ylabel() for bar in bars)
+        spec_ax, ig_ax = [ax for ax in fig.axes if ax.get_label() != "<colorbar>"][2:]
+        (spec_im,) = spec_ax.get_images()
+        assert spec_im.get_clim() == (-SPEC_FLOOR_DB, 0.0)
+        assert float(np.min(spec_im.get_array())) >= -SPEC_FLOOR_DB
+        (ig_im,) = ig_ax.get_images()
+        lo, hi = ig_im.get_clim()
+        assert lo == -hi
+        assert 2.0 < hi < 4.0  # about the 99th percentile of |N(0, 1)|, not the outlier's 1000
+        # most bins are visibly coloured: beyond 10 % of the scale (with max-scaling < 1 % would be)
+        assert np.mean(np.abs(tf_map) > 0.1 * hi) > 0.7
+    finally:
+        plt.close(fig)

@@ -318,6 +318,14 @@ def explain_file(
     return result
 
 
+#: Dynamic range of the spectrogram panel: levels more than this far below the loudest bin are drawn at
+#: the floor (silence and the STFT's numerical noise would otherwise take most of the colour scale).
+SPEC_FLOOR_DB = 80.0
+#: The IG-on-STFT panel's symmetric colour limit is this percentile of |attribution| over the bins with a
+#: non-zero attribution: a few large bins would otherwise set the limit and leave the map nearly all white.
+TF_PERCENTILE = 99.0
+
+
 def _plot(
     path: Path,
     *,
@@ -329,13 +337,35 @@ def _plot(
     tf_map: Any,
     result: dict[str, Any],
 ) -> None:
+    import matplotlib.pyplot as plt
+
+    fig = _explain_figure(wave=wave, sr=sr, frames=frames, hop=hop, spec=spec, tf_map=tf_map, result=result)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def _explain_figure(
+    *,
+    wave: np.ndarray,
+    sr: int,
+    frames: np.ndarray,
+    hop: int,
+    spec: Any,
+    tf_map: Any,
+    result: dict[str, Any],
+) -> Any:
+    """The explanation figure: waveform, IG per frame and, with ``tf_map``, the spectrogram (dB re its
+    maximum, floored at ``-SPEC_FLOOR_DB``) and IG on the STFT (symmetric scale at the ``TF_PERCENTILE``-th
+    percentile of |IG|). All panels share one time axis, 0 .. the clip's duration; both images have a
+    labelled colourbar (panels without one keep the same width, so the time axes line up)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     rows = 2 if tf_map is None else 4
-    fig, axes = plt.subplots(rows, 1, figsize=(10, 2.2 * rows), constrained_layout=True)
+    duration = wave.size / sr
+    fig, axes = plt.subplots(rows, 1, figsize=(10, 2.2 * rows), sharex=True, constrained_layout=True)
     t = np.arange(wave.size) / sr
     axes[0].plot(t, wave, lw=0.5, color="0.3")
     axes[0].set_ylabel("wave")
@@ -347,23 +377,33 @@ def _plot(
     colors = np.where(frames >= 0, "tab:green", "tab:red")
     axes[1].bar(tf_frames, frames, width=hop / sr, color=colors, align="edge")
     axes[1].set_ylabel("IG per frame")
-    axes[1].set_xlim(0, wave.size / sr)
     if tf_map is not None:
-        extent = (0.0, wave.size / sr, 0.0, sr / 2)
-        axes[2].imshow(
-            20 * np.log10(np.abs(spec.numpy()) + 1e-8),
+        extent = (0.0, duration, 0.0, sr / 2)
+        mag = np.abs(np.asarray(spec.numpy() if hasattr(spec, "numpy") else spec))
+        db = 20 * np.log10(mag / max(float(mag.max()), 1e-30) + 1e-12)
+        im_spec = axes[2].imshow(
+            np.maximum(db, -SPEC_FLOOR_DB),
             origin="lower",
             aspect="auto",
             extent=extent,
             cmap="magma",
+            vmin=-SPEC_FLOOR_DB,
+            vmax=0.0,
         )
         axes[2].set_ylabel("STFT (Hz)")
-        lim = float(np.abs(tf_map).max()) or 1.0
+        fig.colorbar(im_spec, ax=axes[2], pad=0.01, label="dB re max")
+        tf = np.asarray(tf_map, dtype=np.float64)
+        nz = np.abs(tf[tf != 0])
+        lim = float(np.percentile(nz, TF_PERCENTILE)) if nz.size else 0.0
+        lim = lim if lim > 0 else 1.0
         im = axes[3].imshow(
-            tf_map, origin="lower", aspect="auto", extent=extent, cmap="RdBu_r", vmin=-lim, vmax=lim
+            tf, origin="lower", aspect="auto", extent=extent, cmap="RdBu_r", vmin=-lim, vmax=lim
         )
         axes[3].set_ylabel("IG on STFT (Hz)")
-        fig.colorbar(im, ax=axes[3], shrink=0.8)
+        fig.colorbar(
+            im, ax=axes[3], pad=0.01, extend="both", label=f"IG (clipped at P{TF_PERCENTILE:g} of |IG|)"
+        )
+    for ax in axes:
+        ax.set_xlim(0.0, duration)
     axes[-1].set_xlabel("time (s)")
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    return fig
