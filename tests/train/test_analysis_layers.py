@@ -69,3 +69,47 @@ def test_report_files(tmp_path: Path) -> None:
     assert data["recommended_layers"] == recommend_layers(w.mean(axis=0), 0.9)["recommended_layers"]
     with pytest.raises(ConfigError, match="expected 2 labels, got 1"):
         write_layer_report(w, tmp_path, labels=["one"])
+
+
+def test_flat_weights_warn_and_peaked_ones_do_not(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    from spoof_train.analysis.layers import FLAT_TOLERANCE
+
+    flat = np.array([0.198, 0.202, 0.199, 0.201, 0.200])  # what a barely trained back-end learned
+    rep = recommend_layers(flat)
+    assert rep["near_uniform"] is True
+    assert rep["uniform_distance"] < FLAT_TOLERANCE
+    assert "near-uniform" in rep["warning"]
+    with caplog.at_level("WARNING", logger="spoof_train"):
+        out = write_layer_report(flat, tmp_path)
+    assert "near-uniform" in caplog.text
+    assert json.loads((tmp_path / "layer_weights.json").read_text())["near_uniform"] is True
+    assert "**Warning:**" in (tmp_path / "layer_weights.md").read_text()
+    assert out["warning"] == rep["warning"]
+    # a peaked curve (most mass in layers 2-3), and one just past the tolerance, are not flagged
+    peaked = recommend_layers([0.05, 0.10, 0.40, 0.30, 0.10, 0.05])
+    assert peaked["near_uniform"] is False
+    assert peaked["warning"] is None
+    edge = np.full(5, 0.2) + np.array([0.06, 0.0, 0.0, 0.0, -0.06])  # first prefix 6 % above uniform
+    assert recommend_layers(edge)["near_uniform"] is False
+
+
+def test_heatmap_has_mean_row_and_labelled_colourbar(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import matplotlib.figure
+
+    saved: list[matplotlib.figure.Figure] = []
+    real_savefig = matplotlib.figure.Figure.savefig
+
+    def keep(self: matplotlib.figure.Figure, *a: object, **k: object) -> None:
+        saved.append(self)
+        real_savefig(self, *a, **k)
+
+    monkeypatch.setattr(matplotlib.figure.Figure, "savefig", keep)
+    w = np.array([[0.05, 0.10, 0.40, 0.30, 0.10, 0.05], [0.10, 0.20, 0.30, 0.20, 0.10, 0.10]])
+    write_layer_report(w, tmp_path, labels=["seed 0", "seed 1"])
+    (fig,) = saved
+    heat, bar = fig.axes
+    assert bar.get_label() == "<colorbar>"
+    assert "weight" in bar.get_ylabel()
+    assert [t.get_text() for t in heat.get_yticklabels()] == ["seed 0", "seed 1", "mean"]
+    (im,) = heat.get_images()
+    assert np.asarray(im.get_array())[-1] == pytest.approx(w.mean(axis=0))

@@ -189,6 +189,8 @@ def cmd_analyse_layers(args: argparse.Namespace) -> int:
         f"recommended layers N = {rep['recommended_layers']} ({rep['rule']}); knee {rep['knee_layers']}, "
         f"top layer {rep['top_layer']} of {rep['total_layers']}"
     )
+    if rep.get("warning"):
+        print(f"WARNING: {rep['warning']}")
     print("wrote " + ", ".join(rep["outputs"].values()))
     return EXIT_OK
 

@@ -12,6 +12,11 @@ Procedure (``spoof-train analyse-layers``), after the layer-wise studies of SSL 
    mass. Pruning to that N keeps that share of what the trained weighting used while removing the layers
    after N. The knee of the cumulative curve (largest distance from the chord between its ends) is reported
    alongside as a second opinion; when several runs/seeds are given, their mean weights are used.
+4. **Flatness check**: when the weights are near-uniform the coverage rule only restates the number of layers
+   times the coverage, and the knee is noise. The criterion is the largest gap between the cumulative weight
+   curve and that of uniform weights (a Kolmogorov-Smirnov distance, in units of weight mass): below
+   ``FLAT_TOLERANCE`` (0.05: no prefix of layers holds 5 % more or less of the mass than under uniform
+   weights) the report sets ``near_uniform: true`` and a ``warning``, and the CLI prints it.
 
 The weights measure what one back-end relied on, not causal importance: confirm N by training the pruned
 detector and comparing dev EER (docs/training.md).
@@ -38,6 +43,10 @@ __all__ = [
 ]
 
 log = logging.getLogger("spoof_train")
+
+#: Largest gap between the cumulative weight curve and the uniform one below which the weights count as
+#: near-uniform (too flat to support a recommendation); see the module docstring, step 4.
+FLAT_TOLERANCE = 0.05
 
 
 def layer_weights(model: Any) -> np.ndarray:
@@ -105,7 +114,9 @@ def recommend_layers(weights: Sequence[float] | np.ndarray, coverage: float = 0.
     """Recommend the number of transformer layers N to keep from hidden-state weights ``w[0..L]``.
 
     ``N`` = the smallest N >= 1 with ``sum(w[0..N]) >= coverage * sum(w)``; also returns the knee of the
-    cumulative curve, the top layer and the cumulative mass per N.
+    cumulative curve, the top layer and the cumulative mass per N. ``uniform_distance`` is the largest gap
+    between the cumulative curve and that of uniform weights; below ``FLAT_TOLERANCE`` the weights are
+    ``near_uniform`` and ``warning`` says the recommendation is not supported (else ``warning`` is None).
     """
     w = np.asarray(weights, dtype=np.float64)
     if w.ndim == 2:  # several runs: average them
@@ -120,6 +131,17 @@ def recommend_layers(weights: Sequence[float] | np.ndarray, coverage: float = 0.
     cum = np.cumsum(w)
     n_cov = int(np.searchsorted(cum, coverage - 1e-12))  # first index with cum >= coverage
     n_cov = max(1, n_cov)
+    uniform = np.arange(1, w.size + 1, dtype=np.float64) / w.size
+    distance = float(np.max(np.abs(cum - uniform)))
+    flat = distance < FLAT_TOLERANCE
+    warning = (
+        f"the layer weights are near-uniform ({w.min():.3f} .. {w.max():.3f}; cumulative curve within "
+        f"{distance:.3f} of uniform weights' < {FLAT_TOLERANCE:g}): they do not single out any layers, so "
+        f"N = {n_cov} only restates the {100 * coverage:g} % coverage of {w.size} hidden states and the knee "
+        "is noise; train longer or with a higher back-end learning rate before pruning on this"
+        if flat
+        else None
+    )
     return {
         "coverage": coverage,
         "recommended_layers": n_cov,
@@ -129,6 +151,10 @@ def recommend_layers(weights: Sequence[float] | np.ndarray, coverage: float = 0.
         "weights": [float(v) for v in w],
         "cumulative": [float(v) for v in cum],
         "rule": f"smallest N with sum(w[0..N]) >= {coverage:g}",
+        "uniform_distance": distance,
+        "flat_tolerance": FLAT_TOLERANCE,
+        "near_uniform": flat,
+        "warning": warning,
     }
 
 
@@ -154,28 +180,39 @@ def write_layer_report(
     row_labels = list(labels) if labels is not None else [f"run {i + 1}" for i in range(w.shape[0])]
     if len(row_labels) != w.shape[0]:
         raise ConfigError(f"labels: expected {w.shape[0]} labels, got {len(row_labels)}")
+    if rec["warning"]:
+        log.warning("analyse-layers: %s", rec["warning"])
+    # one row per run, then their mean (the weights the recommendation uses) when there are several
+    shown = np.vstack([w, np.asarray(rec["weights"])[None, :]]) if w.shape[0] > 1 else w
+    shown_labels = [*row_labels, "mean"] if w.shape[0] > 1 else row_labels
     fig, ax = plt.subplots(
-        figsize=(max(6.0, 0.45 * w.shape[1] + 2), 1.2 + 0.45 * w.shape[0]), constrained_layout=True
+        figsize=(max(6.0, 0.45 * w.shape[1] + 2), 1.6 + 0.45 * shown.shape[0]), constrained_layout=True
     )
-    im = ax.imshow(w, aspect="auto", cmap="viridis", vmin=0.0)
+    im = ax.imshow(shown, aspect="auto", cmap="viridis", vmin=0.0)
     ax.set_xticks(range(w.shape[1]))
     ax.set_xticklabels(["cnn"] + [str(i) for i in range(1, w.shape[1])])
-    ax.set_yticks(range(w.shape[0]))
-    ax.set_yticklabels(row_labels)
+    ax.set_yticks(range(shown.shape[0]))
+    ax.set_yticklabels(shown_labels)
+    if w.shape[0] > 1:
+        ax.axhline(w.shape[0] - 0.5, color="white", lw=2)
     ax.set_xlabel("hidden state (0 = CNN features, i = transformer layer i)")
     ax.axvline(rec["recommended_layers"] + 0.5, color="white", ls="--", lw=1)
-    ax.set_title(f"{title}; keep N = {rec['recommended_layers']} ({100 * coverage:.0f} % of the mass)")
-    for (i, j), v in np.ndenumerate(w):
+    ax.set_title(
+        f"{title}; keep N = {rec['recommended_layers']} ({100 * coverage:.0f} % of the mass)"
+        + ("\nWARNING: near-uniform weights, N is not supported" if rec["near_uniform"] else ""),
+        color="tab:red" if rec["near_uniform"] else "black",
+    )
+    for (i, j), v in np.ndenumerate(shown):
         ax.text(
             j,
             i,
-            f"{v:.2f}",
+            f"{v:.3f}",
             ha="center",
             va="center",
             fontsize=7,
-            color="black" if v > 0.6 * w.max() else "white",
+            color="black" if v > 0.6 * shown.max() else "white",
         )
-    fig.colorbar(im, ax=ax, shrink=0.8)
+    fig.colorbar(im, ax=ax, shrink=0.8, label="weight (softmax)")
     fig.savefig(out / "layer_weights.png", dpi=120)
     plt.close(fig)
     lines = [
@@ -184,6 +221,7 @@ def write_layer_report(
         f"Rule: {rec['rule']} -> **N = {rec['recommended_layers']}** "
         f"(knee of the cumulative curve: {rec['knee_layers']}, top layer: {rec['top_layer']}).",
         "",
+        *([f"**Warning:** {rec['warning']}.", ""] if rec["warning"] else []),
         "| hidden state | "
         + " | ".join(row_labels)
         + (" | mean | cumulative |" if w.shape[0] > 1 else " | cumulative |"),
