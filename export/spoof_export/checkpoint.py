@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -96,7 +97,7 @@ def prune_layers(model: torch.nn.Module, config: Any, layers: int) -> tuple[torc
     return new_model.eval(), new_config
 
 
-def load_for_export(checkpoint: str | Path, *, layers: int | None) -> LoadedDetector:
+def load_for_export(checkpoint: str | os.PathLike[str], *, layers: int | None) -> LoadedDetector:
     """Load ``checkpoint`` (a contract-A directory) and prune it to ``layers`` when given."""
     path = Path(checkpoint)
     if not path.is_dir():

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -100,7 +101,9 @@ class ExportContract:
             min_samples=self.min_samples,
             label_order=self.label_order,
             spoof_index=self.spoof_index,
-            calibration=Calibration(scale=calibration.scale, bias=calibration.bias),
+            calibration=Calibration(
+                scale=calibration.scale, bias=calibration.bias, calibrated=calibration.calibrated
+            ),
             threshold=calibration.threshold,
             precision=precision,
             layers=self.layers,
@@ -191,7 +194,7 @@ def _min_samples(kind: str, backbone: dict[str, Any] | None, window: int, model:
     return window
 
 
-def read_contract(checkpoint: str | Path, loaded: LoadedDetector) -> ExportContract:
+def read_contract(checkpoint: str | os.PathLike[str], loaded: LoadedDetector) -> ExportContract:
     """Type the checkpoint at ``checkpoint`` (already loaded as ``loaded``) as an :class:`ExportContract`.
 
     Raises :class:`CheckpointLoadError` for a key missing from ``config.json``, a label order without

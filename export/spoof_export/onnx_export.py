@@ -41,12 +41,16 @@ MIN_OPSET, MAX_OPSET = 17, 20
 
 def fold_parametrizations(model: torch.nn.Module) -> int:
     """Replace every parametrised weight (e.g. weight norm) by its current value; returns how many."""
+    import torch
     from torch.nn.utils import parametrize
 
     count = 0
     for module in model.modules():
         if parametrize.is_parametrized(module):
-            for name in list(module.parametrizations.keys()):
+            # nn.Module.__getattr__ is typed Tensor | Module; parametrize keeps a ModuleDict here
+            parametrizations = module.parametrizations
+            assert isinstance(parametrizations, torch.nn.ModuleDict)
+            for name in list(parametrizations.keys()):
                 parametrize.remove_parametrizations(module, name, leave_parametrized=True)
                 count += 1
     return count
@@ -94,7 +98,8 @@ def export_onnx(model: torch.nn.Module, path: str | Path, *, opset: int, example
         )
         # Tracer warnings (Python bools/ints taken from tensors) are what a traced export is checked
         # against: validation runs the graph at other batch sizes and lengths than the example.
-        warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
+        # torch.jit re-exports TracerWarning (from torch.jit._trace) without listing it in __all__
+        warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)  # type: ignore[attr-defined]
         torch.onnx.export(
             wrapper,
             (example,),
