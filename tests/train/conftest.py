@@ -9,11 +9,14 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # recipe_modules (recipes/ scripts under test)
 
 
 @pytest.fixture(scope="session")

@@ -1,4 +1,4 @@
-"""spoof_train.data.subsets: nested, stratified, paired fractions of the training split."""
+"""recipes/default-detector/v1/subsets.py: nested, stratified, paired fractions of the training split."""
 
 from __future__ import annotations
 
@@ -6,10 +6,13 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
+from recipe_modules import load_recipe
 
 from spoof_train.data import Utterance, read_manifest, write_manifest
-from spoof_train.data.subsets import main, paired_bonafide, train_fraction
 from spoof_train.errors import DataError
+
+_subsets = load_recipe("default-detector/v1/subsets.py")
+main, paired_bonafide, train_fraction = _subsets.main, _subsets.paired_bonafide, _subsets.train_fraction
 
 
 def _corpus() -> list[Utterance]:

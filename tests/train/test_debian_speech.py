@@ -1,4 +1,5 @@
-"""The Debian speech supplement (spoof_train.data.debian_speech): conditioning, re-synthesis, clip selection
+"""The Debian speech supplement (recipes/default-detector/v1/debian_speech.py; its conditioning and
+re-syntheses are spoof_train.synth.classic): conditioning, re-synthesis, clip selection
 with its licence check, the build on a fake package tree, and the licence filter over merged manifests.
 Everything runs offline on synthetic audio; the real packages are only fetched by the recipe."""
 
@@ -13,7 +14,9 @@ import pytest
 sf = pytest.importorskip("soundfile")
 pytest.importorskip("scipy")
 
-from spoof_train.data import debian_speech as ds  # noqa: E402
+from recipe_modules import load_recipe  # noqa: E402
+
+ds = load_recipe("default-detector/v1/debian_speech.py")
 from spoof_train.errors import DataError  # noqa: E402
 
 

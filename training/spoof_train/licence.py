@@ -127,8 +127,8 @@ def write_licensed_manifest(
     """Write the rows of ``manifest`` (of ``splits``, default all) whose licence is allowed to ``output``.
 
     ``manifest`` may be a list: the rows of all of them are merged (e.g. corpus-v1 and the Debian speech
-    supplement of :mod:`spoof_train.data.debian_speech`). Audio paths are written absolute, so the filtered
-    manifest can live anywhere. Returns the report of :func:`licence_report`.
+    supplement of recipes/default-detector/v1/debian_speech.py). Audio paths are written absolute, so the
+    filtered manifest can live anywhere. Returns the report of :func:`licence_report`.
     """
     from spoof_train.data import read_manifest, write_manifest
 

@@ -17,7 +17,7 @@ as it is, so dev and test stay the yardstick:
 
 Command line (e.g. on the licensed manifest written by :mod:`spoof_train.licence`)::
 
-    python -m spoof_train.data.subsets licensed.tsv -o half.tsv --fraction 0.5 --seed 0
+    python recipes/default-detector/v1/subsets.py licensed.tsv -o half.tsv --fraction 0.5 --seed 0
 """
 
 from __future__ import annotations
@@ -103,7 +103,7 @@ def _counts(rows: Sequence[Utterance], split: str) -> dict[str, int]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(
-        prog="python -m spoof_train.data.subsets",
+        prog="python recipes/default-detector/v1/subsets.py",
         description="Write a manifest whose training split is cut to a fraction (stratified per speaker and "
         "attack, re-syntheses with their bona fide clip, nested across fractions); other splits unchanged.",
     )

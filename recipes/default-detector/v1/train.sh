@@ -11,11 +11,11 @@
 #   SET="key=value ..." (spoof-train --set overrides applied to every member, e.g. SET="train.ema_decay=0.998";
 #   values must not contain spaces),
 #   EXTRA=none (default, the shipped recipe) trains on the corpus' licensed rows alone; EXTRA=debian adds the
-#   Debian speech supplement (spoof_train.data.debian_speech: bona fide clips of ktuberling-data / Asterisk
+#   Debian speech supplement (recipes/default-detector/v1/debian_speech.py: bona fide clips of ktuberling-data / Asterisk
 #   fr-armelle / es-co prompts and their Griffin-Lim and WORLD re-syntheses, built once under
 #   $OUT/debian-speech from packages read in place or fetched with apt-get download),
 #   TRAIN_FRACTION=1 (default) trains on every licensed train row; 0 < f < 1 keeps that share of them
-#   (spoof_train.data.subsets: per speaker and attack, re-syntheses with their bona fide clip, nested
+#   (recipes/default-detector/v1/subsets.py: per speaker and attack, re-syntheses with their bona fide clip, nested
 #   across fractions; dev unchanged), for the learning curve of the model card
 set -euo pipefail
 cd "$(dirname "$0")/../../.."
@@ -53,7 +53,7 @@ case "$EXTRA" in
     MANIFESTS=("$CORPUS/MANIFEST.tsv" "$OUT/debian-speech/MANIFEST.tsv")
     if [ ! -f "$OUT/debian-speech/MANIFEST.tsv" ]; then
       echo "== 1a/6 Debian speech supplement (train rows; built once, kept in $OUT/debian-speech)"
-      $PY -m spoof_train.data.debian_speech -o "$OUT/debian-speech.tmp" --cache "$OUT/debs"
+      $PY recipes/default-detector/v1/debian_speech.py -o "$OUT/debian-speech.tmp" --cache "$OUT/debs"
       rm -rf "$OUT/debian-speech" && mv "$OUT/debian-speech.tmp" "$OUT/debian-speech"
     fi ;;
 esac
@@ -62,7 +62,7 @@ echo "== 1/6 licence filter (train + dev rows with a stated licence)"
 $PY -m spoof_train.licence "${MANIFESTS[@]}" -o "$LICENSED" --splits train dev --report "$REPORT"
 if [ "$TRAIN_FRACTION" != 1 ]; then
   echo "== 1b/6 licensed train rows cut to a share of $TRAIN_FRACTION (learning curve; dev rows unchanged)"
-  $PY -m spoof_train.data.subsets "$LICENSED" -o "$OUT/$RUN/licensed-train-dev.tsv" --fraction "$TRAIN_FRACTION"
+  $PY recipes/default-detector/v1/subsets.py "$LICENSED" -o "$OUT/$RUN/licensed-train-dev.tsv" --fraction "$TRAIN_FRACTION"
   LICENSED="$OUT/$RUN/licensed-train-dev.tsv"
 fi
 

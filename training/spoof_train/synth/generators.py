@@ -493,7 +493,7 @@ class GriffinLim(Resynthesizer):
     )
 
     def resynthesize(self, x: Audio, sample_rate: int, rng: np.random.Generator) -> Audio:
-        from spoof_train.data.debian_speech import griffin_lim_resynthesis
+        from spoof_train.synth.classic import griffin_lim_resynthesis
 
         return griffin_lim_resynthesis(x, sample_rate, rng)
 
@@ -521,7 +521,7 @@ class World(Resynthesizer):
         return {"pyworld-prebuilt": distribution_version("pyworld-prebuilt")}
 
     def resynthesize(self, x: Audio, sample_rate: int, rng: np.random.Generator) -> Audio:
-        from spoof_train.data.debian_speech import world_resynthesis
+        from spoof_train.synth.classic import world_resynthesis
 
         return _fit(world_resynthesis(x, sample_rate), len(x))
 

@@ -288,7 +288,7 @@ def _make_clip(job: _Job, seed: int, out_dir: str, p_channel: float, p_8k: float
     import soundfile as sf
 
     from spoof_train.data.audio import resample
-    from spoof_train.data.debian_speech import condition
+    from spoof_train.synth.classic import condition
 
     gen = _generator(job.spec)
     rng = _seed_rng(seed, gen.info.name, job.key)
