@@ -54,24 +54,16 @@ def _quote(s: str) -> str:
     return '"' + s.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
 
 
-def render_config(
-    *,
-    name: str,
-    kind: str,
+def io_and_batching_lines(
     max_batch_size: int,
     preferred_batch_sizes: list[int],
     max_queue_delay_us: int,
     instance_count: int,
     instance_kind: str,
-    parameters: dict[str, str],
-    max_samples: int | None = None,
-) -> str:
-    """The text of one ``config.pbtxt`` (Triton's ``ModelConfig`` protobuf in text format)."""
-    platform, filename = _PLATFORMS[kind]
-    lines = [
-        f"name: {_quote(name)}",
-        f"platform: {_quote(platform)}",
-        f"default_model_filename: {_quote(filename)}",
+) -> list[str]:
+    """``config.pbtxt`` lines every spoofsdk model shares: batch size, the ``audio`` input ``[-1]`` and the
+    ``logits`` output ``[2]`` (FP32), dynamic batching and the instance group."""
+    return [
         f"max_batch_size: {max_batch_size}",
         "input [",
         "  {",
@@ -98,6 +90,43 @@ def render_config(
         "  }",
         "]",
     ]
+
+
+def parameter_lines(parameters: dict[str, str]) -> list[str]:
+    """``parameters`` entries (string values), sorted by key."""
+    lines: list[str] = []
+    for key, value in sorted(parameters.items()):
+        lines += [
+            "parameters {",
+            f"  key: {_quote(key)}",
+            f"  value: {{ string_value: {_quote(value)} }}",
+            "}",
+        ]
+    return lines
+
+
+def render_config(
+    *,
+    name: str,
+    kind: str,
+    max_batch_size: int,
+    preferred_batch_sizes: list[int],
+    max_queue_delay_us: int,
+    instance_count: int,
+    instance_kind: str,
+    parameters: dict[str, str],
+    max_samples: int | None = None,
+) -> str:
+    """The text of one ``config.pbtxt`` (Triton's ``ModelConfig`` protobuf in text format)."""
+    platform, filename = _PLATFORMS[kind]
+    lines = [
+        f"name: {_quote(name)}",
+        f"platform: {_quote(platform)}",
+        f"default_model_filename: {_quote(filename)}",
+        *io_and_batching_lines(
+            max_batch_size, preferred_batch_sizes, max_queue_delay_us, instance_count, instance_kind
+        ),
+    ]
     if kind == "onnx" and instance_kind == "KIND_CPU":
         # ORT's own thread pool per instance; instances x threads should not exceed the cores.
         lines += [
@@ -106,13 +135,7 @@ def render_config(
             '  value: { string_value: "0" }',
             "}",
         ]
-    for key, value in sorted(parameters.items()):
-        lines += [
-            "parameters {",
-            f"  key: {_quote(key)}",
-            f"  value: {{ string_value: {_quote(value)} }}",
-            "}",
-        ]
+    lines += parameter_lines(parameters)
     if max_samples is not None:
         lines.insert(0, f"# engine profile accepts up to {max_samples} samples per request")
     return "\n".join(lines) + "\n"

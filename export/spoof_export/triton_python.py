@@ -24,7 +24,7 @@ from pathlib import Path
 
 from spoof_export.errors import ExportArgumentError
 from spoof_export.onnx_export import INPUT_NAME, OUTPUT_NAME
-from spoof_export.triton import _quote
+from spoof_export.triton import _quote, io_and_batching_lines, parameter_lines
 
 __all__ = ["MODEL_PY", "PythonTritonModel", "render_python_config", "write_python_model"]
 
@@ -148,40 +148,11 @@ def render_python_config(
     lines = [
         f"name: {_quote(name)}",
         'backend: "python"',
-        f"max_batch_size: {max_batch_size}",
-        "input [",
-        "  {",
-        f"    name: {_quote(INPUT_NAME)}",
-        "    data_type: TYPE_FP32",
-        "    dims: [ -1 ]",
-        "  }",
-        "]",
-        "output [",
-        "  {",
-        f"    name: {_quote(OUTPUT_NAME)}",
-        "    data_type: TYPE_FP32",
-        "    dims: [ 2 ]",
-        "  }",
-        "]",
-        "dynamic_batching {",
-        f"  preferred_batch_size: [ {', '.join(str(b) for b in preferred_batch_sizes)} ]",
-        f"  max_queue_delay_microseconds: {max_queue_delay_us}",
-        "}",
-        "instance_group [",
-        "  {",
-        f"    count: {instance_count}",
-        "    kind: KIND_CPU",
-        "  }",
-        "]",
+        *io_and_batching_lines(
+            max_batch_size, preferred_batch_sizes, max_queue_delay_us, instance_count, "KIND_CPU"
+        ),
+        *parameter_lines({THREADS_PARAMETER: str(intra_op_threads), **parameters}),
     ]
-    params = {THREADS_PARAMETER: str(intra_op_threads), **parameters}
-    for key, value in sorted(params.items()):
-        lines += [
-            "parameters {",
-            f"  key: {_quote(key)}",
-            f"  value: {{ string_value: {_quote(value)} }}",
-            "}",
-        ]
     return "\n".join(lines) + "\n"
 
 
