@@ -101,9 +101,7 @@ class ExportContract:
             min_samples=self.min_samples,
             label_order=self.label_order,
             spoof_index=self.spoof_index,
-            calibration=Calibration(
-                scale=calibration.scale, bias=calibration.bias, calibrated=calibration.calibrated
-            ),
+            calibration=Calibration(scale=calibration.scale, bias=calibration.bias),
             threshold=calibration.threshold,
             precision=precision,
             layers=self.layers,
