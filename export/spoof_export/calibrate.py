@@ -286,7 +286,9 @@ def write_calibration(model: str | os.PathLike[str], calibration: ScoreCalibrati
     old = read_manifest(path)
     new = replace(
         old,
-        calibration=Calibration(scale=calibration.scale, bias=calibration.bias),
+        calibration=Calibration(
+            scale=calibration.scale, bias=calibration.bias, calibrated=calibration.calibrated
+        ),
         threshold=calibration.threshold,
     )
     suffix = path.suffix.lower()

@@ -101,7 +101,9 @@ class ExportContract:
             min_samples=self.min_samples,
             label_order=self.label_order,
             spoof_index=self.spoof_index,
-            calibration=Calibration(scale=calibration.scale, bias=calibration.bias),
+            calibration=Calibration(
+                scale=calibration.scale, bias=calibration.bias, calibrated=calibration.calibrated
+            ),
             threshold=calibration.threshold,
             precision=precision,
             layers=self.layers,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+import threading
 from collections.abc import Callable, Iterator, Sequence
 from importlib import resources
 from pathlib import Path
@@ -45,6 +46,30 @@ def _default_model_path() -> Path:
             "(spoof-score --model PATH on the command line)"
         )
     return path
+
+
+#: Models already warned about as uncalibrated in this process (so the warning is logged once per model).
+_UNCALIBRATED_WARNED: set[str] = set()
+_UNCALIBRATED_LOCK = threading.Lock()
+
+
+def _warn_if_uncalibrated(manifest: Manifest, source: str) -> None:
+    """Log, once per process and model, that ``source`` carries no fitted score calibration."""
+    if manifest.is_calibrated:
+        return
+    with _UNCALIBRATED_LOCK:
+        if source in _UNCALIBRATED_WARNED:
+            return
+        _UNCALIBRATED_WARNED.add(source)
+    logger.warning(
+        "spoofsdk: %s is uncalibrated (its manifest says calibrated: false, or carries the exporter's "
+        "placeholders scale 1, bias 0, threshold 0.5): spoof_prob is the model's raw softmax and the "
+        "threshold %.2f is not a tuned operating point, so verdicts can flag many bona fide calls; fix: "
+        "spoof-export calibrate %s --dev MANIFEST (a labelled development set)",
+        source,
+        manifest.threshold,
+        source,
+    )
 
 
 class Detector:
@@ -176,6 +201,7 @@ class Detector:
         self._path = model_path
         self._source = url if url is not None else str(model_path)
         self._manifest = manifest
+        _warn_if_uncalibrated(manifest, self._source)
         self._window = window
         self._hop = hop
         self._threshold = manifest.threshold if threshold is None else float(threshold)
@@ -252,6 +278,12 @@ class Detector:
     @property
     def manifest(self) -> Manifest:
         return self._manifest
+
+    @property
+    def calibrated(self) -> bool:
+        """Whether the model's scores and threshold were calibrated on data (:attr:`Manifest.is_calibrated`);
+        an uncalibrated model is warned about once per process on the ``spoofsdk`` logger."""
+        return self._manifest.is_calibrated
 
     @property
     def path(self) -> Path | None:

@@ -15,7 +15,7 @@ value is a string, structured values are JSON)::
     spoof.min_samples        "400"                   shortest input the graph accepts
     spoof.label_order        '["bonafide", "spoof"]'  names of the two logits, in order
     spoof.spoof_index        "1"                     index of the spoof logit
-    spoof.calibration        '{"type": "logistic", "scale": 1.0, "bias": 0.0}'
+    spoof.calibration        '{"type": "logistic", "scale": 1.0, "bias": 0.0, "calibrated": false}'
     spoof.threshold          "0.5"                   decision threshold on the spoof probability
     spoof.precision          "fp32" | "fp16" | "int8"
     spoof.layers             "6"                     transformer layers kept (0 if not applicable)
@@ -26,7 +26,9 @@ value is a string, structured values are JSON)::
     spoof.created_at         ISO 8601 UTC, e.g. "2026-11-22T02:00:00Z"
 
 The spoof log-odds of one window are ``z = scale * (logit[spoof] - logit[other]) + bias`` and its
-spoof probability is ``sigmoid(z)``.
+spoof probability is ``sigmoid(z)``. ``calibration.calibrated`` (optional, a JSON boolean) says whether
+``scale``, ``bias`` and ``threshold`` were fitted on data; files written before it existed lack it, and
+:attr:`Manifest.is_calibrated` then reads the identity map with threshold 0.5 as uncalibrated.
 
 This module imports neither ``onnx`` nor ``onnxruntime`` at import time: the ONNX metadata is read
 by a small protobuf-free reader, and :func:`write_onnx_manifest` imports ``onnx`` lazily.
@@ -80,11 +82,17 @@ _MAX_SIDECAR_BYTES = 1 << 20
 
 @dataclass(frozen=True)
 class Calibration:
-    """Maps the logit difference ``d = logit[spoof] - logit[other]`` to spoof log-odds ``scale*d + bias``."""
+    """Maps the logit difference ``d = logit[spoof] - logit[other]`` to spoof log-odds ``scale*d + bias``.
+
+    ``calibrated`` is what the file says: True when ``scale``/``bias`` and the manifest's threshold were
+    fitted on data, False when the exporter wrote placeholders (identity, 0.5), None when the file predates
+    the field (see :attr:`Manifest.is_calibrated`).
+    """
 
     scale: float = 1.0
     bias: float = 0.0
     type: str = "logistic"
+    calibrated: bool | None = None
 
     def log_odds(self, d: float) -> float:
         return self.scale * d + self.bias
@@ -149,6 +157,18 @@ class Manifest:
     def bonafide_index(self) -> int:
         return 1 - self.spoof_index
 
+    @property
+    def is_calibrated(self) -> bool:
+        """Whether the spoof probabilities and the threshold of this model were calibrated on data.
+
+        The file's ``calibration.calibrated`` when it has one; for files written before that field, False
+        exactly for the exporter's uncalibrated placeholders (scale 1, bias 0, threshold 0.5), else True.
+        """
+        if self.calibration.calibrated is not None:
+            return self.calibration.calibrated
+        cal = self.calibration
+        return not (cal.scale == 1.0 and cal.bias == 0.0 and self.threshold == 0.5)
+
     def to_metadata(self) -> dict[str, str]:
         """The ``spoof.*`` string map stored in ONNX ``metadata_props`` (without the engine block)."""
         out: dict[str, str] = {}
@@ -183,7 +203,10 @@ def _plain_fields(m: Manifest) -> dict[str, Any]:
         if f.name == "label_order":
             value = list(value)
         elif f.name == "calibration":
-            value = {"type": value.type, "scale": value.scale, "bias": value.bias}
+            cal = value
+            value = {"type": cal.type, "scale": cal.scale, "bias": cal.bias}
+            if cal.calibrated is not None:
+                value["calibrated"] = cal.calibrated
         out[f.name] = value
     return out
 
@@ -218,6 +241,8 @@ def _validate(m: Manifest) -> None:
         raise _fail("calibration", "a finite scale > 0", cal.scale)
     if not math.isfinite(cal.bias):
         raise _fail("calibration", "a finite bias", cal.bias)
+    if cal.calibrated is not None and not isinstance(cal.calibrated, bool):
+        raise _fail("calibration", "calibrated: true or false", cal.calibrated)
     if not (math.isfinite(m.threshold) and 0.0 < m.threshold < 1.0):
         raise _fail("threshold", "a spoof probability in (0, 1)", m.threshold)
     if m.precision not in PRECISIONS:
@@ -377,10 +402,14 @@ def manifest_from_dict(raw: Mapping[str, object], *, source: str = "manifest") -
         raise _fail(
             "calibration", 'a JSON object {"type": "logistic", "scale": s, "bias": b}', plain["calibration"]
         )
+    calibrated = cal.get("calibrated")
+    if calibrated is not None and not isinstance(calibrated, bool):
+        raise _fail("calibration", 'a JSON boolean "calibrated" (true or false)', calibrated)
     kwargs["calibration"] = Calibration(
         scale=_as_float("calibration", cal["scale"]),
         bias=_as_float("calibration", cal["bias"]),
         type=str(cal.get("type", "logistic")),
+        calibrated=calibrated,
     )
     if "engine" in plain:
         kwargs["engine"] = _engine_from_dict(plain["engine"])

@@ -109,6 +109,9 @@ def test_calibrate_writes_the_dev_fit_into_the_manifest_and_changes_nothing_else
     assert after.calibration.bias == pytest.approx(want.bias, rel=1e-6, abs=1e-9)
     assert after.threshold == pytest.approx(want.threshold, rel=1e-6)
     assert (before.calibration.scale, before.calibration.bias, before.threshold) == (1.0, 0.0, 0.5)
+    # the file says whether it was calibrated: the SDK warns about the first, not the second
+    assert (before.calibration.calibrated, before.is_calibrated) == (False, False)
+    assert (after.calibration.calibrated, after.is_calibrated) == (True, True)
     # only the calibration and the threshold changed; the graph is the same
     assert replace(after, calibration=before.calibration, threshold=before.threshold) == before
     assert onnx.load(str(model)).graph.SerializeToString() == graph_before

@@ -228,3 +228,27 @@ def test_headerless_file_without_rate_is_a_per_file_error(
     assert r["a.wav"]["ok"]
     assert r["call.ul"]["error_type"] == "InvalidArgumentError"
     assert "headerless mulaw audio needs --sample-rate" in r["call.ul"]["error"]
+
+
+@requires_native
+def test_spoof_score_warns_once_about_an_uncalibrated_model(
+    audio_dir: Path,
+    tiny_model: Path,
+    tiny_model_calibrated: Path,
+    capsys: pytest.CaptureFixture[str],
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """tiny_model predates the calibrated flag and carries the exporter's placeholders (scale 1, bias 0,
+    threshold 0.5): three files scored, one warning naming the fix; none for the calibrated model."""
+    import spoofsdk.detector as detector_mod
+
+    monkeypatch.setattr(detector_mod, "_UNCALIBRATED_WARNED", set())
+    with caplog.at_level("WARNING", logger="spoofsdk"):
+        code, out, _ = _run(capsys, str(audio_dir), "--model", str(tiny_model), "--format", "json")
+        _run(capsys, str(audio_dir), "--model", str(tiny_model_calibrated), "--format", "json")
+    assert code == EXIT_OK
+    assert out.count('"path"') >= 3  # several files, one Detector
+    warned = [r.getMessage() for r in caplog.records if "is uncalibrated" in r.getMessage()]
+    assert len(warned) == 1
+    assert f"spoof-export calibrate {tiny_model} --dev MANIFEST" in warned[0]

@@ -337,3 +337,40 @@ def test_closed_detector(tiny_model: Path, speechlike: np.ndarray) -> None:
         det.score(speechlike, SR)
     with pytest.raises(SessionClosedError, match="the detector was closed"):
         det.score(speechlike, SR)
+
+
+@requires_native
+def test_an_uncalibrated_model_is_warned_about_once(
+    tmp_path: Path,
+    tiny_model_calibrated: Path,
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Detector (and so spoof-score and the call-centre servers, which load models through it) logs one
+    WARNING per uncalibrated model and process, naming the fix; a calibrated model is never warned about."""
+    import spoofsdk.detector as detector_mod
+    from spoofsdk.manifest import Calibration
+
+    monkeypatch.setattr(detector_mod, "_UNCALIBRATED_WARNED", set())
+    path = tmp_path / "uncal.onnx"
+    from sdk_models import save_tiny_detector
+
+    save_tiny_detector(path, tiny_manifest(calibration=Calibration(calibrated=False)))
+
+    def warnings_about(p: Path) -> list[str]:
+        return [
+            r.getMessage()
+            for r in caplog.records
+            if r.name == "spoofsdk" and r.levelname == "WARNING" and "uncalibrated" in r.getMessage()
+            and str(p) in r.getMessage()
+        ]  # fmt: skip
+
+    with caplog.at_level("WARNING", logger="spoofsdk"):
+        first = Detector(path, backend="cpu", num_threads=1, speech_gate=False)
+        Detector(path, backend="cpu", num_threads=1, speech_gate=False)
+        calibrated = Detector(tiny_model_calibrated, backend="cpu", num_threads=1, speech_gate=False)
+    assert first.calibrated is False
+    assert calibrated.calibrated is True
+    (msg,) = warnings_about(path)
+    assert f"spoof-export calibrate {path} --dev MANIFEST" in msg
+    assert warnings_about(tiny_model_calibrated) == []

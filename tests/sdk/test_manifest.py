@@ -313,3 +313,34 @@ def test_runtime_imports_stay_light() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=False
     )
     assert out.returncode == 0, out.stdout + out.stderr
+
+
+@pytest.mark.parametrize(
+    ("calibration", "threshold", "written", "is_calibrated"),
+    [
+        (Calibration(scale=1.0, bias=0.0, calibrated=False), 0.5, False, False),  # export without dev
+        (Calibration(scale=1.7, bias=-0.2, calibrated=True), 0.3, True, True),  # fitted on dev
+        # files written before the field: the exporter's placeholders read as uncalibrated, anything else
+        # (a fit, or a hand-set threshold) as calibrated
+        (Calibration(scale=1.0, bias=0.0), 0.5, None, False),
+        (Calibration(scale=1.0, bias=0.0), 0.4, None, True),
+        (Calibration(scale=0.6, bias=-0.4), 0.5, None, True),
+    ],
+)
+def test_calibrated_flag_roundtrips_and_old_files_read_back_compatibly(
+    tmp_path: Path, calibration: Calibration, threshold: float, written: bool | None, is_calibrated: bool
+) -> None:
+    m = tiny_manifest(calibration=calibration, threshold=threshold)
+    meta = json.loads(m.to_metadata()["spoof.calibration"])
+    assert meta.get("calibrated") == written
+    assert ("calibrated" in meta) == (written is not None)  # old files stay byte-identical
+    got = read_manifest(save_tiny_detector(tmp_path / "m.onnx", m))
+    assert got.calibration.calibrated == written
+    assert got.is_calibrated is is_calibrated
+
+
+def test_calibrated_flag_must_be_a_boolean() -> None:
+    raw = tiny_manifest().to_metadata()
+    raw["spoof.calibration"] = '{"type": "logistic", "scale": 1.0, "bias": 0.0, "calibrated": "no"}'
+    with pytest.raises(ModelLoadError, match="calibrated"):
+        manifest_from_dict(raw)
