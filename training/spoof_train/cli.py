@@ -133,7 +133,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         out_dir=args.out,
         asv_scores=args.asv_scores,
         seen_attacks=seen,
-        chunk_seconds=args.chunk_seconds,
+        chunk_seconds="model" if args.chunk_seconds is None else args.chunk_seconds,
         batch_size=args.batch_size,
         on_error=args.on_error,
         device=args.device,
@@ -147,6 +147,14 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         f"split {res['split']}: {res['n_bonafide']} bona fide, {res['n_spoof']} spoof"
         + (f", {res['n_skipped']} skipped" if res["n_skipped"] else "")
     )
+    sc = res["scoring"]
+    if sc["window_samples"] is None:
+        print(f"scoring: each clip whole ({sc['source']})")
+    else:
+        print(
+            f"scoring: {sc['window_s']:g} s windows every {sc['hop_s']:g} s, {sc['aggregate']} per clip, "
+            f"short clips {sc['short_clips']} ({sc['source']})"
+        )
     print(
         f"EER {100 * res['eer']:.2f} % (threshold {res['eer_threshold']:.4f})  minDCF {res['min_dcf']:.4f}  "
         f"actDCF {res['act_dcf']:.4f}  Cllr {res['cllr']:.4f}"
@@ -364,7 +372,13 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="comma-separated attacks seen in training (default: from the checkpoint's training.json)",
     )
-    p.add_argument("--chunk-seconds", type=float, default=4.0, help="window length of full-length scoring")
+    p.add_argument(
+        "--chunk-seconds",
+        type=float,
+        default=None,
+        help="override the scoring window: windows of this many seconds, hop = window, short clips "
+        "repeat-padded (default: the checkpoint's window and hop, mean of the windows, as the SDK scores)",
+    )
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument(
         "--on-error",

@@ -69,7 +69,7 @@ class DataConfig:
     train_split: str = "train"
     dev_split: str | None = "dev"
     crop_seconds: float | None = 4.0
-    eval_chunk_seconds: float | None = 4.0
+    eval_chunk_seconds: float | str | None = "model"
     batch_size: int = 16
     eval_batch_size: int = 16
     num_workers: int = 0
@@ -245,12 +245,14 @@ class RunConfig:
                 f"train.oc_margin_real/oc_margin_fake: expected -1 <= fake < real <= 1, got "
                 f"{t.oc_margin_real}/{t.oc_margin_fake}"
             )
-        for key, sec in {
-            "data.crop_seconds": d.crop_seconds,
-            "data.eval_chunk_seconds": d.eval_chunk_seconds,
-        }.items():
-            if sec is not None and sec <= 0:
-                raise ConfigError(f"{key}: expected null or seconds > 0, got {sec}")
+        if d.crop_seconds is not None and d.crop_seconds <= 0:
+            raise ConfigError(f"data.crop_seconds: expected null or seconds > 0, got {d.crop_seconds}")
+        ecs = d.eval_chunk_seconds
+        if ecs is not None and (ecs != "model" if isinstance(ecs, str) else ecs <= 0):
+            raise ConfigError(
+                "data.eval_chunk_seconds: expected 'model' (the detector's window and hop, as the SDK "
+                f"scores), seconds > 0 or null (whole clips), got {ecs!r}"
+            )
         if d.num_workers < 0:
             raise ConfigError(f"data.num_workers: expected >= 0, got {d.num_workers}")
         if d.limit_per_split is not None and d.limit_per_split < 1:

@@ -468,14 +468,18 @@ def score_utterances(
     amp_dtype: Any = None,
     progress: bool = False,
     desc: str = "score",
+    min_samples: int = 0,
 ) -> list[dict[str, Any]]:
     """Score whole utterances with the detector contract's score ``logit_bf - logit_spoof``.
 
     ``dataset`` items are either chunked (``{"windows": [N, W], "lengths": [N], ...}``, the data package's
     :class:`~spoof_train.data.ChunkedEvalDataset`: an utterance's score is the mean over its windows) or
     plain (``{"wave": [T], ...}``: one window of the whole clip). Windows of many utterances are batched
-    ``batch_size`` at a time with padding masks; ``None`` items (files skipped by ``on_error="skip"``) are
-    left out. Returns one dict per scored item: ``id``, ``label`` (int), ``attack``, ``score``.
+    up to ``batch_size`` at a time, only windows of the same length together (as the SDK batches: no
+    window is zero-padded, so a clip's score does not depend on its batch); ``None`` items (files skipped
+    by ``on_error="skip"``) are left out, and so is a clip whose window is shorter than ``min_samples``
+    (the SDK refuses such clips).
+    Returns one dict per scored item: ``id``, ``label`` (int), ``attack``, ``score``.
     """
     import torch
     from tqdm import tqdm
@@ -483,9 +487,12 @@ def score_utterances(
     was_training = model.training
     model.eval()
     results: list[dict[str, Any]] = []
-    pending: list[tuple[int, torch.Tensor, int]] = []  # (result index, window, valid length)
+    # windows waiting for a forward pass, by length: only windows of one length share a batch, as in the
+    # SDK, so no window is ever zero-padded (a padding mask does not make every model padding-invariant)
+    pending: dict[int, list[tuple[int, torch.Tensor, int]]] = {}  # length -> (result index, window, length)
     sums: list[float] = []
     counts: list[int] = []
+    too_short = 0
     dev_type = torch.device(device).type
 
     def run(batch: list[tuple[int, torch.Tensor, int]]) -> None:
@@ -505,42 +512,110 @@ def score_utterances(
             item = dataset[i]
             if item is None:  # skipped by on_error="skip"
                 continue
+            if "windows" in item:
+                windows = [
+                    (w[:n], int(n)) for w, n in zip(item["windows"], item["lengths"].tolist(), strict=True)
+                ]
+            else:
+                windows = [(item["wave"], int(item["wave"].shape[-1]))]
+            if min(n for _, n in windows) < min_samples:
+                too_short += 1
+                continue
             idx = len(results)
             results.append({"id": item["id"], "label": int(item["label"]), "attack": item.get("attack", "-")})
             sums.append(0.0)
             counts.append(0)
-            if "windows" in item:
-                windows = list(zip(item["windows"], item["lengths"].tolist(), strict=True))
-            else:
-                windows = [(item["wave"], int(item["wave"].shape[-1]))]
             for w, n in windows:
-                pending.append((idx, w, int(n)))
-                if len(pending) >= batch_size:
-                    run(pending)
-                    pending = []
-        if pending:
-            run(pending)
+                group = pending.setdefault(int(n), [])
+                group.append((idx, w, int(n)))
+                if len(group) >= batch_size:
+                    run(pending.pop(int(n)))
+            if sum(len(g) for g in pending.values()) >= 4 * batch_size:  # many lengths: bound the memory
+                for key in list(pending):
+                    run(pending.pop(key))
+        for key in list(pending):
+            run(pending.pop(key))
     finally:
         model.train(was_training)
+    if too_short:
+        log.warning(
+            "%s: left out %d clip(s) shorter than the model's %d samples", desc, too_short, min_samples
+        )
     for r, total, c in zip(results, sums, counts, strict=True):
         r["score"] = total / c
     return results
 
 
+#: ``chunk_seconds`` / ``data.eval_chunk_seconds`` value that scores as the SDK does (the default).
+MODEL_WINDOW = "model"
+
+
+def eval_scoring(
+    chunk_seconds: float | str | None,
+    *,
+    sample_rate: int,
+    window_samples: int,
+    hop_samples: int,
+) -> dict[str, Any]:
+    """How full-length evaluation scores a clip, as recorded in every metrics file.
+
+    ``"model"`` (the default of training's dev evaluation, ``evaluate`` and the export report): the
+    checkpoint's ``window_samples`` every ``hop_samples``, a last window aligned to the end when the hop
+    grid leaves a tail, a clip shorter than a window scored as one window of its own length, the clip score
+    the mean of its window logit differences: what ``spoofsdk.Detector.score`` does (aggregate ``mean``,
+    speech gate off). A number is an explicit override (windows of that many seconds, hop = window,
+    shorter clips repeat-padded to one window); ``None`` scores each clip whole in one forward pass.
+    """
+    if chunk_seconds == MODEL_WINDOW:
+        w, h, short, source = window_samples, hop_samples, "own length", "checkpoint"
+    elif chunk_seconds is None:
+        return {
+            "window_samples": None,
+            "hop_samples": None,
+            "window_s": None,
+            "hop_s": None,
+            "aggregate": "none (each clip whole, one forward pass)",
+            "short_clips": "own length",
+            "source": "override: whole clips",
+        }
+    elif isinstance(chunk_seconds, str) or not chunk_seconds > 0:
+        raise ConfigError(
+            f"chunk_seconds: expected {MODEL_WINDOW!r} (the checkpoint's window and hop), seconds > 0 or "
+            f"null (whole clips), got {chunk_seconds!r}"
+        )
+    else:
+        w = round(float(chunk_seconds) * sample_rate)
+        h, short, source = w, "repeat-padded to one window", f"override: chunk_seconds={chunk_seconds:g}"
+    return {
+        "window_samples": int(w),
+        "hop_samples": int(h),
+        "window_s": w / sample_rate,
+        "hop_s": h / sample_rate,
+        "aggregate": "mean",
+        "short_clips": short,
+        "source": source,
+    }
+
+
 def eval_dataset(
-    rows: Sequence[Any], *, sample_rate: int, chunk_seconds: float | None, on_error: str, cache: Any = None
+    rows: Sequence[Any], *, sample_rate: int, scoring: dict[str, Any], on_error: str, cache: Any = None
 ) -> Any:
-    """Full-length evaluation data: windows of ``chunk_seconds`` (hop = window, last window aligned to the
-    end, shorter clips repeat-padded to one window as in training) or, with None, each clip whole."""
+    """Full-length evaluation data cut as ``scoring`` (an :func:`eval_scoring` dict) says: windows of
+    ``window_samples`` every ``hop_samples`` (last window aligned to the end), or each clip whole."""
     from spoof_train.data import AudioDataset, ChunkedEvalDataset
 
-    if chunk_seconds is None:
+    if scoring["window_samples"] is None:
         return AudioDataset(
             rows, sample_rate=sample_rate, crop_samples=None, train=False, on_error=on_error, cache=cache
         )
-    w = round(chunk_seconds * sample_rate)
     return ChunkedEvalDataset(
-        rows, window_samples=w, hop_samples=w, sample_rate=sample_rate, on_error=on_error, cache=cache
+        rows,
+        window_samples=scoring["window_samples"],
+        hop_samples=scoring["hop_samples"],
+        sample_rate=sample_rate,
+        short="none" if scoring["short_clips"] == "own length" else "repeat",
+        on_error=on_error,
+        cache=cache,
     )
 
 
@@ -1003,6 +1078,7 @@ def fit(
                     amp_dtype=amp_dtype,
                     progress=tcfg.progress,
                     desc="dev",
+                    min_samples=int(getattr(_unwrap(model), "min_samples", 0) or 0),
                 )
                 eer, thr = _eer_of(res)
                 metrics.update({"dev_eer": eer, "dev_threshold": thr})
@@ -1159,8 +1235,14 @@ def _deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def build_datasets(cfg: RunConfig, sample_rate: int) -> tuple[Any, Any | None, dict[str, Any]]:
-    """Training and dev datasets of a run (data contract) and the data facts recorded in training.json."""
+def build_datasets(
+    cfg: RunConfig, sample_rate: int, *, detector_config: Any = None
+) -> tuple[Any, Any | None, dict[str, Any]]:
+    """Training and dev datasets of a run (data contract) and the data facts recorded in training.json.
+
+    The dev set is cut as ``data.eval_chunk_seconds`` says (:func:`eval_scoring`; by default the window
+    and hop of ``detector_config``, else of the run's detector config); the rule is recorded as
+    ``dev_scoring``."""
     from spoof_train.data import AudioDataset, read_manifest
 
     d = cfg.data
@@ -1188,12 +1270,21 @@ def build_datasets(cfg: RunConfig, sample_rate: int) -> tuple[Any, Any | None, d
         **common,
         **extra,
     )
-    dev_set = None
+    dev_set = scoring = None
     if dev_rows is not None:
+        det_cfg = detector_config
+        if det_cfg is None and d.eval_chunk_seconds == MODEL_WINDOW:
+            det_cfg = detector_config_from_run(cfg)
+        scoring = eval_scoring(
+            d.eval_chunk_seconds,
+            sample_rate=sample_rate,
+            window_samples=0 if det_cfg is None else int(det_cfg.window_samples),
+            hop_samples=0 if det_cfg is None else int(det_cfg.hop_samples),
+        )
         dev_set = eval_dataset(
             dev_rows,
             sample_rate=sample_rate,
-            chunk_seconds=d.eval_chunk_seconds,
+            scoring=scoring,
             on_error=d.on_error,
             cache=True if d.cache_audio else None,
         )
@@ -1210,6 +1301,8 @@ def build_datasets(cfg: RunConfig, sample_rate: int) -> tuple[Any, Any | None, d
         },
         "train_attacks": sorted({str(r.attack) for r in train_rows if r.label == "spoof"}),
     }
+    if scoring is not None:
+        facts["dev_scoring"] = scoring
     return train_set, dev_set, facts
 
 
@@ -1245,7 +1338,7 @@ def train(
     try:
         set_seed(cfg.seed)  # the model's initial weights depend on the seed
         model, det_cfg = build_detector_from_run(cfg)
-        train_set, dev_set, facts = build_datasets(cfg, int(det_cfg.sample_rate))
+        train_set, dev_set, facts = build_datasets(cfg, int(det_cfg.sample_rate), detector_config=det_cfg)
         from spoof_train.data import collate_pad
 
         return fit(
@@ -1306,7 +1399,7 @@ def evaluate(
     out_dir: str | Path | None = None,
     asv_scores: str | Path | None = None,
     seen_attacks: Sequence[str] | None = None,
-    chunk_seconds: float | None = 4.0,
+    chunk_seconds: float | str | None = MODEL_WINDOW,
     batch_size: int = 16,
     on_error: str = "raise",
     device: str = "auto",
@@ -1320,6 +1413,11 @@ def evaluate(
     pooled EER over seen and over unseen attacks (seen = spoof attacks of the training data recorded in the
     checkpoint's training.json, or ``seen_attacks``), and min t-DCF (2019 and 2021) when ``asv_scores`` is
     given.
+
+    Clips are scored as :func:`eval_scoring` says: by default (``chunk_seconds="model"``) with the
+    checkpoint's window and hop and the mean of the window scores, as the SDK scores (so training's dev
+    EER, this and the export report agree on the same rows); a number of seconds or ``None`` (whole clips)
+    overrides it. The rule is recorded as ``scoring`` in the result and ``metrics.json``.
     """
     from spoof_train import metrics as M
     from spoof_train.checkpoint import load_checkpoint
@@ -1336,9 +1434,13 @@ def evaluate(
     for label in ("bonafide", "spoof"):
         if not any(r.label == label for r in rows):
             raise DataError(f"split {split!r} of {str(manifest)!r} has no {label} trials; the EER needs both")
-    ds = eval_dataset(
-        rows, sample_rate=int(det_cfg.sample_rate), chunk_seconds=chunk_seconds, on_error=on_error
+    scoring = eval_scoring(
+        chunk_seconds,
+        sample_rate=int(det_cfg.sample_rate),
+        window_samples=int(det_cfg.window_samples),
+        hop_samples=int(det_cfg.hop_samples),
     )
+    ds = eval_dataset(rows, sample_rate=int(det_cfg.sample_rate), scoring=scoring, on_error=on_error)
     t0 = time.perf_counter()
     res = score_utterances(
         model,
@@ -1347,6 +1449,7 @@ def evaluate(
         device=dev,
         progress=progress,
         desc=f"score {split}",
+        min_samples=int(getattr(model, "min_samples", 0) or 0),
     )
     seconds = time.perf_counter() - t0
     scores = np.array([r["score"] for r in res])
@@ -1369,6 +1472,7 @@ def evaluate(
         "min_dcf_threshold": mdcf_thr,
         "act_dcf": adcf,
         "cllr": M.cllr(bona, spoof),
+        "scoring": scoring,
         "scoring_seconds": round(seconds, 2),
     }
     per = M.per_attack_eer(scores, labels, attacks)
