@@ -622,6 +622,7 @@ def _calibrate_stage(run: _Run, options: ExportOptions) -> None:
                 speech_gate=options.speech_gate,
                 seed=options.seed + 1,
             ),
+            plot=run.plan.final["onnx"].with_name(run.plan.final["onnx"].name + ".calibration.png"),
         )
         run.calibration = fitted.calibration
         stage.details["scored_on"] = run.plan.final["onnx"].name
@@ -629,6 +630,8 @@ def _calibrate_stage(run: _Run, options: ExportOptions) -> None:
             p.name for k, p in run.plan.final.items() if k not in ("report", "engine_manifest")
         ]
         stage.outputs = {"onnx": str(run.plan.final["onnx"])}
+        if stage.details.get("plot"):
+            stage.outputs["plot"] = stage.details["plot"]
         run.add(stage)
         run.report["score_calibration"] = stage.details
         return

@@ -52,6 +52,7 @@ __all__ = [
     "FittedCalibration",
     "calibrate",
     "fit_calibration",
+    "plot_calibration",
     "score_clips",
     "write_calibration",
 ]
@@ -309,6 +310,118 @@ def write_calibration(model: str | os.PathLike[str], calibration: ScoreCalibrati
     return new
 
 
+#: What the report says when the calibration plot cannot be drawn (matplotlib comes with the train extra).
+NO_MATPLOTLIB = (
+    "calibration plot not written: matplotlib is not installed (it comes with the 'train' extra: "
+    "pip install 'spoofsdk[train]')"
+)
+
+
+def _calibration_figure(
+    logit_diff: Sequence[float] | NDArray[np.float64],
+    labels: Sequence[str],
+    calibration: ScoreCalibration,
+    *,
+    prior_spoof: float = 0.5,
+    bins: int = 10,
+    title: str = "score calibration on dev",
+) -> Any:
+    """The calibration figure (a matplotlib ``Figure``): left, the reliability curve (mean predicted spoof
+    probability against the observed spoof fraction per bin of predicted probability, the classes weighted
+    to ``prior_spoof`` as in the fit, marker area ~ clips per bin); right, histograms of the calibrated
+    log-odds per class with the decision threshold."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    d = np.asarray(logit_diff, dtype=np.float64)
+    lab = np.asarray(labels)
+    ok = np.isfinite(d) & np.isin(lab, ("bonafide", "spoof"))
+    d, lab = d[ok], lab[ok]
+    is_spoof = lab == "spoof"
+    z = calibration.scale * d + calibration.bias
+    p = 1.0 / (1.0 + np.exp(-z))
+    n_sp, n_bf = int(is_spoof.sum()), int((~is_spoof).sum())
+    w = np.where(is_spoof, prior_spoof / max(n_sp, 1), (1 - prior_spoof) / max(n_bf, 1))
+
+    fig = Figure(figsize=(11.0, 4.5), dpi=120)
+    FigureCanvasAgg(fig)
+    rel, hist = fig.subplots(1, 2)
+    rel.plot([0, 1], [0, 1], ls=":", color="0.5", label="perfect calibration")
+    edges = np.linspace(0.0, 1.0, bins + 1)
+    idx = np.clip(np.digitize(p, edges[1:-1]), 0, bins - 1)
+    xs, ys, ns = [], [], []
+    for b in range(bins):
+        m = idx == b
+        if m.any():
+            xs.append(float(np.average(p[m], weights=w[m])))
+            ys.append(float(np.sum(w[m] * is_spoof[m]) / np.sum(w[m])))
+            ns.append(int(m.sum()))
+    rel.plot(xs, ys, "-", color="tab:blue", gid="reliability", label=f"dev, {bins} bins of predicted p")
+    rel.scatter(xs, ys, s=[12 + 60 * n / max(ns) for n in ns], color="tab:blue", zorder=3)
+    rel.axvline(
+        calibration.threshold, color="tab:red", lw=1, ls="--", label=f"threshold {calibration.threshold:.3f}"
+    )
+    rel.set_xlim(0, 1)
+    rel.set_ylim(0, 1)
+    rel.set_aspect("equal")
+    rel.set_xlabel("predicted spoof probability")
+    rel.set_ylabel("observed spoof fraction")
+    rel.set_title(f"reliability (classes weighted to P(spoof) {prior_spoof:.2g})", fontsize=10)
+    rel.grid(True, alpha=0.3)
+    rel.legend(loc="upper left", fontsize=8)
+
+    hb = np.histogram_bin_edges(z, bins=min(40, max(10, z.size // 5))) if z.size else np.linspace(-1, 1, 11)
+    hist.hist(
+        z[~is_spoof],
+        bins=hb,
+        histtype="stepfilled",
+        alpha=0.45,
+        color="tab:green",
+        label=f"bona fide (n={n_bf})",
+    )
+    hist.hist(
+        z[is_spoof], bins=hb, histtype="stepfilled", alpha=0.45, color="tab:red", label=f"spoof (n={n_sp})"
+    )
+    t = math.log(calibration.threshold / (1 - calibration.threshold))
+    hist.axvline(t, color="black", lw=1, ls="--", gid="threshold", label=f"threshold (log-odds {t:.2f})")
+    hist.set_xlabel("calibrated spoof log-odds  scale * d + bias  (clip mean)")
+    hist.set_ylabel("clips")
+    hist.set_title("scores per class")
+    hist.grid(True, alpha=0.3)
+    hist.legend(fontsize=8)
+    fig.suptitle(
+        f"{title}: scale {calibration.scale:.4g}, bias {calibration.bias:.4g}, "
+        f"threshold {calibration.threshold:.4f}"
+    )
+    fig.tight_layout()
+    return fig
+
+
+def plot_calibration(
+    path: str | os.PathLike[str],
+    logit_diff: Sequence[float] | NDArray[np.float64],
+    labels: Sequence[str],
+    calibration: ScoreCalibration,
+    *,
+    prior_spoof: float = 0.5,
+    title: str = "score calibration on dev",
+) -> Path | None:
+    """Write the calibration plot (reliability curve + score histograms per class) to ``path`` as PNG.
+
+    ``logit_diff`` are the clips' raw (uncalibrated) SDK logit differences, ``labels`` their
+    ``"bonafide"``/``"spoof"`` labels. Returns the path, or None (with a logged warning) when matplotlib
+    is not installed: it is optional for the export (it comes with the ``train`` extra).
+    """
+    try:
+        fig = _calibration_figure(logit_diff, labels, calibration, prior_spoof=prior_spoof, title=title)
+    except ImportError:
+        log.warning("%s", NO_MATPLOTLIB)
+        return None
+    out = Path(path)
+    fig.savefig(out)
+    return out
+
+
 def _dev_rows(options: CalibrateOptions) -> tuple[list[str], list[str], str]:
     from spoof_export.audio import _pick, resolve_clips
 
@@ -329,10 +442,15 @@ def calibrate(
     options: CalibrateOptions,
     *,
     also: Sequence[str | os.PathLike[str]] = (),
+    plot: str | os.PathLike[str] | bool = True,
 ) -> tuple[FittedCalibration, StageReport]:
     """Fit the score calibration of ``model`` on ``options.dev`` and write it into ``model``'s manifest
     and into each file of ``also`` (other precisions of the same model). Returns the fit and a
     :class:`StageReport` listing the rows used, the rows skipped and why.
+
+    ``plot``: where to write the calibration plot (:func:`plot_calibration`); True = ``MODEL.calibration.png``
+    next to the model, False = none. The report's ``details["plot"]`` is the path written, or None with
+    ``details["plot_skipped"]`` saying why.
     """
     from spoofsdk.errors import BackendUnavailableError, ModelLoadError
     from spoofsdk.manifest import read_manifest
@@ -417,10 +535,28 @@ def calibrate(
             for p, lb, z in zip(paths, labels, scores.raw, strict=True)
         ],
     }
+    plot_path: Path | None = None
+    if plot is not False:
+        target = path.with_name(path.name + ".calibration.png") if plot is True else Path(plot)
+        plot_path = plot_calibration(
+            target,
+            scores.raw,
+            labels,
+            fitted.calibration,
+            prior_spoof=options.prior_spoof,
+            title=f"score calibration on {options.split or 'all'} rows of {Path(source).name}",
+        )
+        details["plot"] = None if plot_path is None else str(plot_path)
+        if plot_path is None:
+            details["plot_skipped"] = NO_MATPLOTLIB
     report = StageReport(
         name="calibrate",
         seconds=round(time.perf_counter() - t0, 2),
-        outputs={"model": str(path), **{f"also_{i}": str(p) for i, p in enumerate(also)}},
+        outputs={
+            "model": str(path),
+            **{f"also_{i}": str(p) for i, p in enumerate(also)},
+            **({"plot": str(plot_path)} if plot_path is not None else {}),
+        },
         details=details,
         warnings=warnings,
     )

@@ -121,6 +121,9 @@ def test_calibrate_writes_the_dev_fit_into_the_manifest_and_changes_nothing_else
     assert [r["label"] for r in cal["scores"]] == ranked_dev["labels"]
     assert 0.0 < cal["eer"] < 0.5
     assert cal["speech_gate"] is False
+    # the calibration plot lies next to the model and the report names it
+    assert cal["plot"] == str(tmp_path / "model.onnx.calibration.png")
+    assert (tmp_path / "model.onnx.calibration.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 def test_the_calibrated_model_decides_at_the_dev_eer_point(uncalibrated, ranked_dev, tmp_path):
@@ -179,6 +182,10 @@ def test_export_with_dev_calibrates_every_artifact_and_leaves_the_checkpoint_alo
     assert report["manifest"]["threshold"] == pytest.approx(want.threshold, rel=1e-6)
     assert [s["name"] for s in report["stage_reports"]] == ["onnx", "calibrate", "fp16", "validate"]
     assert not report["warnings"]
+    # the calibration plot is written at the final prefix (not next to the .partial file) and reported
+    assert cal["plot"] == str(tmp_path / "c.onnx.calibration.png")
+    assert (tmp_path / "c.onnx.calibration.png").is_file()
+    assert not list(tmp_path.glob("*partial*"))
 
 
 def test_export_without_dev_says_loudly_that_the_model_is_uncalibrated(
@@ -393,3 +400,53 @@ def test_the_recipe_script_calibrate_uses_the_package_fit(uncalibrated, ranked_d
     result = export(ckpt, output=tmp_path / "e", latency_repeats=1)
     assert result.report["score_calibration"]["source"] == "checkpoint"
     assert read_manifest(result.paths["onnx"]).threshold == pytest.approx(want.threshold, rel=1e-6)
+
+
+def test_calibration_figure_reliability_histograms_and_threshold():
+    """On scores drawn from a calibrated model (p = sigmoid(z), label ~ Bernoulli(p)), the reliability curve
+    follows the diagonal; the histograms hold every clip of each class; the threshold line is at its
+    log-odds."""
+    from spoof_export.calibrate import _calibration_figure
+    from spoof_export.contract import ScoreCalibration
+
+    rng = np.random.default_rng(0)
+    d = rng.normal(0.0, 2.0, 4000)
+    cal = ScoreCalibration(scale=1.5, bias=-0.5, threshold=0.3, calibrated=True, source="dev")
+    z = cal.scale * d + cal.bias
+    labels = np.where(rng.random(d.size) < 1 / (1 + np.exp(-z)), "spoof", "bonafide")
+    n_sp = int((labels == "spoof").sum())
+    # weight to the empirical prior: the observed fraction is then the plain one
+    fig = _calibration_figure(d, list(labels), cal, prior_spoof=n_sp / d.size)
+    rel, hist = fig.axes
+    (curve,) = [ln for ln in rel.lines if ln.get_gid() == "reliability"]
+    x, y = np.asarray(curve.get_xdata()), np.asarray(curve.get_ydata())
+    assert len(x) == 10
+    assert np.max(np.abs(x - y)) < 0.06
+    texts = [t.get_text() for t in hist.get_legend().get_texts()]
+    assert f"bona fide (n={d.size - n_sp})" in texts
+    assert f"spoof (n={n_sp})" in texts
+    (thr,) = [ln for ln in hist.lines if ln.get_gid() == "threshold"]
+    assert thr.get_xdata()[0] == pytest.approx(np.log(0.3 / 0.7))
+    # a miscalibrated map (scale 3x too large) bends the curve away from the diagonal: the plot shows it
+    bad = ScoreCalibration(scale=4.5, bias=-1.5, threshold=0.3, calibrated=True, source="dev")
+    fig = _calibration_figure(d, list(labels), bad, prior_spoof=n_sp / d.size)
+    (curve,) = [ln for ln in fig.axes[0].lines if ln.get_gid() == "reliability"]
+    assert np.max(np.abs(np.asarray(curve.get_xdata()) - np.asarray(curve.get_ydata()))) > 0.1
+
+
+def test_calibration_plot_without_matplotlib_is_skipped_with_the_reason(tmp_path, monkeypatch, caplog):
+    import sys
+
+    from spoof_export.calibrate import NO_MATPLOTLIB, plot_calibration
+    from spoof_export.contract import ScoreCalibration
+
+    for name in [m for m in sys.modules if m == "matplotlib" or m.startswith("matplotlib.")]:
+        monkeypatch.delitem(sys.modules, name)
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # import matplotlib -> ImportError
+    cal = ScoreCalibration(scale=1.0, bias=0.0, threshold=0.5, calibrated=True, source="dev")
+    with caplog.at_level(logging.WARNING, logger="spoof_export"):
+        out = plot_calibration(tmp_path / "x.png", [0.1, -0.2], ["spoof", "bonafide"], cal)
+    assert out is None
+    assert not (tmp_path / "x.png").exists()
+    assert NO_MATPLOTLIB in caplog.text
+    assert "spoofsdk[train]" in NO_MATPLOTLIB
