@@ -326,8 +326,9 @@ class _Audio:
 
 
 def _load_audio(options: ExportOptions, contract: ExportContract) -> _Audio:
-    """Calibration windows (int8), dev windows (EER) and the validation batches: two full windows, one
-    short input, one input of 1.5 windows, from real audio when there is some."""
+    """Calibration windows (int8), dev clips (every window of each, for the EER as the SDK scores) and the
+    validation batches: two full windows, one short input, one input of 1.5 windows, from real audio when
+    there is some."""
     from spoof_export.audio import load_audio_set
 
     sr, window, seed = contract.sample_rate, contract.window_samples, options.seed
@@ -355,6 +356,8 @@ def _load_audio(options: ExportOptions, contract: ExportContract) -> _Audio:
             split=v.dev_split,
             seed=seed + 1,
             what="dev",
+            hop_samples=contract.hop_samples,
+            min_samples=contract.min_samples,
         )
     real = calib_set.windows if calib_set is not None else dev_set.windows if dev_set is not None else None
     base = real[:3] if real is not None and len(real) >= 3 else _synthetic_audio(3, window, sr, seed)
@@ -557,7 +560,8 @@ def _run_stages(
     dev = audio.dev_set
     torch_dev = None
     if dev is not None:
-        torch_dev = torch_logits([dev.windows[i : i + 8] for i in range(0, len(dev.windows), 8)])
+        assert dev.clips is not None
+        torch_dev = torch_logits(dev.clips.batches)
     fp16_atol = options.fp16.fp16_atol if options.fp16 is not None else FP16_ATOL
     int8_atol = options.int8.int8_atol if options.int8 is not None else INT8_ATOL
     validation, validate_report = stage_validate(
@@ -576,6 +580,7 @@ def _run_stages(
         threshold_logit=run.calibration.threshold_logit,
         window_samples=contract.window_samples,
         options=options.validate,
+        sample_rate=contract.sample_rate,
     )
     run.add(validate_report)
     report["stages"].update(validation.stages)

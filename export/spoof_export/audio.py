@@ -4,7 +4,8 @@
 directory: its ``MANIFEST.tsv`` when it has one, otherwise every audio file under it. Each clip gives
 one window of ``window_samples`` at the model rate: the centre of a longer clip, a shorter clip tiled
 (repeated) to length, so calibration sees speech statistics rather than padding. Rows are picked
-deterministically (seeded) and balanced across labels when labels are known.
+deterministically (seeded) and balanced across labels when labels are known. The dev set of the report's
+EER also keeps every window of each clip, cut as the SDK scores it (``hop_samples``: :class:`ClipWindows`).
 """
 
 from __future__ import annotations
@@ -21,7 +22,16 @@ from spoof_export.errors import CalibrationError
 if TYPE_CHECKING:
     from numpy.typing import NDArray
 
-__all__ = ["AUDIO_SUFFIXES", "AudioSet", "Clip", "load_audio_set", "resolve_clips", "window_of"]
+__all__ = [
+    "AUDIO_SUFFIXES",
+    "AudioSet",
+    "Clip",
+    "ClipWindows",
+    "load_audio_set",
+    "resolve_clips",
+    "sdk_window_starts",
+    "window_of",
+]
 
 log = logging.getLogger("spoof_export")
 
@@ -38,13 +48,77 @@ class Clip:
 
 
 @dataclass(frozen=True)
+class ClipWindows:
+    """Every window of each clip, cut as the SDK scores a clip (:func:`sdk_window_starts`), in batches of
+    equal-length windows; ``owner[i]`` is the clip (index into the set's paths) of the i-th window in
+    batch order. :meth:`clip_means` turns per-window scores into the clip scores (mean aggregation)."""
+
+    batches: list[NDArray[np.float32]]
+    owner: NDArray[np.int64]
+    n_clips: int
+    window_samples: int
+    hop_samples: int
+
+    @property
+    def n_windows(self) -> int:
+        return int(self.owner.size)
+
+    def clip_means(self, window_scores: NDArray[np.float64]) -> NDArray[np.float64]:
+        scores = np.asarray(window_scores, dtype=np.float64)
+        if scores.shape != self.owner.shape:
+            raise ValueError(f"expected {self.owner.size} window scores, given {scores.shape}")
+        sums = np.bincount(self.owner, weights=scores, minlength=self.n_clips)
+        counts = np.bincount(self.owner, minlength=self.n_clips)
+        return np.asarray(sums / counts, dtype=np.float64)
+
+
+@dataclass(frozen=True)
 class AudioSet:
-    """Windows ``[N, window_samples]`` float32 with their labels (``None`` when unknown) and sources."""
+    """Windows ``[N, window_samples]`` float32 with their labels (``None`` when unknown) and sources;
+    with ``hop_samples`` given to :func:`load_audio_set`, also every window of each clip (``clips``)."""
 
     windows: NDArray[np.float32]
     labels: tuple[str | None, ...]
     paths: tuple[str, ...]
     source: str
+    clips: ClipWindows | None = None
+    too_short: tuple[str, ...] = ()
+
+
+def sdk_window_starts(n_samples: int, window_samples: int, hop_samples: int) -> list[int]:
+    """Window starts of a clip as ``spoofsdk.Detector.score`` cuts it: ``0, hop, 2 hop, ...`` while a
+    window fits, then one window ending at the last sample when the grid leaves a tail; a clip no longer
+    than a window is one window of its own length (start 0)."""
+    from spoof_train.data import window_starts
+
+    return list(window_starts(n_samples, window_samples, hop_samples))
+
+
+def _clip_windows(
+    waves: list[NDArray[np.float32]], window_samples: int, hop_samples: int, batch: int = 8
+) -> ClipWindows:
+    cut: list[tuple[int, NDArray[np.float32]]] = []
+    for i, wave in enumerate(waves):
+        for s in sdk_window_starts(wave.shape[0], window_samples, hop_samples):
+            cut.append((i, np.ascontiguousarray(wave[s : s + window_samples], dtype=np.float32)))
+    by_length: dict[int, list[tuple[int, NDArray[np.float32]]]] = {}
+    for owner, w in cut:
+        by_length.setdefault(int(w.shape[0]), []).append((owner, w))
+    batches: list[NDArray[np.float32]] = []
+    owners: list[int] = []
+    for length in sorted(by_length, reverse=True):
+        group = by_length[length]
+        for k in range(0, len(group), batch):
+            part = group[k : k + batch]
+            batches.append(np.stack([w for _, w in part]))
+            owners.extend(o for o, _ in part)
+    return ClipWindows(
+        batches=batches,
+        owner=np.asarray(owners, dtype=np.int64),
+        n_clips=len(waves),
+        window_samples=window_samples,
+        hop_samples=hop_samples,
+    )
 
 
 def _manifest_clips(manifest: Path) -> list[Clip]:
@@ -156,11 +230,16 @@ def load_audio_set(
     split: str | None,
     seed: int = 0,
     what: str = "calibration",
+    hop_samples: int | None = None,
+    min_samples: int = 1,
 ) -> AudioSet:
     """Read up to ``max_files`` clips of a calibration / dev set into one window each.
 
     Unreadable, empty or non-finite files are skipped with a warning; fewer than ``min_files``
     usable clips is a :class:`CalibrationError` (a tiny set calibrates ranges badly and silently).
+    With ``hop_samples`` every window of each clip is kept too (``AudioSet.clips``, cut as the SDK
+    scores), and clips shorter than ``min_samples`` are left out as the SDK refuses them
+    (``AudioSet.too_short``).
     """
     clips = resolve_clips(path, split=split, what=what)
     picked = _pick(clips, max_files, seed)
@@ -168,19 +247,33 @@ def load_audio_set(
     labels: list[str | None] = []
     paths: list[str] = []
     skipped: list[str] = []
+    waves: list[NDArray[np.float32]] = []
+    too_short: list[str] = []
     for clip in picked:
         try:
             wave = read_clip(clip.path, sample_rate)
             if wave.size == 0 or not np.isfinite(wave).all():
                 raise ValueError("empty or non-finite samples")
+            if hop_samples is not None and wave.shape[0] < min_samples:
+                too_short.append(str(clip.path))
+                continue
             windows.append(window_of(wave, window_samples))
         except (OSError, RuntimeError, ValueError) as exc:  # soundfile raises RuntimeError subclasses
             skipped.append(f"{clip.path}: {exc}")
             continue
+        if hop_samples is not None:
+            waves.append(wave)
         labels.append(clip.label)
         paths.append(str(clip.path))
     if skipped:
         log.warning("%s set: skipped %d unreadable clip(s), first: %s", what, len(skipped), skipped[0])
+    if too_short:
+        log.warning(
+            "%s set: left out %d clip(s) shorter than the model's %d samples (the SDK refuses them)",
+            what,
+            len(too_short),
+            min_samples,
+        )
     if len(windows) < min_files:
         detail = f"; skipped {len(skipped)} unreadable (first: {skipped[0]})" if skipped else ""
         raise CalibrationError(
@@ -192,4 +285,6 @@ def load_audio_set(
         labels=tuple(labels),
         paths=tuple(paths),
         source=str(path),
+        clips=None if hop_samples is None else _clip_windows(waves, window_samples, hop_samples),
+        too_short=tuple(too_short),
     )

@@ -218,15 +218,51 @@ def _summary(result: Any) -> str:
         lines.append(f"{key:>15}: {path}{extra}")
     for name, stage in rep.get("stages", {}).items():
         if isinstance(stage, dict) and "max_abs_diff" in stage:
-            lines.append(f"{name:>15}: max |diff| {json.dumps(stage['max_abs_diff'])} (atol {stage['atol']})")
+            diffs = ", ".join(f"{k} {v:.3g}" for k, v in stage["max_abs_diff"].items())
+            lines.append(f"{name:>15}: max |diff| {diffs} (atol {stage['atol']:g})")
     if "dev_eer" in rep:
-        lines.append(
-            f"{'dev EER':>15}: " + json.dumps({k: v for k, v in rep["dev_eer"].items() if k != "rule"})
-        )
+        lines.extend(_dev_eer_table(rep["dev_eer"]))
     cal = rep.get("score_calibration")
     if cal is not None:
         lines.append(f"{'calibration':>15}: {_calibration_line(cal)}")
     return "\n".join(lines)
+
+
+_ARTIFACT_NAMES = {
+    "torch": "torch (checkpoint)",
+    "onnx": "onnx (fp32)",
+    "int8": "int8 (cpu)",
+    "int8_tensorrt": "int8 (tensorrt)",
+    "fp16": "fp16",
+}
+
+
+def _dev_eer_table(dev: dict[str, Any]) -> list[str]:
+    """The report's dev EER block as a table in percent, with the number of clips and how they were
+    scored; deltas against FP32 only when the report has them (enough clips of each class)."""
+    sc = dev.get("scoring") or {}
+    head = f"{dev.get('clips', '?')} clips ({dev.get('n_bonafide', '?')} bona fide, "
+    head += f"{dev.get('n_spoof', '?')} spoof)"
+    if sc.get("window_s") is not None:
+        head += (
+            f", {sc['window_s']:g} s windows every {sc['hop_s']:g} s, {sc.get('aggregate', 'mean')} per clip"
+        )
+    lines = [f"{'dev EER':>15}: {head}"]
+    deltas = dev.get("delta_points_vs_fp32")
+    pad = " " * 17
+    lines.append(f"{pad}{'artifact':<20}{'EER %':>8}" + (f"{'vs fp32 (points)':>18}" if deltas else ""))
+    for key in ("torch", "onnx", "int8", "int8_tensorrt", "fp16"):
+        if key not in dev:
+            continue
+        value = dev[key]
+        cell = "n/a" if value is None else f"{100 * value:.2f}"
+        row = f"{pad}{_ARTIFACT_NAMES[key]:<20}{cell:>8}"
+        if deltas and deltas.get(key) is not None:
+            row += f"{deltas[key]:>+18.2f}"
+        lines.append(row)
+    if not deltas and dev.get("delta_note"):
+        lines.append(f"{pad}({dev['delta_note']})")
+    return lines
 
 
 def _calibration_line(cal: dict[str, Any]) -> str:

@@ -35,7 +35,7 @@ from spoof_export.errors import ExportArgumentError, ValidationError
 if TYPE_CHECKING:
     from numpy.typing import NDArray
 
-    from spoof_export.audio import AudioSet
+    from spoof_export.audio import AudioSet, ClipWindows
     from spoof_export.validate import OrtResult
     from spoofsdk.manifest import Manifest
 
@@ -257,9 +257,10 @@ def stage_fp16(src: Path, dst: Path, manifest: Manifest, options: Fp16Options) -
 
 @dataclass(frozen=True)
 class ValidateOptions:
-    """How artifacts are run and measured: labelled ``dev`` audio for the per-artifact EER (one centre
-    window per clip, at most ``dev_max_files``), latency repeats, ONNX Runtime threads, per-operator
-    profile, and the seed of the row picking and synthetic inputs."""
+    """How artifacts are run and measured: labelled ``dev`` audio for the per-artifact EER (at most
+    ``dev_max_files`` clips, each scored as the SDK scores it: the model's window and hop, mean of the
+    window logits, no speech gate), latency repeats, ONNX Runtime threads, per-operator profile, and the
+    seed of the row picking and synthetic inputs."""
 
     dev: Path | None = None
     dev_split: str | None = "dev"
@@ -289,11 +290,20 @@ class Validation:
     dev_eer: dict[str, Any] | None
 
 
-def _eer(scores_logits: NDArray[np.float32], labels: list[str | None], spoof_index: int) -> float | None:
+#: Fewer clips of either class than this and the report's per-artifact EER deltas are not worth printing:
+#: one clip then moves the EER by more than 1 point.
+MIN_CLIPS_FOR_DELTAS = 100
+
+
+def _eer(
+    logits: NDArray[np.float32], labels: list[str | None], spoof_index: int, clips: ClipWindows
+) -> float | None:
+    """EER of clip scores: the mean over each clip's windows of ``logit_bf - logit_spoof``."""
     from spoof_train.metrics import compute_eer
 
     other = 1 - spoof_index
-    score = scores_logits[:, other].astype(np.float64) - scores_logits[:, spoof_index]  # higher = bona fide
+    window_score = logits[:, other].astype(np.float64) - logits[:, spoof_index]  # higher = bona fide
+    score = clips.clip_means(window_score)
     lab = np.array([lb or "" for lb in labels])
     bona, spoof = score[lab == "bonafide"], score[lab == "spoof"]
     if bona.size == 0 or spoof.size == 0:
@@ -307,23 +317,53 @@ def _dev_eer(
     torch_dev: NDArray[np.float32],
     dev_set: AudioSet,
     n_val: int,
+    *,
     spoof_index: int,
+    sample_rate: int,
 ) -> dict[str, Any]:
+    clips = dev_set.clips
+    assert clips is not None
     labels = list(dev_set.labels)
+    n_bona, n_spoof = labels.count("bonafide"), labels.count("spoof")
     out: dict[str, Any] = {
         "source": dev_set.source,
-        "windows": len(dev_set.paths),
-        "rule": "one centre window per clip (short clips tiled)",
-        "torch": _eer(torch_dev, labels, spoof_index),
+        "clips": len(dev_set.paths),
+        "n_bonafide": n_bona,
+        "n_spoof": n_spoof,
+        "windows": clips.n_windows,
+        "scoring": {
+            "window_samples": clips.window_samples,
+            "hop_samples": clips.hop_samples,
+            "window_s": clips.window_samples / sample_rate,
+            "hop_s": clips.hop_samples / sample_rate,
+            "aggregate": "mean",
+            "short_clips": "own length",
+            "speech_gate": False,
+            "source": "checkpoint",
+        },
+        "rule": "every window of each clip as the SDK cuts it (the model's window every hop, the last "
+        "window ending at the clip's end, a clip shorter than a window scored whole), the clip score the "
+        "mean of its window logit differences; no speech gate",
+        "left_out_too_short": len(dev_set.too_short),
+        "torch": _eer(torch_dev, labels, spoof_index, clips),
     }
     for k, r in results.items():
         assert r.logits is not None
-        out[k] = _eer(r.logits[n_val:], labels, spoof_index)
+        out[k] = _eer(r.logits[n_val:], labels, spoof_index, clips)
     base = out.get("onnx")
-    out["delta_points_vs_fp32"] = {
-        k: None if out[k] is None or base is None else round(100 * (out[k] - base), 3)
-        for k in list(results)[1:]
-    }
+    smallest = min(n_bona, n_spoof)
+    out["one_clip_points"] = None if smallest == 0 else round(100 / smallest, 3)
+    if smallest >= MIN_CLIPS_FOR_DELTAS:
+        out["delta_points_vs_fp32"] = {
+            k: None if out[k] is None or base is None else round(100 * (out[k] - base), 3)
+            for k in list(results)[1:]
+        }
+    else:
+        out["delta_points_vs_fp32"] = None
+        out["delta_note"] = (
+            f"no deltas: {smallest} clips of the smaller class, so one clip moves the EER by "
+            f"{100 / max(smallest, 1):.2f} points; deltas need >= {MIN_CLIPS_FOR_DELTAS} of each class"
+        )
     return out
 
 
@@ -339,6 +379,7 @@ def stage_validate(
     threshold_logit: float,
     window_samples: int,
     options: ValidateOptions,
+    sample_rate: int = 16000,
 ) -> tuple[Validation, StageReport]:
     """Run every ONNX artifact (``"onnx"`` first, the FP32 graph) in one spawned ONNX Runtime process on
     ``batches`` (+ the dev windows), compare FP32 with the torch ``reference`` (a failure raises
@@ -349,7 +390,9 @@ def stage_validate(
 
     t0 = time.perf_counter()
     keys = list(artifacts)
-    extra = [] if dev_set is None else [dev_set.windows[i : i + 8] for i in range(0, len(dev_set.windows), 8)]
+    if dev_set is not None and dev_set.clips is None:
+        raise ExportArgumentError("dev_set: expected every window of each clip (load_audio_set hop_samples=)")
+    extra = [] if dev_set is None or dev_set.clips is None else dev_set.clips.batches
     jobs = [
         OrtJob(
             path=str(artifacts[k]),
@@ -390,7 +433,9 @@ def stage_validate(
     dev_eer = None
     if dev_set is not None:
         assert torch_dev is not None
-        dev_eer = _dev_eer(results, torch_dev, dev_set, n_val, spoof_index)
+        dev_eer = _dev_eer(
+            results, torch_dev, dev_set, n_val, spoof_index=spoof_index, sample_rate=sample_rate
+        )
     report = StageReport(
         name="validate",
         ok=not failures,

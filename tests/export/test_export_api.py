@@ -91,7 +91,7 @@ def test_report_has_versions_hashes_stage_diffs_agreement_eer_latency(full_expor
         s = report["stages"][f"onnx->{k}"]
         assert s["ok"]
         assert s["atol"] == (0.1 if k == "fp16" else 0.25)  # the defaults: fp16_atol, int8_atol
-        assert s["score_agreement"]["n"] == 4 + 8  # validation windows + the dev set
+        assert s["score_agreement"]["n"] == 4 + 16  # validation windows + every window of the 8 dev clips
     for k, art in report["artifacts"].items():
         data = (out / art["file"]).read_bytes()
         assert art["sha256"] == hashlib.sha256(data).hexdigest(), k
@@ -99,9 +99,12 @@ def test_report_has_versions_hashes_stage_diffs_agreement_eer_latency(full_expor
         assert art["latency_ms_per_window"] > 0
         assert art["rtf"] == pytest.approx(art["latency_ms_per_window"] / 1000, rel=0.01)
     dev = report["dev_eer"]
-    assert dev["windows"] == 8
+    assert (dev["clips"], dev["n_bonafide"], dev["n_spoof"]) == (8, 4, 4)
+    assert dev["windows"] == 16  # 1.1 s clips, 1 s windows every 0.5 s: one at 0 and one ending at the end
+    assert (dev["scoring"]["window_samples"], dev["scoring"]["hop_samples"]) == (16000, 8000)
     assert dev["torch"] == pytest.approx(dev["onnx"], abs=1e-9)
-    assert set(dev["delta_points_vs_fp32"]) == {"int8", "int8_tensorrt", "fp16"}
+    assert dev["delta_points_vs_fp32"] is None  # 4 clips a class: one clip is 25 points
+    assert dev["one_clip_points"] == 25.0
     q = report["stages"]["quantize_cpu"]
     assert q["int8_nodes"]["MatMul"] > 0
     assert q["fp32_reads_restored"] > 0
@@ -122,7 +125,7 @@ def _ort_logits(path: Path, batches: list[np.ndarray]) -> np.ndarray:
 def test_reported_agreement_and_dev_eer_are_those_of_the_files_written(full_export, labelled_dir):
     """Recompute, from the written files, what the report says about them: decisions at the manifest
     threshold, the score correlation and the dev EER of every artifact (the exporter's inputs: the first
-    three calibration windows cut as the report's shapes say, then the dev windows)."""
+    three calibration windows cut as the report's shapes say, then every window of each dev clip)."""
     from spoof_export.audio import load_audio_set
     from spoof_train.metrics import compute_eer
 
@@ -138,6 +141,8 @@ def test_reported_agreement_and_dev_eer_are_those_of_the_files_written(full_expo
             split="train" if what == "calibration" else "dev",
             seed=0 if what == "calibration" else 1,
             what=what,
+            hop_samples=None if what == "calibration" else 8000,
+            min_samples=400,
         )
         for what in ("calibration", "dev")
     }
@@ -146,11 +151,12 @@ def test_reported_agreement_and_dev_eer_are_those_of_the_files_written(full_expo
     assert shapes[0] == [2, 16000]
     assert shapes[2] == [1, 24000]
     batches = [base[:2], base[2:3, : shapes[1][1]], np.tile(base, (1, 2))[:1, : shapes[2][1]]]
-    dev_windows = sets["dev"].windows
+    clips = sets["dev"].clips
+    assert clips is not None
     labels = np.array(sets["dev"].labels)
     threshold_logit = (np.log(0.6 / 0.4) - 0.1) / 2.0  # the checkpoint's calibration (2.0, 0.1, 0.6)
     logits = {
-        k: _ort_logits(out / f"tiny{suffix}", [*batches, dev_windows])
+        k: _ort_logits(out / f"tiny{suffix}", [*batches, *clips.batches])
         for k, suffix in (
             ("onnx", ".onnx"),
             ("int8", ".int8.onnx"),
@@ -172,11 +178,9 @@ def test_reported_agreement_and_dev_eer_are_those_of_the_files_written(full_expo
     for k in ("int8", "int8_tensorrt"):
         assert np.abs(d["onnx"] - d[k]).max() <= report["stages"][f"onnx->{k}"]["atol"], k
     for k in ("onnx", "int8", "int8_tensorrt", "fp16"):
-        dev_d = d[k][-len(dev_windows) :]
+        dev_d = clips.clip_means(d[k][-clips.n_windows :])  # mean of each clip's windows
         eer, _ = compute_eer(-dev_d[labels == "bonafide"], -dev_d[labels == "spoof"])
         assert report["dev_eer"][k] == pytest.approx(eer, abs=1e-12), k
-    for k, delta in report["dev_eer"]["delta_points_vs_fp32"].items():
-        assert delta == round(100 * (report["dev_eer"][k] - report["dev_eer"]["onnx"]), 3)
 
 
 def test_triton_repository_parses_with_tritons_model_config_schema(full_export):
