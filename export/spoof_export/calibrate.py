@@ -146,10 +146,13 @@ def score_clips(
     import soundfile as sf
 
     from spoofsdk import Detector
+    from spoofsdk.detector import _no_uncalibrated_warning
     from spoofsdk.errors import InvalidAudioError
     from spoofsdk.manifest import ENGINE_SUFFIXES
 
     engine = model is not None and Path(model).suffix.lower() in ENGINE_SUFFIXES
+    if model is not None:  # scored to be calibrated: the SDK's "uncalibrated" warning is no news here
+        _no_uncalibrated_warning(Path(model))
     det = Detector(
         model, backend="tensorrt" if engine else "cpu", num_threads=num_threads, speech_gate=speech_gate
     )

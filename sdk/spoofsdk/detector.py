@@ -72,6 +72,13 @@ def _warn_if_uncalibrated(manifest: Manifest, source: str) -> None:
     )
 
 
+def _no_uncalibrated_warning(source: str | os.PathLike[str]) -> None:
+    """Skip the uncalibrated-model warning for ``source`` in this process: for tools that score a model in
+    order to calibrate it (``spoof-export calibrate``), whom the warning would tell to do what they do."""
+    with _UNCALIBRATED_LOCK:
+        _UNCALIBRATED_WARNED.add(str(source))
+
+
 class Detector:
     """A loaded detector: immutable and safe to share across threads.
 
