@@ -36,7 +36,7 @@ def build_ensemble(
     an unreadable member and :class:`ConfigError` for members that cannot be fused.
     """
     from spoof_train.checkpoint import checkpoint_sha256, load_checkpoint, save_checkpoint
-    from spoof_train.models import DetectorConfig, build_detector
+    from spoof_train.models import DetectorConfig, EnsembleDetector, build_detector
 
     paths = [Path(c) for c in checkpoints]
     if len(paths) < 2:
@@ -69,7 +69,8 @@ def build_ensemble(
         hop_samples=first.hop_samples,
     )
     model = build_detector(config)
-    for dst, (src, _, _) in zip(model.members, loaded, strict=True):  # type: ignore[union-attr]
+    assert isinstance(model, EnsembleDetector)  # config.kind == "ensemble"
+    for dst, (src, _, _) in zip(model.members, loaded, strict=True):
         dst.load_state_dict(src.state_dict())  # built from the member's own config: keys and shapes match
     model.eval()
 

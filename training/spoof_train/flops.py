@@ -76,7 +76,8 @@ def _run(model: nn.Module, samples: int, batch: int, device: str) -> dict[str, d
     from torch.utils.flop_counter import FlopCounterMode
 
     wave = torch.zeros(batch, samples, device=device)
-    counter = FlopCounterMode(display=False, depth=None)
+    # torch reads depth=None as "every depth" (FlopCounterMode.get_table) though its annotation says int
+    counter = FlopCounterMode(display=False, depth=None)  # type: ignore[arg-type]
     # No autograd at all: the module tracker of FlopCounterMode chokes on views of parameters made under
     # no_grad (requires_grad without grad_fn), so switch requires_grad off for the measurement.
     flags = [(p, p.requires_grad) for p in model.parameters()]

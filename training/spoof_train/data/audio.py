@@ -29,7 +29,7 @@ _Resampler = Callable[[NDArray[np.float32], int, int], NDArray[np.float32]]
 def _native_resampler() -> tuple[str, _Resampler | None]:
     try:
         from spoofsdk import _native  # spoofsdk.audio imports it lazily: probe it here
-        from spoofsdk import audio as sdk_audio  # type: ignore[attr-defined]
+        from spoofsdk import audio as sdk_audio
 
         fn = getattr(sdk_audio, "resample", None)
         if callable(fn):

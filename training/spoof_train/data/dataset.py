@@ -156,7 +156,7 @@ class AudioDataset(Dataset[dict[str, Any] | None]):
         if self.cache is not None:
             wave = self.cache.get(row.path)
             if wave is not None:
-                return wave
+                return np.asarray(wave, dtype=np.float32)
         if self._mem is not None:
             hit = self._mem.get(index)
             if hit is not None:

@@ -69,7 +69,8 @@ class FFNBackend(nn.Module):
         self.mlp = _mlp(hidden_size * (2 if pooling == "mean+std" else 1), hidden, dropout)
 
     def forward(self, hidden: Tensor, mask: Tensor) -> Tensor:
-        return self.mlp(_pool(hidden[:, self.layer], mask, self.pooling))
+        out: Tensor = self.mlp(_pool(hidden[:, self.layer], mask, self.pooling))
+        return out
 
 
 class LayerWeightedBackend(nn.Module):
@@ -105,7 +106,8 @@ class LayerWeightedBackend(nn.Module):
             hidden = F.layer_norm(hidden, hidden.shape[-1:])
         w = torch.softmax(self.layer_logits, dim=0)
         x = (hidden * w.view(1, -1, 1, 1)).sum(dim=1)
-        return self.mlp(_pool(x, mask, self.pooling))
+        out: Tensor = self.mlp(_pool(x, mask, self.pooling))
+        return out
 
 
 class SLSBackend(nn.Module):
@@ -144,7 +146,8 @@ class SLSBackend(nn.Module):
         x = F.max_pool2d(x.masked_fill(~m, low), (3, 3)).squeeze(1)  # [B, T/3, D/3]
         pooled_mask = lengths_to_mask(pool_lengths(mask.sum(dim=1), 3), x.shape[1])
         x = F.selu(self.fc1(masked_mean(x, pooled_mask, dim=1)))
-        return self.fc3(self.drop(x))
+        out: Tensor = self.fc3(self.drop(x))
+        return out
 
 
 class AASISTBackend(nn.Module):
@@ -215,7 +218,8 @@ class AASISTBackend(nn.Module):
         e_s = (x * w_time).sum(dim=-1).transpose(1, 2)  # [B, P/3, C]
         w_freq = torch.softmax(w, dim=-2)
         e_t = (x * w_freq).sum(dim=-2).transpose(1, 2)  # [B, T/3, C]
-        return self.head(e_s, e_t, m4[:, 0, 0, :])
+        out: Tensor = self.head(e_s, e_t, m4[:, 0, 0, :])
+        return out
 
 
 class MHFABackend(nn.Module):
@@ -258,7 +262,8 @@ class MHFABackend(nn.Module):
         v = self.cmp_linear_v(v)
         att = masked_softmax(self.att_head(k), mask, dim=1)  # [B, T, H]
         pooled = torch.einsum("bth,btc->bhc", att, v).flatten(1)
-        return self.classifier(self.drop(F.relu(self.pooling_fc(pooled))))
+        out: Tensor = self.classifier(self.drop(F.relu(self.pooling_fc(pooled))))
+        return out
 
 
 _BACKENDS: dict[str, type[nn.Module]] = {

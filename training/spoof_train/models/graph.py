@@ -40,6 +40,8 @@ class SincFilterbank(nn.Module):
     The filters are a non-persistent buffer computed from the config (not trained, not saved).
     """
 
+    filters: Tensor  # the registered buffer (nn.Module.__getattr__ is typed Tensor | Module)
+
     def __init__(self, out_channels: int, kernel_size: int, sample_rate: int = 16000) -> None:
         super().__init__()
         if kernel_size % 2 == 0:
@@ -321,4 +323,5 @@ class AASISTGraphHead(nn.Module):
         s_max = (out_s.abs() * ms).amax(dim=1)
         s_avg = masked_mean(out_s, ms1, dim=1)
         hidden = torch.cat([t_max, t_avg, s_max, s_avg, master.squeeze(1)], dim=1)
-        return self.out_layer(self.drop(hidden))
+        out: Tensor = self.out_layer(self.drop(hidden))
+        return out

@@ -31,7 +31,8 @@ def _neg_large(dtype: torch.dtype) -> float:
 
 def lengths_to_mask(lengths: Tensor, max_len: int | Tensor) -> Tensor:
     """``[B]`` valid lengths -> ``[B, max_len]`` bool mask (True where ``index < length``)."""
-    steps = torch.arange(max_len, device=lengths.device)
+    # a 0-d Tensor max_len keeps the length symbolic in a traced export; torch's stub only allows numbers
+    steps = torch.arange(max_len, device=lengths.device)  # type: ignore[arg-type]
     return steps.unsqueeze(0) < lengths.unsqueeze(1)
 
 

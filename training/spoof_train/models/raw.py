@@ -80,7 +80,8 @@ class AASIST(nn.Module):
         e = torch.abs(x)  # zero at padded frames, so max over time ignores them exactly
         e_s = e.amax(dim=3).transpose(1, 2)  # [B, F, C] spectral nodes
         e_t = e.amax(dim=2).transpose(1, 2)  # [B, T, C] temporal nodes
-        return self.head(e_s, e_t, mask_t)
+        out: Tensor = self.head(e_s, e_t, mask_t)
+        return out
 
 
 class _RawNetBlock(nn.Module):
@@ -174,4 +175,5 @@ class RawNet2(nn.Module):
         out, _ = self.gru(x)
         last = (lens - 1).clamp(min=0)
         out = torch.gather(out, 1, last.view(-1, 1, 1).expand(-1, 1, out.shape[-1])).squeeze(1)
-        return self.fc2_gru(self.fc1_gru(out))
+        logits: Tensor = self.fc2_gru(self.fc1_gru(out))
+        return logits

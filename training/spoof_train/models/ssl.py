@@ -100,7 +100,7 @@ def clean_hf_config_dict(family: str, config: Any) -> dict[str, Any]:
     cls = hf_config_class(family)
     if isinstance(config, Mapping):
         config = cls.from_dict(dict(config))
-    d = config.to_diff_dict()
+    d: dict[str, Any] = config.to_diff_dict()
     for key in ("transformers_version", "_name_or_path", "architectures", "dtype", "torch_dtype"):
         d.pop(key, None)
     d.update(apply_spec_augment=False, mask_time_prob=0.0, mask_feature_prob=0.0, layerdrop=0.0)
@@ -251,7 +251,8 @@ class SSLBackbone(nn.Module):
 
     def frame_lengths(self, lengths: Tensor) -> Tensor:
         """Valid frames per row for ``lengths`` valid samples (HF ``_get_feat_extract_output_lengths``)."""
-        return self.model._get_feat_extract_output_lengths(lengths).to(torch.long)
+        frames: Tensor = self.model._get_feat_extract_output_lengths(lengths)
+        return frames.to(torch.long)
 
     def load_backbone_state(self, state: Mapping[str, Tensor], *, source: str = "state dict") -> None:
         """Load an HF-layout state dict (full or pruned) into this pruned model; strict on what it keeps."""

@@ -114,4 +114,5 @@ def lay_noise(
         bed_y = np.resize(bed_y, len(y64))
     target = speech_level_db(y64, sample_rate) + bed.ratio_db
     gain = 10 ** ((target - 10 * np.log10(np.mean(bed_y**2) + 1e-20)) / 20)
-    return y64 + gain * bed_y
+    mixed: NDArray[np.float64] = y64 + gain * bed_y
+    return mixed
