@@ -61,14 +61,16 @@ def _warn_if_uncalibrated(manifest: Manifest, source: str) -> None:
         if source in _UNCALIBRATED_WARNED:
             return
         _UNCALIBRATED_WARNED.add(source)
+    remote = is_remote_url(source)  # the fix applies to the served model file, then a reload
     logger.warning(
         "spoofsdk: %s is uncalibrated (its manifest says calibrated: false, or carries the exporter's "
         "placeholders scale 1, bias 0, threshold 0.5): spoof_prob is the model's raw softmax and the "
         "threshold %.2f is not a tuned operating point, so verdicts can flag many bona fide calls; fix: "
-        "spoof-export calibrate %s --dev MANIFEST (a labelled development set)",
+        "spoof-export calibrate %s --dev MANIFEST (a labelled development set)%s",
         source,
         manifest.threshold,
-        source,
+        "MODEL" if remote else source,
+        ", on the model file the server loads, then reload it" if remote else "",
     )
 
 

@@ -374,3 +374,17 @@ def test_an_uncalibrated_model_is_warned_about_once(
     (msg,) = warnings_about(path)
     assert f"spoof-export calibrate {path} --dev MANIFEST" in msg
     assert warnings_about(tiny_model_calibrated) == []
+
+
+def test_the_uncalibrated_warning_for_a_remote_model_names_the_served_file(
+    caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import spoofsdk.detector as detector_mod
+
+    monkeypatch.setattr(detector_mod, "_UNCALIBRATED_WARNED", set())
+    with caplog.at_level("WARNING", logger="spoofsdk"):
+        detector_mod._warn_if_uncalibrated(tiny_manifest(), "grpc://triton:8001/spoof")
+        detector_mod._warn_if_uncalibrated(tiny_manifest(), "grpc://triton:8001/spoof")
+    (msg,) = [r.getMessage() for r in caplog.records if "is uncalibrated" in r.getMessage()]
+    assert "spoof-export calibrate MODEL --dev MANIFEST" in msg
+    assert "the model file the server loads" in msg
