@@ -59,6 +59,27 @@ def test_simulate_in_process_audiosocket(tiny_model: Path) -> None:
     assert report["throughput_x_realtime"] > 0
 
 
+def test_a_call_centre_server_warns_once_about_an_uncalibrated_model(
+    tiny_model: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The AudioSocket server run in process (its engine loads the model through spoofsdk.Detector): three
+    calls, one WARNING naming the fix (tiny_model carries the exporter's placeholders 1 / 0 / 0.5)."""
+    import spoofsdk.detector as detector_mod
+
+    monkeypatch.setattr(detector_mod, "_UNCALIBRATED_WARNED", set())
+    with caplog.at_level("WARNING", logger="spoofsdk"):
+        report = arun(
+            simulate(
+                server="audiosocket", calls=3, concurrency=3, seconds=1.0, realtime=False,
+                model=str(tiny_model), ramp_s=0.1, engine_options={"threads": 1},
+            )
+        )  # fmt: skip
+    assert report["completed"] == 3
+    warned = [r.getMessage() for r in caplog.records if "is uncalibrated" in r.getMessage()]
+    assert len(warned) == 1
+    assert f"spoof-export calibrate {tiny_model} --dev MANIFEST" in warned[0]
+
+
 @needs_websockets
 def test_simulate_media_stream_in_real_time(tiny_model: Path) -> None:
     report = arun(
