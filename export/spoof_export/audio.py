@@ -212,11 +212,11 @@ def read_clip(path: Path, sample_rate: int) -> NDArray[np.float32]:
     import soundfile as sf
 
     data, sr = sf.read(str(path), dtype="float32", always_2d=True)
-    wave = data.mean(axis=1).astype(np.float32)
+    wave: NDArray[np.float32] = np.asarray(data.mean(axis=1), dtype=np.float32)  # soundfile is untyped
     if sr != sample_rate:
         import soxr
 
-        wave = soxr.resample(wave, sr, sample_rate).astype(np.float32)
+        wave = np.asarray(soxr.resample(wave, sr, sample_rate), dtype=np.float32)
     return wave
 
 
