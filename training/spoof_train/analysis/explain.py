@@ -236,7 +236,8 @@ def explain_file(
     def score(waves: torch.Tensor) -> torch.Tensor:
         lengths = torch.full((waves.shape[0],), waves.shape[-1], dtype=torch.long)
         logits = model(waves, lengths)
-        return sign * (logits[:, 0] - logits[:, 1])
+        out: torch.Tensor = sign * (logits[:, 0] - logits[:, 1])
+        return out
 
     base = make_baseline(wave, baseline)
     ig = integrated_gradients(score, wave, base, steps=steps, batch_size=batch_size, power=power)

@@ -75,7 +75,8 @@ class BandLimit:
         if self.resample_8k and sample_rate != 8000:
             y = resample(resample(y, sample_rate, 8000), 8000, sample_rate)
             y = y[: x.shape[0]] if y.shape[0] >= x.shape[0] else np.pad(y, (0, x.shape[0] - y.shape[0]))
-        return y.astype(np.float32)
+        out: NDArray[np.float32] = y.astype(np.float32)
+        return out
 
 
 class ResampleRoundTrip:
@@ -240,7 +241,8 @@ class Reverb:
         h = rng.normal(0.0, 1.0, n) * np.exp(-3.0 * np.log(10.0) * t / rt60)
         h /= np.sqrt(np.sum(h**2))
         h[0] = 1.0
-        return h
+        ir: NDArray[np.float64] = h
+        return ir
 
     def __call__(
         self, wave: NDArray[np.floating], sample_rate: int, rng: np.random.Generator
@@ -251,7 +253,8 @@ class Reverb:
         rx, ry = float(np.sqrt(np.mean(x**2))), float(np.sqrt(np.mean(y**2)))
         if ry > 0:
             y *= rx / ry
-        return y.astype(np.float32)
+        out: NDArray[np.float32] = y.astype(np.float32)
+        return out
 
 
 def shelf_biquad(kind: str, f0: float, gain_db: float, sample_rate: int) -> NDArray[np.float64]:
@@ -276,7 +279,8 @@ def shelf_biquad(kind: str, f0: float, gain_db: float, sample_rate: int) -> NDAr
         den = [(a + 1) - (a - 1) * cw + sq, 2 * ((a - 1) - (a + 1) * cw), (a + 1) - (a - 1) * cw - sq]
     else:
         raise ConfigError(f"shelf_biquad: kind must be 'low' or 'high', got {kind!r}")
-    return np.array([*b, *den]) / den[0]
+    coeffs: NDArray[np.float64] = np.array([*b, *den]) / den[0]
+    return coeffs
 
 
 def peak_biquad(f0: float, gain_db: float, q: float, sample_rate: int) -> NDArray[np.float64]:
@@ -286,7 +290,8 @@ def peak_biquad(f0: float, gain_db: float, q: float, sample_rate: int) -> NDArra
     alpha = np.sin(w0) / (2.0 * q)
     b = [1 + alpha * a, -2 * np.cos(w0), 1 - alpha * a]
     den = [1 + alpha / a, -2 * np.cos(w0), 1 - alpha / a]
-    return np.array([*b, *den]) / den[0]
+    coeffs: NDArray[np.float64] = np.array([*b, *den]) / den[0]
+    return coeffs
 
 
 class Microphone:
@@ -373,7 +378,8 @@ class Microphone:
         peak = float(np.max(np.abs(y))) if y.size else 0.0
         if peak > 1.0:
             y /= peak
-        return y.astype(np.float32)
+        out: NDArray[np.float32] = y.astype(np.float32)
+        return out
 
 
 class Speed:
