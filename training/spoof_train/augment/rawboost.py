@@ -89,11 +89,11 @@ class RawBoostParams:
         return self
 
 
-def _norm_peak(x: NDArray[np.float64], always: bool) -> NDArray[np.float64]:
+def _norm_peak(x: NDArray[np.floating], always: bool) -> NDArray[np.float64]:
     peak = float(np.max(np.abs(x))) if x.size else 0.0
     if peak > 0 and (always or peak > 1.0):
-        return x / peak
-    return x
+        return np.asarray(x / peak, dtype=np.float64)
+    return np.asarray(x, dtype=np.float64)
 
 
 def _band_cascade(
@@ -166,16 +166,17 @@ def ssi_additive_noise(
     x: NDArray[np.floating], fs: int, rng: np.random.Generator, prm: RawBoostParams = RawBoostParams()
 ) -> NDArray[np.float64]:
     """RawBoost algorithm 3: stationary signal-independent (coloured) additive noise at a random SNR."""
-    x = np.asarray(x, dtype=np.float64)
-    noise = rng.normal(0.0, 1.0, x.shape[0])
+    x64: NDArray[np.float64] = np.asarray(x, dtype=np.float64)
+    white: NDArray[np.float64] = np.asarray(rng.normal(0.0, 1.0, x64.shape[0]), dtype=np.float64)
     b = _band_cascade(rng, prm, prm.min_g, prm.max_g, fs)
-    noise = _norm_peak(_fir_same(noise, b), always=True)
+    noise = _norm_peak(_fir_same(white, b), always=True)
     snr = rng.uniform(prm.snr_min, prm.snr_max)
     n_norm = float(np.linalg.norm(noise))
     if n_norm == 0.0:
-        return x
-    noise = noise / n_norm * np.linalg.norm(x) / 10.0 ** (0.05 * snr)
-    return x + noise
+        return x64
+    noise = noise / n_norm * np.linalg.norm(x64) / 10.0 ** (0.05 * snr)
+    out: NDArray[np.float64] = x64 + noise
+    return out
 
 
 class RawBoost:
