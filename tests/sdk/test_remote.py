@@ -107,3 +107,34 @@ def test_unreachable_server_after_bounded_retries(scheme: str) -> None:
         )
     assert isinstance(err.value, BackendUnavailableError)  # an unreachable tier is an unavailable backend
     assert time.monotonic() - t0 < 10
+
+
+def test_an_unreachable_grpc_channel_is_replaced_before_the_next_attempt(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """gRPC fails a request on a channel in its reconnect backoff without trying to connect, so a server that
+    came back during the backoff would stay 'unreachable' for the remaining retries: every attempt after a
+    failure to connect gets a new channel, and the failed one is closed."""
+    grpc_client = pytest.importorskip("tritonclient.grpc", reason="the triton extra is not installed")
+    real = grpc_client.InferenceServerClient
+    made: list[object] = []
+    closed: list[object] = []
+
+    class Counting(real):  # type: ignore[misc, valid-type]
+        def __init__(self, *args: object, **kwargs: object) -> None:
+            super().__init__(*args, **kwargs)
+            made.append(self)
+
+        def close(self) -> None:
+            closed.append(self)
+            super().close()
+
+    monkeypatch.setattr(grpc_client, "InferenceServerClient", Counting)
+    port = _free_port()  # nothing listens there
+    with pytest.raises(ServerUnavailableError, match=r"server unreachable after 3 attempts"):
+        Detector(
+            f"grpc://127.0.0.1:{port}/m",
+            remote_options={"retries": 2, "backoff_s": 0.01, "max_backoff_s": 0.05, "connect_timeout_s": 2},
+        )
+    assert len(made) == 3
+    assert set(map(id, closed)) >= set(map(id, made[:2]))
