@@ -1510,7 +1510,7 @@ def evaluate(
             w.writerow(["id", "label", "attack", "score"])
             for r in res:
                 w.writerow([r["id"], LABELS[r["label"]], r["attack"], f"{r['score']:.6f}"])
-        M.plot_det(od / "det.png", {f"{split} (EER {100 * eer:.2f} %)": (bona, spoof)}, title=f"DET: {split}")
+        M.plot_det(od / "det.png", {split: (bona, spoof)}, title=f"DET: {split}")  # it marks EER, minDCF
         (od / "metrics.json").write_text(json.dumps(out, indent=2) + "\n")
         out["outputs"] = {
             "scores": str(od / "scores.tsv"),
