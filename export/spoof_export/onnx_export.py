@@ -100,6 +100,8 @@ def export_onnx(model: torch.nn.Module, path: str | Path, *, opset: int, example
         # against: validation runs the graph at other batch sizes and lengths than the example.
         # torch.jit re-exports TracerWarning (from torch.jit._trace) without listing it in __all__
         warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)  # type: ignore[attr-defined]
+        # A strided Slice (the spectral front end's decimation) is left unfolded: a note, not a problem.
+        warnings.filterwarnings("ignore", message="Constant folding - Only steps=1", category=UserWarning)
         torch.onnx.export(
             wrapper,
             (example,),

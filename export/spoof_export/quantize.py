@@ -20,6 +20,8 @@ waveform in, 512 channels out, most of the dynamic range) stays FP32 by default.
 
 from __future__ import annotations
 
+import contextlib
+import io
 import logging
 import tempfile
 from collections import Counter
@@ -218,7 +220,13 @@ def quantize_int8(
     class Reader(_WindowReader, CalibrationDataReader):  # type: ignore[misc]
         pass
 
-    with tempfile.TemporaryDirectory(prefix="spoof-export-calib-") as tmp:
+    # ORT's calibrators print their progress ("Collecting tensor data and making histogram ...") to stdout:
+    # kept out of the user's console (and out of a JSON report printed to stdout), logged at DEBUG instead.
+    ort_output = io.StringIO()
+    with (
+        tempfile.TemporaryDirectory(prefix="spoof-export-calib-") as tmp,
+        contextlib.redirect_stdout(ort_output),
+    ):
         extra["CalibTensorRangeSymmetric"] = target == "tensorrt"
         quantize_static(
             str(fp32_path),
@@ -236,6 +244,8 @@ def quantize_int8(
             calibration_providers=["CPUExecutionProvider"],
         )
         del tmp
+    if ort_output.getvalue().strip():
+        log.debug("onnxruntime quantisation: %s", ort_output.getvalue().strip())
     quantized = onnx.load(str(out_path))
     rewired = restore_fp32_reads(quantized) if keep_fp32_reads else 0
     onnx.save(quantized, str(out_path))
