@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import logging
 import re
+import warnings
 from collections.abc import Mapping
 from typing import Any
 
@@ -44,6 +45,15 @@ __all__ = [
 ]
 
 log = logging.getLogger("spoof_train")
+
+# transformers' WavLM attention hands torch a boolean key_padding_mask next to its float position-bias
+# attn_mask, which torch >= 2.x flags as deprecated on every padded forward; the masks are correct and the
+# mix is transformers' to change, so the note is not repeated to every training run.
+warnings.filterwarnings(
+    "ignore",
+    message="Support for mismatched key_padding_mask and attn_mask is deprecated",
+    category=UserWarning,
+)
 
 _CLASSES = {
     "wavlm": ("WavLMConfig", "WavLMModel"),
