@@ -540,6 +540,48 @@ def test_chanspy_passive_monitoring_hears_only_the_caller(
     assert verdict["duration_s"] == pytest.approx(len(got) / 8000, abs=0.05)
 
 
+def _ari_events_url(asterisk: Asterisk) -> str:
+    return f"ws://127.0.0.1:{asterisk.http_port}/ari/events?app={ARI_APP}&api_key={ARI_USER}:{ARI_PASSWORD}"
+
+
+async def _external_media_bridge(
+    asterisk: Asterisk, port: int, call_id: str, fmt: str
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """An ARI externalMedia channel (AudioSocket over TCP to our server, ``fmt`` audio, the UUID
+    ``call_id``) in a new mixing bridge: (channel, bridge)."""
+    chan = await asterisk.aari(
+        "POST",
+        "channels/externalMedia",
+        app=ARI_APP,
+        external_host=f"127.0.0.1:{port}",
+        encapsulation="audiosocket",
+        transport="tcp",
+        format=fmt,
+        data=call_id,
+    )
+    bridge = await asterisk.aari("POST", "bridges", type="mixing")
+    await asterisk.aari("POST", f"bridges/{bridge['id']}/addChannel", channel=chan["id"])
+    return chan, bridge
+
+
+async def _play_into_bridge(asterisk: Asterisk, ws: Any, bridge: dict[str, Any], sound: str) -> None:
+    """Play ``sound:SOUND`` into the bridge and wait (30 s at most) for ARI's PlaybackFinished event."""
+    await asterisk.aari("POST", f"bridges/{bridge['id']}/play", media=f"sound:{sound}")
+    deadline = time.monotonic() + 30
+    while True:
+        msg = json.loads(await asyncio.wait_for(ws.recv(), deadline - time.monotonic()))
+        if msg.get("type") == "PlaybackFinished":
+            break
+    await asyncio.sleep(0.3)
+
+
+async def _delete_channel_and_bridge(
+    asterisk: Asterisk, chan: dict[str, Any], bridge: dict[str, Any]
+) -> None:
+    await asterisk.aari("DELETE", f"channels/{chan['id']}")
+    await asterisk.aari("DELETE", f"bridges/{bridge['id']}")
+
+
 @pytest.mark.skipif(not HAVE_WEBSOCKETS, reason="needs websockets (the examples extra)")
 def test_ari_external_media_audiosocket(
     asterisk: Asterisk,
@@ -555,32 +597,10 @@ def test_ari_external_media_audiosocket(
 
     async def go() -> tuple[list[dict[str, Any]], dict[str, Any]]:
         async with running(detector) as (server, events):
-            url = (
-                f"ws://127.0.0.1:{asterisk.http_port}/ari/events?app={ARI_APP}"
-                f"&api_key={ARI_USER}:{ARI_PASSWORD}"
-            )
-            async with connect(url) as ws:
-                chan = await asterisk.aari(
-                    "POST",
-                    "channels/externalMedia",
-                    app=ARI_APP,
-                    external_host=f"127.0.0.1:{server.port}",
-                    encapsulation="audiosocket",
-                    transport="tcp",
-                    format="slin16",
-                    data=call_id,
-                )
-                bridge = await asterisk.aari("POST", "bridges", type="mixing")
-                await asterisk.aari("POST", f"bridges/{bridge['id']}/addChannel", channel=chan["id"])
-                await asterisk.aari("POST", f"bridges/{bridge['id']}/play", media="sound:spooftest-caller16")
-                deadline = time.monotonic() + 30
-                while True:  # until the recording has been played into the bridge
-                    msg = json.loads(await asyncio.wait_for(ws.recv(), deadline - time.monotonic()))
-                    if msg.get("type") == "PlaybackFinished":
-                        break
-                await asyncio.sleep(0.3)
-                await asterisk.aari("DELETE", f"channels/{chan['id']}")
-                await asterisk.aari("DELETE", f"bridges/{bridge['id']}")
+            async with connect(_ari_events_url(asterisk)) as ws:
+                chan, bridge = await _external_media_bridge(asterisk, server.port, call_id, "slin16")
+                await _play_into_bridge(asterisk, ws, bridge, "spooftest-caller16")
+                await _delete_channel_and_bridge(asterisk, chan, bridge)
             await _verdict(asterisk, events, call_id)
             return events, chan
 
@@ -617,35 +637,15 @@ def test_external_media_in_a_silent_bridge_stays_up(
 
     async def go() -> list[dict[str, Any]]:
         async with running(detector) as (server, events):  # the server's defaults
-            url = (
-                f"ws://127.0.0.1:{asterisk.http_port}/ari/events?app={ARI_APP}"
-                f"&api_key={ARI_USER}:{ARI_PASSWORD}"
-            )
-            async with connect(url) as ws:
-                chan = await asterisk.aari(
-                    "POST",
-                    "channels/externalMedia",
-                    app=ARI_APP,
-                    external_host=f"127.0.0.1:{server.port}",
-                    encapsulation="audiosocket",
-                    transport="tcp",
-                    format="slin",
-                    data=call_id,
-                )
-                bridge = await asterisk.aari("POST", "bridges", type="mixing")
-                await asterisk.aari("POST", f"bridges/{bridge['id']}/addChannel", channel=chan["id"])
+            async with connect(_ari_events_url(asterisk)) as ws:
+                chan, bridge = await _external_media_bridge(asterisk, server.port, call_id, "slin")
                 await asyncio.sleep(11.0)  # no one talks
                 silent = [e for e in events if e.get("call_id") == call_id and e["event"] != "call_start"]
                 assert not silent, silent
-                await asterisk.aari("POST", f"bridges/{bridge['id']}/play", media="sound:spooftest-caller")
-                deadline = time.monotonic() + 30
-                while True:
-                    msg = json.loads(await asyncio.wait_for(ws.recv(), deadline - time.monotonic()))
-                    if msg.get("type") == "PlaybackFinished":
-                        break
-                await asyncio.sleep(0.3)
-                await asterisk.aari("DELETE", f"channels/{chan['id']}")  # still there: 404 otherwise
-                await asterisk.aari("DELETE", f"bridges/{bridge['id']}")
+                await _play_into_bridge(asterisk, ws, bridge, "spooftest-caller")
+                await _delete_channel_and_bridge(
+                    asterisk, chan, bridge
+                )  # the channel is still there: 404 if not
             await _verdict(asterisk, events, call_id)
             return events
 
