@@ -145,15 +145,26 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _seen_attacks(args: argparse.Namespace) -> set[str]:
+    """The attacks of the model's training data: ``--seen-attacks`` (for a file whose checkpoint is gone,
+    such as the shipped v1 file), else the ``train_attacks`` of ``--seen-from``'s training.json."""
+    if args.seen_attacks is not None:
+        return {a for a in args.seen_attacks.split(",") if a}
+    info = json.loads((Path(args.seen_from) / "training.json").read_text())
+    return set(info.get("train_attacks") or [])
+
+
+def _add_seen_arguments(parser: argparse.ArgumentParser) -> None:
+    seen = parser.add_mutually_exclusive_group(required=True)
+    seen.add_argument("--seen-from", help="checkpoint dir whose training.json lists train attacks")
+    seen.add_argument("--seen-attacks", help="the train attacks, comma-separated (instead of --seen-from)")
+
+
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from spoof_train.licence import is_licensed
     from spoofsdk import Detector
 
-    if args.seen_attacks is not None:  # a model whose checkpoint is gone (the shipped v1 file)
-        seen = {a for a in args.seen_attacks.split(",") if a}
-    else:
-        info = json.loads((Path(args.seen_from) / "training.json").read_text())
-        seen = set(info.get("train_attacks") or [])
+    seen = _seen_attacks(args)
     det = Detector(args.model, backend="cpu", num_threads=args.threads, speech_gate=False)
     thr = float(det.threshold)
     threshold_logit = float(np.log(thr / (1 - thr)))
@@ -239,11 +250,7 @@ def cmd_short_clips(args: argparse.Namespace) -> int:
     from spoof_train.licence import is_licensed
     from spoofsdk import Detector
 
-    if args.seen_attacks is not None:  # a model whose checkpoint is gone (the shipped v1 file)
-        seen = {a for a in args.seen_attacks.split(",") if a}
-    else:
-        info = json.loads((Path(args.seen_from) / "training.json").read_text())
-        seen = set(info.get("train_attacks") or [])
+    seen = _seen_attacks(args)
     det = Detector(args.model, backend="cpu", num_threads=args.threads, speech_gate=False)
     window = det.window_samples / det.sample_rate
     data: dict[str, dict[str, np.ndarray]] = {}
@@ -376,9 +383,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     e.add_argument("model")
     e.add_argument("--manifest", required=True)
     e.add_argument("--splits", nargs="+", default=["dev", "test"])
-    seen = e.add_mutually_exclusive_group(required=True)
-    seen.add_argument("--seen-from", help="checkpoint dir whose training.json lists train attacks")
-    seen.add_argument("--seen-attacks", help="the train attacks, comma-separated (instead of --seen-from)")
+    _add_seen_arguments(e)
     e.add_argument("--out", default=None)
     e.add_argument("--scores-dir", default=None)
     e.add_argument("--threads", type=int, default=2)
@@ -389,9 +394,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     k = sub.add_parser("short-clips", help="short-clip remedies on the per-clip scores of evaluate")
     k.add_argument("model", help="the exported detector that evaluate scored")
     k.add_argument("--scores-dir", required=True, help="evaluate's --scores-dir (dev.tsv and test.tsv)")
-    k.add_argument(
-        "--seen-from", required=True, help="checkpoint dir whose training.json lists train attacks"
-    )
+    _add_seen_arguments(k)
     k.add_argument("--shifts", type=int, default=4, help="circular shifts per clip under 1 s (default 4)")
     k.add_argument("--out", default=None)
     k.add_argument("--threads", type=int, default=1)

@@ -580,3 +580,33 @@ def test_short_clips_refuses_a_shift_count_below_one(capsys: pytest.CaptureFixtu
         helpers.main(["short-clips", "m.onnx", "--scores-dir", "s", "--seen-from", "c", "--shifts", "0"])
     assert exc.value.code == 2
     assert "--shifts must be >= 1, got 0" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("command", ["evaluate", "short-clips"])
+def test_seen_attacks_come_from_the_flag_or_the_checkpoint(
+    command: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Both commands that split seen / unseen attacks take ``--seen-attacks`` (a file whose checkpoint is
+    gone, e.g. the shipped v1 file) or ``--seen-from CHECKPOINT``, exactly one of them."""
+    import argparse
+
+    helpers = _recipe_helpers()
+    (tmp_path / "training.json").write_text(json.dumps({"train_attacks": ["world", "espeak"]}))
+    given = {"evaluate": ["--manifest", "m.tsv"], "short-clips": ["--scores-dir", "s"]}[command]
+    parsed: list[argparse.Namespace] = []
+    real_parse = argparse.ArgumentParser.parse_args
+
+    def capture(self: argparse.ArgumentParser, *a: Any, **kw: Any) -> argparse.Namespace:
+        parsed.append(real_parse(self, *a, **kw))
+        raise SystemExit(0)  # stop before the command runs: only the arguments are under test
+
+    with monkeypatch.context() as m:
+        m.setattr(argparse.ArgumentParser, "parse_args", capture)
+        for seen in (["--seen-attacks", "espeak,griffinlim"], ["--seen-from", str(tmp_path)]):
+            with pytest.raises(SystemExit):
+                helpers.main([command, "m.onnx", *given, *seen])
+    assert helpers._seen_attacks(parsed[0]) == {"espeak", "griffinlim"}
+    assert helpers._seen_attacks(parsed[1]) == {"world", "espeak"}
+    with pytest.raises(SystemExit) as exc:  # both at once: a usage error
+        helpers.main([command, "m.onnx", *given, "--seen-attacks", "x", "--seen-from", str(tmp_path)])
+    assert exc.value.code == 2
