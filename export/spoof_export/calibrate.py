@@ -140,12 +140,11 @@ def score_clips(
     a TensorRT engine on the TensorRT backend; None = the default detector shipped in spoofsdk).
 
     With ``skip_unreadable`` an unreadable file or one shorter than the model's shortest input gets NaN
-    and a reason; without it the error propagates (``soundfile`` / ``InvalidAudioError``). A clip without
-    speech gets NaN and the reason ``"no speech"``.
+    and a reason; without it the error propagates (``AudioFileError`` naming the file, or
+    ``InvalidAudioError``). A clip without speech gets NaN and the reason ``"no speech"``.
     """
-    import soundfile as sf
-
     from spoofsdk import Detector
+    from spoofsdk.audio import read_file
     from spoofsdk.detector import _no_uncalibrated_warning
     from spoofsdk.errors import InvalidAudioError
     from spoofsdk.manifest import ENGINE_SUFFIXES
@@ -164,10 +163,10 @@ def score_clips(
     tick = _progress(f"scoring {'the default detector' if model is None else Path(model).name}", n)
     for i, p in enumerate(paths):
         try:
-            pcm, sr = sf.read(str(p), dtype="float32", always_2d=False)
-            seconds[i] = len(pcm) / sr
-            score = det.score(pcm, sample_rate=int(sr))
-        except (OSError, RuntimeError, InvalidAudioError) as exc:  # soundfile raises RuntimeError kinds
+            pcm, sr = read_file(p)  # the SDK's reader: a bad file is an AudioFileError naming it
+            seconds[i] = pcm.shape[0] / sr
+            score = det.score(pcm, sample_rate=sr)
+        except (OSError, RuntimeError, InvalidAudioError) as exc:
             if not skip_unreadable:
                 raise
             reasons[i] = f"{type(exc).__name__}: {exc}"

@@ -455,3 +455,25 @@ def test_calibration_plot_without_matplotlib_is_skipped_with_the_reason(tmp_path
     assert not (tmp_path / "x.png").exists()
     assert NO_MATPLOTLIB in caplog.text
     assert "spoofsdk[train]" in NO_MATPLOTLIB
+
+
+def test_unreadable_dev_clips_are_skipped_with_the_sdks_typed_reason(uncalibrated, ranked_dev, tmp_path):
+    """score_clips reads through spoofsdk.audio.read_file: an empty or corrupt clip is an AudioFileError
+    naming the file, kept as the clip's reason (skip_unreadable) or raised; the readable clips are scored
+    exactly as before."""
+    from spoof_export.calibrate import score_clips
+    from spoofsdk.errors import AudioFileError
+
+    _, model = uncalibrated
+    empty, corrupt = tmp_path / "empty.wav", tmp_path / "corrupt.wav"
+    empty.write_bytes(b"")
+    corrupt.write_bytes(b"RIFF\x10\x00\x00\x00WAVEjunkjunkjunk")
+    good = ranked_dev["paths"][:2]
+    got = score_clips(model, [good[0], empty, corrupt, good[1]], num_threads=1, speech_gate=False)
+    assert set(got.reasons) == {1, 2}
+    assert got.reasons[1] == f"AudioFileError: {empty}: empty file (0 bytes)"
+    assert got.reasons[2].startswith(f"AudioFileError: {corrupt}: cannot read audio")
+    assert np.isnan(got.logit[[1, 2]]).all()
+    np.testing.assert_allclose(got.raw[[0, 3]], ranked_dev["raw"][:2], atol=1e-6)
+    with pytest.raises(AudioFileError, match=r"corrupt\.wav: cannot read audio"):
+        score_clips(model, [corrupt], num_threads=1, speech_gate=False, skip_unreadable=False)
