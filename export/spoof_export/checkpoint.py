@@ -10,7 +10,6 @@ trained detector without retraining changes what its back-end sees: distil a stu
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 from dataclasses import dataclass
@@ -18,6 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from spoof_export.errors import CheckpointLoadError, LayersError
+from spoofsdk._hashing import sha256_file as file_sha256  # re-exported: spoof_export.api imports it
 
 if TYPE_CHECKING:
     import torch
@@ -25,14 +25,6 @@ if TYPE_CHECKING:
 __all__ = ["LoadedDetector", "file_sha256", "load_for_export", "prune_layers"]
 
 log = logging.getLogger("spoof_export")
-
-
-def file_sha256(path: str | Path) -> str:
-    h = hashlib.sha256()
-    with Path(path).open("rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 @dataclass

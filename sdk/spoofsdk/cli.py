@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import csv
 import glob
-import hashlib
 import io
 import json
 import logging
@@ -29,6 +28,7 @@ from typing import Any, TextIO
 
 import numpy as np
 
+from spoofsdk._hashing import sha256_file
 from spoofsdk.audio import check_file, read_file
 from spoofsdk.backends.base import BACKENDS
 from spoofsdk.errors import (
@@ -304,14 +304,6 @@ class _Progress:
         self.out.flush()
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def model_identity(det: Any) -> dict[str, Any]:
     """The :data:`MODEL_FIELDS` of a loaded detector (docs/sdk.md, "Output schema").
 
@@ -324,7 +316,7 @@ def model_identity(det: Any) -> dict[str, Any]:
     return {
         "schema_version": SCHEMA_VERSION,
         "model_path": str(Path(path).resolve()) if path is not None else det.url,
-        "model_sha256": _sha256(Path(path)) if path is not None else None,
+        "model_sha256": sha256_file(path) if path is not None else None,
         "model_source_sha256": det.manifest.source_sha256 or None,
         "model_precision": det.manifest.precision,
     }

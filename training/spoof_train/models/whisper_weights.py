@@ -29,7 +29,6 @@ which softmax cancels, so a non-zero one is dropped without changing the encoder
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import struct
@@ -43,6 +42,7 @@ import torch
 from torch import Tensor
 
 from spoof_train.errors import CheckpointError, WeightsHashError
+from spoofsdk._hashing import sha256_file
 
 __all__ = [
     "PINNED_WHISPER",
@@ -54,7 +54,6 @@ __all__ = [
     "read_ctranslate2",
     "read_whisper_source",
     "resolve_pinned",
-    "sha256_file",
 ]
 
 log = logging.getLogger("spoof_train")
@@ -107,14 +106,6 @@ PINNED_WHISPER: dict[str, PinnedWeights] = {
     ),
 }
 PINNED_PREFIX = "pinned:"
-
-
-def sha256_file(path: str | Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def resolve_pinned(name: str) -> Path:

