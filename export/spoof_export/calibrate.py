@@ -25,7 +25,7 @@ import logging
 import math
 import os
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -39,6 +39,7 @@ from spoof_export.errors import (
     ModelFileError,
     ToolchainUnavailableError,
 )
+from spoof_export.progress import announce, progress
 from spoof_export.stages import StageReport
 
 if TYPE_CHECKING:
@@ -114,20 +115,6 @@ class ClipScores:
     reasons: dict[int, str] = field(default_factory=dict)
 
 
-def _progress(what: str, total: int) -> Callable[[int], None]:
-    t0 = last = time.perf_counter()
-
-    def tick(done: int) -> None:
-        nonlocal last
-        now = time.perf_counter()
-        if done == total or now - last >= 10.0:
-            last = now
-            rate = done / max(now - t0, 1e-9)
-            log.info("%s: %d/%d clips, %.1f clips/s", what, done, total, rate)
-
-    return tick
-
-
 def score_clips(
     model: str | os.PathLike[str] | None,
     paths: Sequence[str | os.PathLike[str]],
@@ -160,7 +147,7 @@ def score_clips(
     logit = np.full(n, np.nan)
     seconds = np.full(n, np.nan)
     reasons: dict[int, str] = {}
-    tick = _progress(f"scoring {'the default detector' if model is None else Path(model).name}", n)
+    tick = progress(f"scoring {'the default detector' if model is None else Path(model).name}", n)
     for i, p in enumerate(paths):
         try:
             pcm, sr = read_file(p)  # the SDK's reader: a bad file is an AudioFileError naming it
@@ -452,17 +439,83 @@ def calibrate(
 
     ``plot``: where to write the calibration plot (:func:`plot_calibration`); True = ``MODEL.calibration.png``
     next to the model, False = none. The report's ``details["plot"]`` is the path written, or None with
-    ``details["plot_skipped"]`` saying why.
+    ``details["plot_skipped"]`` saying why. Logs ``stage calibrate: started`` / ``done in S s`` and the
+    scoring progress (INFO, ``spoof_export`` logger).
     """
-    from spoofsdk.errors import BackendUnavailableError, ModelLoadError
+    with announce("calibrate"):
+        t0 = time.perf_counter()
+        path = Path(model)
+        written = _model_files(path, also)
+        paths, labels, source = _dev_rows(options)
+        log.info("calibrate: scoring %d dev clips from %s through the SDK", len(paths), source)
+        scores = _score_dev(path, paths, options)
+        skipped = {paths[i]: r for i, r in scores.reasons.items() if r != "no speech"}
+        no_speech = [paths[i] for i, r in scores.reasons.items() if r == "no speech"]
+        fitted = _fit_dev(scores, labels, options, rows=len(paths), skipped=skipped, no_speech=no_speech)
+        for p in written:
+            manifest = write_calibration(p, fitted.calibration)
+        warnings = _left_out_warnings(skipped, no_speech)
+        details: dict[str, Any] = {
+            "calibrated": True,
+            "source": "dev",
+            "dev": source,
+            "split": options.split,
+            **fitted.to_dict(),
+            "scored_on": path.name,
+            "written_to": [str(p) for p in written],
+            "method": _method(options, manifest),
+            "speech_gate": options.speech_gate,
+            "rows": len(paths),
+            "skipped": skipped,
+            "no_speech": no_speech,
+            "scores": [
+                {"path": p, "label": lb, "logit_diff": None if not math.isfinite(z) else round(float(z), 6)}
+                for p, lb, z in zip(paths, labels, scores.raw, strict=True)
+            ],
+        }
+        plot_path = _draw(
+            plot,
+            path,
+            raw=scores.raw,
+            labels=labels,
+            fitted=fitted,
+            options=options,
+            source=source,
+            details=details,
+        )
+        report = StageReport(
+            name="calibrate",
+            seconds=round(time.perf_counter() - t0, 2),
+            outputs={
+                "model": str(path),
+                **{f"also_{i}": str(p) for i, p in enumerate(also)},
+                **({"plot": str(plot_path)} if plot_path is not None else {}),
+            },
+            details=details,
+            warnings=warnings,
+        )
+        log.info(
+            "calibrate: scale %.4g, bias %.4g, threshold %.4f (dev EER %.2f %%, %d bona fide, %d spoof)",
+            fitted.calibration.scale,
+            fitted.calibration.bias,
+            fitted.calibration.threshold,
+            100 * fitted.eer,
+            fitted.n_bonafide,
+            fitted.n_spoof,
+        )
+    return fitted, report
+
+
+def _model_files(path: Path, also: Sequence[str | os.PathLike[str]]) -> list[Path]:
+    """``path`` and ``also``, each checked to be a readable model file before anything is scored or
+    written, the ``also`` files other precisions of the same model."""
+    from spoofsdk.errors import ModelLoadError
     from spoofsdk.manifest import read_manifest
 
-    t0 = time.perf_counter()
-    path = Path(model)
     if path.suffix.lower() == ".json":
         raise ModelFileError(f"calibrate: expected a model file (.onnx, .trt), given the sidecar {path}")
     written = [path, *(Path(p) for p in also)]
-    try:  # every file must be a readable model before anything is scored or written
+    try:
         manifests = [read_manifest(p) for p in written]
     except ModelLoadError as exc:
         raise ModelFileError(f"calibrate: {exc}") from exc
@@ -473,18 +526,33 @@ def calibrate(
             raise ExportArgumentError(
                 f"also: {p} is not another precision of {path}: its manifest differs in {', '.join(differ)}"
             )
-    paths, labels, source = _dev_rows(options)
-    log.info("calibrate: scoring %d dev clips from %s through the SDK", len(paths), source)
+    return written
+
+
+def _score_dev(path: Path, paths: list[str], options: CalibrateOptions) -> ClipScores:
+    """:func:`score_clips` of the dev rows, the SDK's load errors as the exporter's."""
+    from spoofsdk.errors import BackendUnavailableError, ModelLoadError
+
     try:
-        scores = score_clips(path, paths, num_threads=options.num_threads, speech_gate=options.speech_gate)
+        return score_clips(path, paths, num_threads=options.num_threads, speech_gate=options.speech_gate)
     except ModelLoadError as exc:
         raise ModelFileError(f"calibrate: {exc}") from exc
     except BackendUnavailableError as exc:
         raise ToolchainUnavailableError(f"calibrate: scoring {path.name} needs {exc}") from exc
-    skipped = {paths[i]: r for i, r in scores.reasons.items() if r != "no speech"}
-    no_speech = [paths[i] for i, r in scores.reasons.items() if r == "no speech"]
+
+
+def _fit_dev(
+    scores: ClipScores,
+    labels: list[str],
+    options: CalibrateOptions,
+    *,
+    rows: int,
+    skipped: dict[str, str],
+    no_speech: list[str],
+) -> FittedCalibration:
+    """:func:`fit_calibration` on the scored clips; a failed fit says which rows were left out and why."""
     try:
-        fitted = fit_calibration(
+        return fit_calibration(
             scores.raw,
             labels,
             threshold=options.threshold,
@@ -503,9 +571,10 @@ def calibrate(
             left_out.append(f"{len(skipped)} unreadable or too short")
         if not left_out:
             raise
-        raise CalibrationError(f"{exc}; of {len(paths)} dev rows, left out: {', '.join(left_out)}") from None
-    for p in written:
-        manifest = write_calibration(p, fitted.calibration)
+        raise CalibrationError(f"{exc}; of {rows} dev rows, left out: {', '.join(left_out)}") from None
+
+
+def _left_out_warnings(skipped: dict[str, str], no_speech: list[str]) -> list[str]:
     warnings = []
     if skipped:
         first = next(iter(skipped.items()))
@@ -516,59 +585,42 @@ def calibrate(
         warnings.append(f"left out {len(no_speech)} dev clip(s) without speech (undetermined)")
     for w in warnings:
         log.warning("calibrate: %s", w)
-    details: dict[str, Any] = {
-        "calibrated": True,
-        "source": "dev",
-        "dev": source,
-        "split": options.split,
-        **fitted.to_dict(),
-        "scored_on": path.name,
-        "written_to": [str(p) for p in written],
-        "method": f"prior-weighted ({options.prior_spoof:g}) logistic regression of the SDK clip log-odds "
+    return warnings
+
+
+def _method(options: CalibrateOptions, manifest: Manifest) -> str:
+    return (
+        f"prior-weighted ({options.prior_spoof:g}) logistic regression of the SDK clip log-odds "
         f"(mean of {manifest.window_s:g} s windows, {manifest.hop_s:g} s hop, speech gate "
         f"{'on' if options.speech_gate else 'off'}); threshold at the dev "
-        + ("EER point" if options.threshold == "eer" else f"FAR <= {options.target_far:g}"),
-        "speech_gate": options.speech_gate,
-        "rows": len(paths),
-        "skipped": skipped,
-        "no_speech": no_speech,
-        "scores": [
-            {"path": p, "label": lb, "logit_diff": None if not math.isfinite(z) else round(float(z), 6)}
-            for p, lb, z in zip(paths, labels, scores.raw, strict=True)
-        ],
-    }
-    plot_path: Path | None = None
-    if plot is not False:
-        target = path.with_name(path.name + ".calibration.png") if plot is True else Path(plot)
-        plot_path = plot_calibration(
-            target,
-            scores.raw,
-            labels,
-            fitted.calibration,
-            prior_spoof=options.prior_spoof,
-            title=f"score calibration on {options.split or 'all'} rows of {Path(source).name}",
-        )
-        details["plot"] = None if plot_path is None else str(plot_path)
-        if plot_path is None:
-            details["plot_skipped"] = NO_MATPLOTLIB
-    report = StageReport(
-        name="calibrate",
-        seconds=round(time.perf_counter() - t0, 2),
-        outputs={
-            "model": str(path),
-            **{f"also_{i}": str(p) for i, p in enumerate(also)},
-            **({"plot": str(plot_path)} if plot_path is not None else {}),
-        },
-        details=details,
-        warnings=warnings,
+        + ("EER point" if options.threshold == "eer" else f"FAR <= {options.target_far:g}")
     )
-    log.info(
-        "calibrate: scale %.4g, bias %.4g, threshold %.4f (dev EER %.2f %%, %d bona fide, %d spoof)",
-        fitted.calibration.scale,
-        fitted.calibration.bias,
-        fitted.calibration.threshold,
-        100 * fitted.eer,
-        fitted.n_bonafide,
-        fitted.n_spoof,
+
+
+def _draw(
+    plot: str | os.PathLike[str] | bool,
+    path: Path,
+    *,
+    raw: NDArray[np.float64],
+    labels: list[str],
+    fitted: FittedCalibration,
+    options: CalibrateOptions,
+    source: str,
+    details: dict[str, Any],
+) -> Path | None:
+    """The calibration plot as ``plot`` asks (see :func:`calibrate`); records it in ``details``."""
+    if plot is False:
+        return None
+    target = path.with_name(path.name + ".calibration.png") if plot is True else Path(plot)
+    plot_path = plot_calibration(
+        target,
+        raw,
+        labels,
+        fitted.calibration,
+        prior_spoof=options.prior_spoof,
+        title=f"score calibration on {options.split or 'all'} rows of {Path(source).name}",
     )
-    return fitted, report
+    details["plot"] = None if plot_path is None else str(plot_path)
+    if plot_path is None:
+        details["plot_skipped"] = NO_MATPLOTLIB
+    return plot_path
