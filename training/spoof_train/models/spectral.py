@@ -92,6 +92,15 @@ def filterbank_matrix(
 class SpectralFrontEnd(nn.Module):
     """Wave ``[B, T]`` -> gain-normalised log filterbank energies ``[B, n_filters, frames]`` + lengths."""
 
+    # Non-persistent buffers made in __init__ (nn.Module's __getattr__ would type them Tensor | Module);
+    # exc_assign exists only with excitation_bands, and idft_band0, ... (read with getattr) with it.
+    dft: Tensor
+    bank: Tensor
+    advance: Tensor
+    smooth: Tensor
+    idft: Tensor
+    exc_assign: Tensor
+
     def __init__(
         self,
         *,
@@ -113,10 +122,10 @@ class SpectralFrontEnd(nn.Module):
         self.phase = bool(phase)
         self.excitation = bool(excitation)
         self.band_norm = bool(band_norm)
-        if not isinstance(excitation_bands, Sequence) or isinstance(excitation_bands, str):
+        bands: object = excitation_bands  # from a YAML config: its type is checked here, at run time
+        if not isinstance(bands, Sequence) or isinstance(bands, str):
             raise ConfigError(
-                f"spectral front end: excitation_bands is a list of split frequencies in Hz, got "
-                f"{excitation_bands!r}"
+                f"spectral front end: excitation_bands is a list of split frequencies in Hz, got {bands!r}"
             )
         if not 0 < win_length <= n_fft or hop_length < 1:
             raise ConfigError(
@@ -168,9 +177,11 @@ class SpectralFrontEnd(nn.Module):
         self.exc_ranges, assign = self._excitation_ranges(excitation_bands, sample_rate, bank)
         if self.exc_ranges:
             self.register_buffer("exc_assign", torch.tensor(assign), persistent=False)
-        for k, (lo, hi) in enumerate(self.exc_ranges):
+        for region, (lo, hi) in enumerate(self.exc_ranges):
             cols = np.concatenate([inv[:, lo:hi], inv[:, n_bins + lo : n_bins + hi]], axis=1)
-            self.register_buffer(f"idft_band{k}", torch.tensor(cols, dtype=torch.float32), persistent=False)
+            self.register_buffer(
+                f"idft_band{region}", torch.tensor(cols, dtype=torch.float32), persistent=False
+            )
 
     def _excitation_ranges(
         self, splits: Sequence[float], sample_rate: int, bank: np.ndarray
@@ -330,6 +341,12 @@ class SpectralFrontEnd(nn.Module):
         return logfb, frames
 
 
+def _tracing() -> bool:
+    """True while ``torch.jit.trace`` (and so ``torch.onnx.export``) traces the model."""
+    # torch.jit re-exports is_tracing without listing it in __all__, and it is unannotated.
+    return bool(torch.jit.is_tracing())  # type: ignore[attr-defined,no-untyped-call]
+
+
 def _ceil_half(lens: Tensor) -> Tensor:
     """Frames after a ceil-mode 2x pooling: ``ceil(n / 2)``.
 
@@ -354,11 +371,13 @@ def _repeat_short(wave: Tensor, lens: Tensor, n: int, ragged: bool) -> tuple[Ten
     if not ragged:
         total = torch.onnx.operators.shape_as_tensor(wave)[1]
         out_len = torch.maximum(total, torch.tensor(n, dtype=total.dtype))
-        idx = torch.arange(out_len, device=wave.device) % total
+        # A 0-d tensor end (not a number) keeps the exported Range dynamic; torch's stubs for arange take
+        # numbers only, the function takes the tensor.
+        idx = torch.arange(out_len, device=wave.device) % total  # type: ignore[call-overload]
         return wave.index_select(1, idx), lens.clamp(min=n)
     # Ragged batch: each row tiled by its own length; samples past a row's new length are masked later.
-    out_len = max(int(wave.shape[1]), n)
-    idx = torch.arange(out_len, device=wave.device)[None, :] % lens.clamp(min=1)[:, None]
+    n_out = max(int(wave.shape[1]), n)
+    idx = torch.arange(n_out, device=wave.device)[None, :] % lens.clamp(min=1)[:, None]
     return torch.gather(wave, 1, idx), lens.clamp(min=n)
 
 
@@ -504,7 +523,7 @@ class SpectralCNN(nn.Module):
         return x * keep
 
     def forward(self, wave: Tensor, lengths: Tensor | None = None) -> Tensor:
-        if wave.dim() != 2 or (not torch.jit.is_tracing() and wave.shape[1] < self.min_samples):
+        if wave.dim() != 2 or (not _tracing() and wave.shape[1] < self.min_samples):
             raise DataError(
                 f"SpectralCNN needs wave [batch, samples] with at least {self.min_samples} samples, "
                 f"got shape {tuple(wave.shape)}"
@@ -515,7 +534,7 @@ class SpectralCNN(nn.Module):
             lens = lengths.to(torch.long)
         # Masks matter only when rows of the batch have different valid lengths (eval of padded batches);
         # the exported graph (lengths None) and fixed-length training crops skip them.
-        ragged = lengths is not None and not torch.jit.is_tracing() and bool((lens < wave.shape[1]).any())
+        ragged = lengths is not None and not _tracing() and bool((lens < wave.shape[1]).any())
         if self.repeat_samples > 0:
             wave, lens = _repeat_short(wave, lens, self.repeat_samples, ragged)
         feats, frames = self.front(wave, lens, ragged)
