@@ -211,7 +211,7 @@ def test_weight_average_is_what_dev_scores_and_best_holds(tmp_path: Path) -> Non
     raw_w = raw.state_dict()
     assert any(not torch.equal(got[k], raw_w[k]) for k in got if got[k].is_floating_point())
     # the recorded dev EER is the average's, not the raw weights'
-    from spoof_train.train import _eer_of, score_utterances
+    from spoof_train.evaluation import _eer_of, score_utterances
 
     eer, _ = _eer_of(score_utterances(averaged, ToyDataset(10, 1), batch_size=8))
     assert info["dev_eer"] == pytest.approx(eer)
