@@ -28,7 +28,7 @@ from collections.abc import Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 import numpy as np
 from numpy.typing import NDArray
@@ -584,6 +584,56 @@ def synth(
     :class:`DataError` for an unreadable manifest; a single clip's problem is recorded in ``failures.tsv``
     and the summary, and the run goes on.
     """
+    _check_settings(generators, workers=workers, p_channel=p_channel, p_8k=p_8k, limit=limit)
+    manifest = Path(manifest)
+    if not manifest.is_file():
+        raise DataError(f"synth: manifest not found: {manifest}")
+    gens = _checked_generators(generators)
+    jobs = _plan(manifest, gens, splits)
+    settings: dict[str, Any] = {"seed": seed, "p_channel": p_channel, "p_8k": p_8k}
+    if noise_from is not None:
+        jobs = _with_room_noise(jobs, Path(noise_from), seed)
+        settings["room_noise"] = Path(noise_from).name
+    if limit is not None:
+        jobs = _first_per_generator(jobs, limit)
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    journal_path = out / ".journal.jsonl"
+    done = _read_journal(journal_path)
+    todo = _unfinished(jobs, done, out, settings)
+    summary = SynthSummary(out_dir=str(out), skipped=len(jobs) - len(todo))
+    t0 = time.perf_counter()
+    from tqdm import tqdm
+
+    bar = tqdm(
+        total=len(todo), desc="synth", unit="clip", file=sys.stderr, disable=not progress, dynamic_ncols=True
+    )
+    with journal_path.open("a", encoding="utf-8") as journal:
+        tally = _Tally(summary, gens, settings=settings, done=done, journal=journal, bar=bar)
+        try:
+            if workers == 1:
+                for job in todo:
+                    tally.record(_work(job, seed, str(out), p_channel, p_8k))
+            else:
+                _run_in_workers(todo, tally, workers, seed=seed, out=out, p_channel=p_channel, p_8k=p_8k)
+        finally:
+            bar.close()
+            summary.wall_seconds = time.perf_counter() - t0
+            summary.per_generator = tally.per_gen
+            summary.manifest = str(_write_manifest(out, done)) if done else ""
+            _write_failures(out / "failures.tsv", tally.failures)
+            _record_run(
+                out, manifest, gens=gens, settings=settings, workers=workers, splits=splits, summary=summary
+            )
+    log.debug(summary.line())
+    return summary
+
+
+def _check_settings(
+    generators: Sequence[str], *, workers: int, p_channel: float, p_8k: float, limit: int | None
+) -> None:
+    """:class:`ConfigError` for a setting of :func:`synth` out of range."""
     if not generators:
         raise ConfigError("synth: give at least one generator")
     if workers < 1:
@@ -593,11 +643,13 @@ def synth(
             raise ConfigError(f"synth: {name} must be in [0, 1], got {value}")
     if limit is not None and limit < 1:
         raise ConfigError(f"synth: limit must be >= 1, got {limit}")
-    manifest = Path(manifest)
-    if not manifest.is_file():
-        raise DataError(f"synth: manifest not found: {manifest}")
+
+
+def _checked_generators(generators: Sequence[str]) -> list[Generator]:
+    """One instance per canonical spec and process (shared with :func:`_generator`), each with a distinct
+    name and checked (:meth:`Generator.check`) before any clip is made."""
     gens = []
-    for spec in generators:  # one instance per canonical spec and process
+    for spec in generators:
         gen = make_generator(spec)
         gens.append(_GENERATORS.setdefault(gen.spec, gen))
     specs = [g.spec for g in gens]
@@ -605,24 +657,25 @@ def synth(
         raise ConfigError(f"synth: a generator is named twice in {specs}")
     for gen in gens:
         gen.check()
-    jobs = _plan(manifest, gens, splits)
-    settings: dict[str, Any] = {"seed": seed, "p_channel": p_channel, "p_8k": p_8k}
-    if noise_from is not None:
-        jobs = _with_room_noise(jobs, Path(noise_from), seed)
-        settings["room_noise"] = Path(noise_from).name
-    if limit is not None:
-        per: Counter[str] = Counter()
-        kept = []
-        for job in jobs:
-            per[job.spec] += 1
-            if per[job.spec] <= limit:
-                kept.append(job)
-        jobs = kept
+    return gens
 
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    journal_path = out / ".journal.jsonl"
-    done = _read_journal(journal_path)
+
+def _first_per_generator(jobs: list[_Job], limit: int) -> list[_Job]:
+    """The first ``limit`` jobs of each generator spec, in order."""
+    per: Counter[str] = Counter()
+    kept = []
+    for job in jobs:
+        per[job.spec] += 1
+        if per[job.spec] <= limit:
+            kept.append(job)
+    return kept
+
+
+def _unfinished(
+    jobs: list[_Job], done: dict[str, dict[str, Any]], out: Path, settings: dict[str, Any]
+) -> list[_Job]:
+    """The jobs whose clip is not finished (in the journal and on disk); :class:`ConfigError` when the
+    journal says a clip at a job's path was made with another generator or other settings."""
     for job in jobs:
         prior = done.get(job.rel)
         if prior is not None and (prior.get("generator") != job.spec or prior.get("settings") != settings):
@@ -631,73 +684,70 @@ def synth(
                 f"{prior.get('settings')}, this run "
                 f"asks for {job.spec} and {settings}; use another output folder"
             )
-    todo = [j for j in jobs if not (j.rel in done and (out / j.rel).is_file())]
-    summary = SynthSummary(out_dir=str(out), skipped=len(jobs) - len(todo))
-    failures: list[tuple[str, str, str, str]] = []
-    per_gen: dict[str, dict[str, float]] = {
-        g.spec: {"clips": 0, "audio_seconds": 0.0, "cpu_seconds": 0.0, "failed": 0} for g in gens
-    }
-    t0 = time.perf_counter()
-    from tqdm import tqdm
+    return [j for j in jobs if not (j.rel in done and (out / j.rel).is_file())]
 
-    bar = tqdm(
-        total=len(todo), desc="synth", unit="clip", file=sys.stderr, disable=not progress, dynamic_ncols=True
-    )
-    with journal_path.open("a", encoding="utf-8") as journal:
 
-        def record(result: tuple[_Job, dict[str, Any] | None, str, str, float]) -> None:
-            job, row, reason, message, cpu = result
-            stats = per_gen[job.spec]
-            stats["cpu_seconds"] += cpu
-            if row is None:
-                failures.append((job.key, job.spec, reason, message))
-                summary.failed[reason] = summary.failed.get(reason, 0) + 1
-                stats["failed"] += 1
-            else:
-                entry = dict(row, settings=settings)
-                journal.write(json.dumps(entry, sort_keys=True) + "\n")
-                journal.flush()
-                done[job.rel] = entry
-                summary.written += 1
-                stats["clips"] += 1
-                stats["audio_seconds"] += float(row["seconds"])
-            bar.update(1)
-            bar.set_postfix(failed=len(failures), refresh=False)
+class _Tally:
+    """What :func:`synth` has done so far: each finished clip goes to the journal (and ``done``), each failure
+    to ``failures``, both to the summary, the per-generator statistics and the progress bar."""
 
-        try:
-            if workers == 1:
-                for job in todo:
-                    record(_work(job, seed, str(out), p_channel, p_8k))
-            else:
-                import multiprocessing as mp
+    def __init__(
+        self,
+        summary: SynthSummary,
+        gens: Sequence[Generator],
+        *,
+        settings: dict[str, Any],
+        done: dict[str, dict[str, Any]],
+        journal: TextIO,
+        bar: Any,  # a tqdm bar (tqdm is untyped)
+    ) -> None:
+        self.summary, self.settings, self.done, self.journal, self.bar = summary, settings, done, journal, bar
+        self.failures: list[tuple[str, str, str, str]] = []
+        self.per_gen: dict[str, dict[str, float]] = {
+            g.spec: {"clips": 0, "audio_seconds": 0.0, "cpu_seconds": 0.0, "failed": 0} for g in gens
+        }
 
-                ctx = mp.get_context("spawn")
-                pool = ProcessPoolExecutor(
-                    workers, mp_context=ctx, initializer=_init_worker, initargs=(os.getpid(),)
-                )
-                try:
-                    pending: set[Future[Any]] = set()
-                    for job in todo:  # at most 4 clips per worker in flight
-                        pending.add(pool.submit(_work, job, seed, str(out), p_channel, p_8k))
-                        if len(pending) >= 4 * workers:
-                            finished, pending = wait(pending, return_when=FIRST_COMPLETED)
-                            for fut in finished:
-                                record(fut.result())
-                    for fut in pending:
-                        record(fut.result())
-                finally:  # on Ctrl-C or an error, queued clips are cancelled, not waited for
-                    pool.shutdown(wait=True, cancel_futures=True)
-        finally:
-            bar.close()
-            summary.wall_seconds = time.perf_counter() - t0
-            summary.per_generator = per_gen
-            summary.manifest = str(_write_manifest(out, done)) if done else ""
-            _write_failures(out / "failures.tsv", failures)
-            _record_run(
-                out, manifest, gens=gens, settings=settings, workers=workers, splits=splits, summary=summary
-            )
-    log.debug(summary.line())
-    return summary
+    def record(self, result: tuple[_Job, dict[str, Any] | None, str, str, float]) -> None:
+        job, row, reason, message, cpu = result
+        stats = self.per_gen[job.spec]
+        stats["cpu_seconds"] += cpu
+        if row is None:
+            self.failures.append((job.key, job.spec, reason, message))
+            self.summary.failed[reason] = self.summary.failed.get(reason, 0) + 1
+            stats["failed"] += 1
+        else:
+            entry = dict(row, settings=self.settings)
+            self.journal.write(json.dumps(entry, sort_keys=True) + "\n")
+            self.journal.flush()
+            self.done[job.rel] = entry
+            self.summary.written += 1
+            stats["clips"] += 1
+            stats["audio_seconds"] += float(row["seconds"])
+        self.bar.update(1)
+        self.bar.set_postfix(failed=len(self.failures), refresh=False)
+
+
+def _run_in_workers(
+    todo: list[_Job], tally: _Tally, workers: int, *, seed: int, out: Path, p_channel: float, p_8k: float
+) -> None:
+    """Make the ``todo`` clips in ``workers`` spawned processes, at most 4 clips per worker in flight,
+    recording each result as it comes."""
+    import multiprocessing as mp
+
+    ctx = mp.get_context("spawn")
+    pool = ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker, initargs=(os.getpid(),))
+    try:
+        pending: set[Future[Any]] = set()
+        for job in todo:
+            pending.add(pool.submit(_work, job, seed, str(out), p_channel, p_8k))
+            if len(pending) >= 4 * workers:
+                finished, pending = wait(pending, return_when=FIRST_COMPLETED)
+                for fut in finished:
+                    tally.record(fut.result())
+        for fut in pending:
+            tally.record(fut.result())
+    finally:  # on Ctrl-C or an error, queued clips are cancelled, not waited for
+        pool.shutdown(wait=True, cancel_futures=True)
 
 
 def _write_failures(path: Path, failures: list[tuple[str, str, str, str]]) -> None:
