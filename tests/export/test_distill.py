@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 from pathlib import Path
 
@@ -142,7 +143,8 @@ def test_kd_by_hand_on_numbers():
 def test_pure_kd_distillation_halves_the_kd_loss(labelled_dir, tmp_path):
     """Pure KD (alpha_ce = alpha_hidden = 0) into a narrower student of a teacher whose logits depend on the
     input: the logged KD term of step 1 equals T^2 * KL computed by hand on the replayed first batch, and the
-    KD loss falls by >= 50 % on the crops of the first epoch."""
+    KD loss falls by >= 50 % on the crops of the first epoch and in the run's own step log. (Distillation
+    trains in fit, which draws new crops every epoch, so the run is 80 steps.)"""
     import dataclasses
 
     from spoof_train.checkpoint import load_checkpoint, save_checkpoint
@@ -172,7 +174,7 @@ def test_pure_kd_distillation_halves_the_kd_loss(labelled_dir, tmp_path):
         alpha_hidden=0.0,
         temperature=2.0,
         epochs=100,
-        max_steps=40,
+        max_steps=80,
         batch_size=4,
         crop_seconds=0.5,
         dev_split=None,
@@ -180,7 +182,7 @@ def test_pure_kd_distillation_halves_the_kd_loss(labelled_dir, tmp_path):
     out = distil(cfg)
     info = json.loads((out / "training.json").read_text())
     history = info["loss_history_every_10"]
-    assert [h["step"] for h in history] == [1, 11, 21, 31]
+    assert [h["step"] for h in history] == [1, 11, 21, 31, 41, 51, 61, 71]
     assert all(h["loss"] == pytest.approx(h["kd"]) for h in history)  # pure KD: the loss is the KD term
 
     # step 1, replayed: the same seeded first epoch of crops, the same student initialisation
@@ -198,13 +200,16 @@ def test_pure_kd_distillation_halves_the_kd_loss(labelled_dir, tmp_path):
             t_logits = teacher(batch["wave"], batch["lengths"])
             before.append(_kd_by_hand(student0(batch["wave"], batch["lengths"]), t_logits, 2.0))
             after.append(_kd_by_hand(student1(batch["wave"], batch["lengths"]), t_logits, 2.0))
-    assert history[0]["kd"] == pytest.approx(before[0], rel=1e-5)  # measured agreement: 3e-7
-    assert before[0] > 0.1  # the student starts far from the teacher (measured 0.318)
-    # the KD loss on the same crops, before and after: mean per batch 0.139 -> 0.0099 (a fall of 93 %)
+    assert history[0]["kd"] == pytest.approx(before[0], rel=1e-5)  # measured agreement: 1e-8
+    assert sum(before) / len(before) > 0.1  # the student starts far from the teacher (measured 0.139)
+    # the KD loss on the same crops, before and after: mean per batch 0.139 -> 0.031 (a fall of 78 %)
     assert sum(after) <= 0.5 * sum(before), (before, after)
-    # and the logged training KD (other crops every step; measured <= 0.034 after step 1)
-    later = [h["kd"] for h in history[1:]] + [info["final_losses"]["kd"]]
-    assert max(later) <= 0.5 * before[0], (before[0], later)
+    # and the logged training KD of every step (new crops every epoch): the mean of the last 8 steps against
+    # the first 8 (measured 0.134 -> 0.041)
+    with (Path(info["run_dir"]) / "steps.csv").open() as f:
+        kd = [float(row["kd"]) for row in csv.DictReader(f)]
+    assert len(kd) == 80
+    assert sum(kd[-8:]) <= 0.5 * sum(kd[:8]), kd
 
 
 def test_distil_rejects_bad_settings(tiny_checkpoint, tmp_path):

@@ -11,8 +11,15 @@ Each sub-command is argparse over one typed function of the package::
     spoof-train convert SRC -o HF_DIR                  -> spoof_train.models.whisper_weights.convert_whisper
     spoof-train make-manifest FORMAT --audio-root R [--protocol P] -o M -> spoof_train.data.make_manifest
     spoof-train synth MANIFEST -o OUT --generator NAME [...]            -> spoof_train.synth.synth
+    spoof-train distil --teacher T --manifest M -o OUT --layers N [...]  -> spoof_train.distill.distil
+    spoof-train qat CHECKPOINT --manifest M -o OUT [...]                 -> spoof_train.qat.qat
+    spoof-train ensemble CHECKPOINT... -o OUT [--weights W ...]          -> spoof_train.ensemble
 
-Distributed training: ``torchrun --nproc_per_node=K -m spoof_train.cli train CONFIG``.
+All sub-commands are declared here; ``train``, ``distil`` and ``qat`` train in one loop
+(:func:`spoof_train.loop.fit`), so each has resume, AMP, EMA, DDP and a run folder with ``train.log``.
+
+Distributed training: ``torchrun --nproc_per_node=K -m spoof_train.cli train CONFIG`` (also ``distil``,
+``qat``).
 
 Exit codes (also in docs/training.md):
   0 success; 1 unexpected internal error (a bug: the traceback is printed); 2 usage error (argparse);
@@ -27,13 +34,16 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 import traceback
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from spoof_train.config import AMP_MODES
 from spoof_train.errors import CheckpointError, ConfigError, DataError, MetricError
+from spoof_train.qat import INT8_OPS, OBSERVERS, QAT_TARGETS
 from spoofsdk._cli_version import PrintVersion
 
 __all__ = ["EXIT_CODES", "build_parser", "main"]
@@ -104,8 +114,6 @@ def cmd_train(args: argparse.Namespace) -> int:
         print(yaml.safe_dump(run_config_to_dict(cfg), sort_keys=False), end="")
         return EXIT_OK
     best = train(cfg, resume=args.resume)
-    import os
-
     if int(os.environ.get("RANK", "0")) == 0:
         training_json = best / "training.json"
         info = json.loads(training_json.read_text()) if training_json.is_file() else {}
@@ -335,18 +343,7 @@ def _version() -> str:
     return f"spoof-train {v('spoofsdk')} (torch {v('torch')})"
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="spoof-train",
-        description="Train, evaluate, analyse and explain voice anti-spoofing detectors.",
-        epilog="exit codes: " + "; ".join(f"{k} {v}" for k, v in EXIT_CODES.items()),
-    )
-    parser.add_argument("-v", "--verbose", action="count", default=0, help="more logging (-vv for debug)")
-    parser.add_argument(
-        "--version", action=PrintVersion, help="print the version and exit", version=_version()
-    )
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-
+def _parser_train(sub: Any) -> None:
     p = sub.add_parser("train", help="train a detector from a YAML run config")
     p.add_argument("config", help="YAML run config (see configs/)")
     _add_overrides(p)
@@ -354,6 +351,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
     p.set_defaults(func=cmd_train)
 
+
+def _parser_evaluate(sub: Any) -> None:
     p = sub.add_parser("evaluate", help="score a manifest split with a checkpoint and report the metrics")
     p.add_argument("checkpoint", help="checkpoint directory (contract A)")
     p.add_argument("--manifest", required=True, help="TSV manifest")
@@ -393,6 +392,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, default=None, help="torch intra-op threads (CPU)")
     p.set_defaults(func=cmd_evaluate)
 
+
+def _parser_analyse_layers(sub: Any) -> None:
     p = sub.add_parser("analyse-layers", help="learn layer weights over all SSL layers and recommend N")
     p.add_argument(
         "config",
@@ -415,6 +416,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_analyse_layers)
 
+
+def _parser_explain(sub: Any) -> None:
     p = sub.add_parser("explain", help="Integrated Gradients of a checkpoint on one audio file")
     p.add_argument("checkpoint")
     p.add_argument("audio")
@@ -434,6 +437,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_explain)
 
+
+def _parser_init(sub: Any) -> None:
     p = sub.add_parser("init", help="write a randomly initialised checkpoint of a named architecture")
     p.add_argument("--preset", required=True, help="e.g. wavlm-base, xlsr-300m, aasist-l, wavlm-tiny")
     p.add_argument(
@@ -450,6 +455,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--out", required=True)
     p.set_defaults(func=cmd_init)
 
+
+def _parser_convert(sub: Any) -> None:
     p = sub.add_parser(
         "convert", help="write a Whisper encoder (HF dir, openai .pt, CTranslate2 dir) as an HF directory"
     )
@@ -458,6 +465,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true")
     p.set_defaults(func=cmd_convert)
 
+
+def _parser_make_manifest(sub: Any) -> None:
     p = sub.add_parser(
         "make-manifest", help="turn a protocol / key file or bonafide/spoof folders into a manifest"
     )
@@ -476,6 +485,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-check", action="store_true", help="do not check that the audio files exist")
     p.set_defaults(func=cmd_make_manifest)
 
+
+def _parser_synth(sub: Any) -> None:
     p = sub.add_parser(
         "synth",
         help="make spoofs of a manifest's bona fide clips (re-synthesis) or of a text manifest (TTS)",
@@ -510,15 +521,188 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_synth)
 
-    from spoof_train.distill import add_distil_parser  # owned by the export helper (issue 5)
 
-    add_distil_parser(sub)
-    from spoof_train.qat import add_qat_parser  # quantisation-aware fine-tuning (issue 5)
+def _add_fit_options(p: argparse.ArgumentParser, what: str) -> None:
+    """The loop options of a fine-tuning job (it trains in the same loop as ``train``)."""
+    p.add_argument(
+        "--run-dir",
+        default=None,
+        help=f"run folder: train.log, steps.csv, resumable state (default: OUT.run next to the {what})",
+    )
+    p.add_argument("--resume", action="store_true", help="continue the run in --run-dir from its last state")
+    p.add_argument(
+        "--amp", choices=AMP_MODES, default="auto", help="autocast (auto: bf16/fp16 on CUDA, off on CPU)"
+    )
+    p.add_argument(
+        "--ema-decay", type=float, default=None, help="keep an exponential weight average (e.g. 0.999)"
+    )
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N (torchrun: one GPU per rank)")
 
-    add_qat_parser(sub)
-    from spoof_train.ensemble import add_ensemble_parser
 
-    add_ensemble_parser(sub)
+def _parser_distil(sub: Any) -> None:
+    p = sub.add_parser("distil", help="distil a trained SSL detector into a student with fewer layers")
+    p.add_argument("--teacher", required=True, help="teacher checkpoint directory (contract A)")
+    p.add_argument("--manifest", required=True, help="TSV manifest with the training (and dev) split")
+    p.add_argument("-o", "--out", dest="out_dir", required=True, help="student checkpoint directory to write")
+    p.add_argument(
+        "--layers", type=int, required=True, help="student transformer layers (from the teacher's first N)"
+    )
+    p.add_argument(
+        "--hidden-size", type=int, default=None, help="narrower student width (default: teacher's)"
+    )
+    p.add_argument("--intermediate-size", type=int, default=None)
+    p.add_argument("--attention-heads", type=int, default=None)
+    p.add_argument("--layer-map", default="uniform", help="uniform | first | pairs like 0:0,3:6,6:12")
+    p.add_argument("--temperature", type=float, default=2.0)
+    p.add_argument("--alpha-ce", type=float, default=1.0)
+    p.add_argument("--alpha-kd", type=float, default=1.0)
+    p.add_argument("--alpha-hidden", type=float, default=1.0)
+    p.add_argument("--epochs", type=int, default=1)
+    p.add_argument("--max-steps", type=int, default=None)
+    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--lr", type=float, default=5e-5, help="backbone learning rate")
+    p.add_argument("--head-lr", type=float, default=1e-3, help="back-end / projection learning rate")
+    p.add_argument("--crop-seconds", type=float, default=2.0)
+    p.add_argument("--train-split", default="train")
+    p.add_argument("--dev-split", default="dev", help="score student and teacher EER here ('' = skip)")
+    p.add_argument("--max-train-files", type=int, default=None)
+    p.add_argument("--max-dev-files", type=int, default=None)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--overwrite", action="store_true")
+    _add_fit_options(p, "student")
+    p.add_argument("--threads", type=int, default=None, help="torch intra-op threads (CPU)")
+    p.add_argument("--json", action="store_true", help="print the student's training.json")
+    p.set_defaults(func=cmd_distil)
+
+
+def cmd_distil(args: argparse.Namespace) -> int:
+    from spoof_train.distill import DistilConfig, distil
+
+    _set_threads(args)
+    keys = {f for f in DistilConfig.__dataclass_fields__ if f != "extra"}
+    cfg = DistilConfig(**{k: v for k, v in vars(args).items() if k in keys})
+    if cfg.dev_split == "":
+        cfg.dev_split = None
+    path = distil(cfg)
+    if int(os.environ.get("RANK", "0")) != 0:
+        return EXIT_OK
+    info = json.loads((path / "training.json").read_text(encoding="utf-8"))
+    if args.json:
+        _print_json(info)
+        return EXIT_OK
+    print(f"student: {path} ({info['student_layers']} layers, {info['steps']} steps, {info['seconds']} s)")
+    print(f"run folder: {info['run_dir']}")
+    dev = info.get("dev", {})
+    if dev:
+        print(f"dev EER: student {dev['student']['eer']:.4f}  teacher {dev['teacher']['eer']:.4f}")
+    return EXIT_OK
+
+
+def _parser_qat(sub: Any) -> None:
+    p = sub.add_parser(
+        "qat", help="quantisation-aware fine-tuning of a checkpoint before spoof-export --int8"
+    )
+    p.add_argument("checkpoint", help="trained checkpoint directory (contract A)")
+    p.add_argument("--manifest", required=True, help="TSV manifest with the training split")
+    p.add_argument("-o", "--out", dest="out_dir", required=True, help="output checkpoint directory")
+    p.add_argument("--steps", type=int, default=200)
+    p.add_argument("--lr", type=float, default=1e-5, help="backbone learning rate")
+    p.add_argument("--head-lr", type=float, default=1e-4, help="back-end learning rate")
+    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--crop-seconds", type=float, default=2.0)
+    p.add_argument("--int8-ops", choices=INT8_OPS, default="matmul-conv", help="as spoof-export --int8-ops")
+    p.add_argument("--target", choices=QAT_TARGETS, default="cpu", help="as spoof-export --int8-target")
+    p.add_argument("--quantize-first-conv", action="store_true", help="as spoof-export --quantize-first-conv")
+    p.add_argument("--temperature", type=float, default=2.0)
+    p.add_argument("--alpha-ce", type=float, default=1.0)
+    p.add_argument("--alpha-kd", type=float, default=1.0)
+    p.add_argument("--observer", choices=OBSERVERS, default="minmax")
+    p.add_argument("--observer-momentum", type=float, default=0.01)
+    p.add_argument("--calib-batches", type=int, default=4, help="FP32 batches that initialise the observers")
+    p.add_argument("--train-split", default="train")
+    p.add_argument("--max-train-files", type=int, default=None)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--overwrite", action="store_true")
+    _add_fit_options(p, "output")
+    p.add_argument("--threads", type=int, default=None, help="torch intra-op threads (CPU)")
+    p.add_argument("--json", action="store_true", help="print the output's training.json")
+    p.set_defaults(func=cmd_qat)
+
+
+def cmd_qat(args: argparse.Namespace) -> int:
+    from spoof_train.qat import QATConfig, qat
+
+    _set_threads(args)
+    keys = set(QATConfig.__dataclass_fields__)
+    path = qat(QATConfig(**{k: v for k, v in vars(args).items() if k in keys}))
+    if int(os.environ.get("RANK", "0")) != 0:
+        return EXIT_OK
+    info = json.loads((path / "training.json").read_text(encoding="utf-8"))
+    if args.json:
+        _print_json(info)
+        return EXIT_OK
+    q = info["qat"]
+    print(
+        f"qat: {path} ({info['steps']} steps, {info['seconds']} s, {len(q['fake_quantised_modules'])} "
+        f"modules fake-quantised for target {q['target']}); final losses {info['final_losses']}"
+    )
+    print(f"run folder: {info['run_dir']}")
+    return EXIT_OK
+
+
+def _parser_ensemble(sub: Any) -> None:
+    p = sub.add_parser(
+        "ensemble",
+        help="fuse trained checkpoints into one detector (weighted mean of their logits)",
+        description=(
+            "Write a checkpoint of kind 'ensemble' whose logits are the weighted mean of the members' "
+            "logits; spoof-export exports it as one ONNX graph. Members need the same sample rate, window "
+            "and hop. The result is uncalibrated."
+        ),
+    )
+    p.add_argument("checkpoints", nargs="+", help="two or more checkpoint directories")
+    p.add_argument("-o", "--out", required=True, help="output checkpoint directory")
+    p.add_argument("--weights", type=float, nargs="+", default=None, help="one weight per checkpoint")
+    p.set_defaults(func=cmd_ensemble)
+
+
+def cmd_ensemble(args: argparse.Namespace) -> int:
+    from spoof_train.ensemble import build_ensemble
+
+    out = build_ensemble(args.checkpoints, args.out, weights=args.weights)
+    print(f"wrote ensemble of {len(args.checkpoints)} detectors to {out}")
+    return EXIT_OK
+
+
+#: every sub-command, in the order of ``spoof-train --help``
+_PARSERS: tuple[Callable[[Any], None], ...] = (
+    _parser_train,
+    _parser_evaluate,
+    _parser_analyse_layers,
+    _parser_explain,
+    _parser_init,
+    _parser_convert,
+    _parser_make_manifest,
+    _parser_synth,
+    _parser_distil,
+    _parser_qat,
+    _parser_ensemble,
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="spoof-train",
+        description="Train, evaluate, analyse and explain voice anti-spoofing detectors.",
+        epilog="exit codes: " + "; ".join(f"{k} {v}" for k, v in EXIT_CODES.items()),
+    )
+    parser.add_argument("-v", "--verbose", action="count", default=0, help="more logging (-vv for debug)")
+    parser.add_argument(
+        "--version", action=PrintVersion, help="print the version and exit", version=_version()
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for add in _PARSERS:
+        add(sub)
     return parser
 
 

@@ -24,6 +24,7 @@ from typing import Any
 from spoof_train.errors import ConfigError
 
 __all__ = [
+    "AMP_MODES",
     "DataConfig",
     "EarlyStoppingConfig",
     "ModelConfig",
@@ -40,6 +41,10 @@ __all__ = [
 
 def _choice(*values: str) -> dict[str, Any]:
     return {"choices": values}
+
+
+#: ``train.amp``: autocast off, bf16, fp16 (CUDA, with a GradScaler) or auto (bf16/fp16 on CUDA, off on CPU)
+AMP_MODES = ("auto", "off", "bf16", "fp16")
 
 
 @dataclass
@@ -139,7 +144,7 @@ class TrainConfig:
     sam_adaptive: bool = False
     # Mixup of the training batch's waveforms: null = off, else Beta(alpha, alpha)'s parameter (e.g. 0.2)
     mixup_alpha: float | None = None
-    amp: str = field(default="auto", metadata=_choice("auto", "off", "bf16", "fp16"))
+    amp: str = field(default="auto", metadata=_choice(*AMP_MODES))
     freeze_backbone_epochs: int = 0
     early_stopping: EarlyStoppingConfig = field(default_factory=EarlyStoppingConfig)
     eval_every_epochs: int = 1

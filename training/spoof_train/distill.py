@@ -24,15 +24,16 @@ and (when a dev split is scored) student and teacher EER on the same trials.
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import math
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from spoof_train.config import AMP_MODES
 from spoof_train.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -41,11 +42,11 @@ if TYPE_CHECKING:
 
 __all__ = [
     "DistilConfig",
-    "add_distil_parser",
-    "cmd_distil",
+    "check_fit_options",
     "distil",
     "init_student",
     "parse_layer_map",
+    "run_fine_tune",
     "student_config",
 ]
 
@@ -80,7 +81,17 @@ class DistilConfig:
     max_dev_files: int | None = None
     seed: int = 0
     overwrite: bool = False
+    resume: bool = False
+    run_dir: str | None = None
+    amp: str = "auto"
+    ema_decay: float | None = None
+    device: str = "auto"
     extra: dict[str, Any] = field(default_factory=dict)
+
+    def run_folder(self) -> Path:
+        """The run folder (logs, resumable state): ``run_dir``, else ``OUT.run`` next to the student."""
+        out = Path(self.out_dir)
+        return Path(self.run_dir) if self.run_dir else out.with_name(out.name + ".run")
 
     def validate(self) -> None:
         def positive(name: str) -> None:
@@ -112,6 +123,15 @@ class DistilConfig:
             raise ConfigError(
                 "distil: all loss weights are 0; expected at least one of alpha_ce/kd/hidden > 0"
             )
+        check_fit_options("distil", self.amp, self.ema_decay)
+
+
+def check_fit_options(what: str, amp: str, ema_decay: float | None) -> None:
+    """The loop options distillation and QAT pass on to fit (amp, ema_decay), checked up front."""
+    if amp not in AMP_MODES:
+        raise ConfigError(f"{what} amp: expected one of {AMP_MODES}, given {amp!r}")
+    if ema_decay is not None and not (isinstance(ema_decay, float) and 0.0 < ema_decay < 1.0):
+        raise ConfigError(f"{what} ema_decay: expected a number in (0, 1), given {ema_decay!r}")
 
 
 def parse_layer_map(spec: str, student_layers: int, teacher_layers: int) -> list[tuple[int, int]]:
@@ -210,27 +230,29 @@ def init_student(
     return counts
 
 
-def _masked_mse(a: torch.Tensor, b: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    m = mask.to(a.dtype).unsqueeze(-1)
-    return ((a - b) ** 2 * m).sum() / (m.sum() * a.shape[-1]).clamp_min(1.0)
-
-
 def distil(cfg: DistilConfig) -> Path:
-    """Distil ``cfg.teacher`` into a ``cfg.layers``-layer student; returns the student checkpoint dir."""
-    import torch
-    import torch.nn.functional as F
+    """Distil ``cfg.teacher`` into a ``cfg.layers``-layer student; returns the student checkpoint dir.
 
-    from spoof_train.checkpoint import checkpoint_sha256, load_checkpoint, save_checkpoint
+    The student trains in :func:`spoof_train.loop.fit` with a
+    :class:`~spoof_train.losses.DistillationObjective` (so DDP under torchrun, AMP, EMA and ``resume``
+    work as for ``spoof-train train``); the run folder is :meth:`DistilConfig.run_folder`.
+    """
+    import torch
+
+    from spoof_train.checkpoint import checkpoint_sha256, load_checkpoint
+    from spoof_train.losses import DistillationObjective
     from spoof_train.models import build_detector
+    from spoof_train.train import crop_train_set, fine_tune_run_config, prepare_run_dir
 
     cfg.validate()
-    out = Path(cfg.out_dir)
+    out, run_dir = Path(cfg.out_dir), cfg.run_folder()
     if out.exists() and not cfg.overwrite:
         raise ConfigError(f"distil out_dir {out} already exists: expected a new directory (or overwrite)")
     torch.manual_seed(cfg.seed)
     teacher, tconfig, tinfo = load_checkpoint(cfg.teacher)
-    teacher.eval().requires_grad_(False)
-    sconfig = student_config(tconfig, cfg)
+    sconfig = student_config(tconfig, cfg)  # checks that the teacher is an SSL detector with a backbone
+    if tconfig.backbone is None or sconfig.backbone is None or tconfig.kept_layers is None:
+        raise ConfigError(f"distil: the teacher {cfg.teacher!r} has no SSL backbone to distil")
     t_layers = int(tconfig.kept_layers)
     pairs = parse_layer_map(cfg.layer_map, cfg.layers, t_layers)
     student = build_detector(sconfig, seed=cfg.seed)
@@ -238,87 +260,45 @@ def distil(cfg: DistilConfig) -> Path:
     log.info(
         "student %d layers initialised from the teacher: %s; layer map %s", cfg.layers, init_counts, pairs
     )
-
     t_width = int(tconfig.backbone["config"]["hidden_size"])
     s_width = int(sconfig.backbone["config"]["hidden_size"])
-    proj = torch.nn.ModuleList(
-        [torch.nn.Identity() if s_width == t_width else torch.nn.Linear(s_width, t_width) for _ in pairs]
+    objective = DistillationObjective(
+        teacher,
+        temperature=cfg.temperature,
+        alpha_ce=cfg.alpha_ce,
+        alpha_kd=cfg.alpha_kd,
+        alpha_hidden=cfg.alpha_hidden,
+        layer_pairs=pairs,
+        student_width=s_width,
+        teacher_width=t_width,
     )
-
-    sr = int(sconfig.sample_rate)
-    loader = crop_train_loader(
+    train_set = crop_train_set(
         cfg.manifest,
         cfg.train_split,
-        sample_rate=sr,
+        sample_rate=int(sconfig.sample_rate),
         crop_seconds=cfg.crop_seconds,
-        batch_size=cfg.batch_size,
         seed=cfg.seed,
         max_files=cfg.max_train_files,
     )
-    groups = [
-        {"params": student.backbone_parameters(), "lr": cfg.lr},
-        {"params": [*student.head_parameters(), *proj.parameters()], "lr": cfg.head_lr},
-    ]
-    opt = torch.optim.AdamW(groups, weight_decay=0.01)
-    steps_per_epoch = len(loader)
-    total_steps = (
-        cfg.epochs * steps_per_epoch
-        if cfg.max_steps is None
-        else min(cfg.max_steps, cfg.epochs * steps_per_epoch)
+    prepare_run_dir(run_dir, resume=cfg.resume, overwrite=cfg.overwrite, what="distil")
+    run_cfg = fine_tune_run_config(
+        "distil",
+        run_dir,
+        model={"detector": sconfig.to_dict()},
+        manifest=cfg.manifest,
+        train_split=cfg.train_split,
+        crop_seconds=cfg.crop_seconds,
+        seed=cfg.seed,
+        epochs=cfg.epochs,
+        max_steps=cfg.max_steps,
+        batch_size=cfg.batch_size,
+        head_lr=cfg.head_lr,
+        backbone_lr=cfg.lr,
+        weight_decay=0.01,
+        amp=cfg.amp,
+        ema_decay=cfg.ema_decay,
+        device=cfg.device,
     )
-    step = 0
-    history: list[dict[str, float]] = []
-    t0 = time.perf_counter()
-    student.train()
-    temp = cfg.temperature
-    for _epoch in range(cfg.epochs):
-        for batch in loader:
-            if step >= total_steps:
-                break
-            if len(batch["label"]) == 0:
-                continue
-            wave, lengths, labels = batch["wave"], batch["lengths"], batch["label"]
-            with torch.no_grad():
-                t_hidden, t_mask = teacher.backbone(wave, lengths)
-                t_logits = teacher.backend(t_hidden, t_mask)
-            s_hidden, s_mask = student.backbone(wave, lengths)
-            s_logits = student.backend(s_hidden, s_mask)
-            ce = F.cross_entropy(s_logits, labels)
-            kd = (
-                F.kl_div(
-                    F.log_softmax(s_logits / temp, -1),
-                    F.log_softmax(t_logits / temp, -1),
-                    reduction="batchmean",
-                    log_target=True,
-                )
-                * temp**2
-            )
-            hid = torch.stack(
-                [
-                    _masked_mse(p(s_hidden[:, si]), t_hidden[:, ti], s_mask)
-                    for p, (si, ti) in zip(proj, pairs, strict=True)
-                ]
-            ).mean()
-            loss = cfg.alpha_ce * ce + cfg.alpha_kd * kd + cfg.alpha_hidden * hid
-            if not torch.isfinite(loss):
-                raise ConfigError(
-                    f"distil: non-finite loss at step {step} (ce {ce}, kd {kd}, hidden {hid}); lower lr"
-                )
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(student.parameters(), 5.0)
-            opt.step()
-            step += 1
-            rec = {
-                "step": step,
-                **{
-                    k: float(v.detach()) for k, v in (("loss", loss), ("ce", ce), ("kd", kd), ("hidden", hid))
-                },
-            }
-            history.append(rec)
-            if step % 10 == 0 or step == 1:
-                log.info("distil step %d/%d: %s", step, total_steps, {k: round(v, 4) for k, v in rec.items()})
-    student.eval()
     info: dict[str, Any] = {
         "origin": "distil",
         "teacher": str(cfg.teacher),
@@ -329,82 +309,102 @@ def distil(cfg: DistilConfig) -> Path:
         "layer_map": pairs,
         "init": init_counts,
         "distil": {k: v for k, v in asdict(cfg).items() if k != "extra"},
-        "steps": step,
-        "seconds": round(time.perf_counter() - t0, 1),
-        "final_losses": history[-1] if history else None,
-        "loss_history_every_10": history[::10],
-        "train_files": len(loader.dataset),  # type: ignore[arg-type]
+        "train_files": len(train_set),
     }
     for key in ("calibration",):
         if key in tinfo:
             info[f"teacher_{key}"] = tinfo[key]  # not valid for the student: recalibrate on dev
-    path = save_checkpoint(out, student, sconfig, info)
-    if cfg.dev_split:
-        from spoof_train.train import evaluate
-
-        res = {}
-        for name, ck in (("student", path), ("teacher", Path(cfg.teacher))):
-            r = evaluate(ck, cfg.manifest, cfg.dev_split, progress=False, limit=cfg.max_dev_files)
-            res[name] = {"eer": r.get("eer"), "eer_threshold": r.get("eer_threshold")}
-        info["dev"] = {"split": cfg.dev_split, "limit": cfg.max_dev_files, **res}
-        if res["student"]["eer"] is not None and res["teacher"]["eer"] is not None:
-            info["dev"]["eer_delta_points"] = round(100 * (res["student"]["eer"] - res["teacher"]["eer"]), 3)
-        (path / "training.json").write_text(json.dumps(info, indent=2, default=str) + "\n", encoding="utf-8")
-    return path
-
-
-def add_distil_parser(sub: Any) -> None:
-    """Register ``spoof-train distil`` on the CLI's subparsers."""
-    p = sub.add_parser("distil", help="distil a trained SSL detector into a student with fewer layers")
-    p.add_argument("--teacher", required=True, help="teacher checkpoint directory (contract A)")
-    p.add_argument("--manifest", required=True, help="TSV manifest with the training (and dev) split")
-    p.add_argument("-o", "--out", dest="out_dir", required=True, help="student checkpoint directory to write")
-    p.add_argument(
-        "--layers", type=int, required=True, help="student transformer layers (from the teacher's first N)"
+    path = run_fine_tune(
+        student,
+        sconfig,
+        train_set,
+        run_cfg,
+        objective=objective,
+        hooks=[],
+        out=out,
+        info=info,
+        resume=cfg.resume,
     )
-    p.add_argument(
-        "--hidden-size", type=int, default=None, help="narrower student width (default: teacher's)"
-    )
-    p.add_argument("--intermediate-size", type=int, default=None)
-    p.add_argument("--attention-heads", type=int, default=None)
-    p.add_argument("--layer-map", default="uniform", help="uniform | first | pairs like 0:0,3:6,6:12")
-    p.add_argument("--temperature", type=float, default=2.0)
-    p.add_argument("--alpha-ce", type=float, default=1.0)
-    p.add_argument("--alpha-kd", type=float, default=1.0)
-    p.add_argument("--alpha-hidden", type=float, default=1.0)
-    p.add_argument("--epochs", type=int, default=1)
-    p.add_argument("--max-steps", type=int, default=None)
-    p.add_argument("--batch-size", type=int, default=8)
-    p.add_argument("--lr", type=float, default=5e-5, help="backbone learning rate")
-    p.add_argument("--head-lr", type=float, default=1e-3, help="back-end / projection learning rate")
-    p.add_argument("--crop-seconds", type=float, default=2.0)
-    p.add_argument("--train-split", default="train")
-    p.add_argument("--dev-split", default="dev", help="score student and teacher EER here ('' = skip)")
-    p.add_argument("--max-train-files", type=int, default=None)
-    p.add_argument("--max-dev-files", type=int, default=None)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--overwrite", action="store_true")
-    p.add_argument("--json", action="store_true", help="print the student's training.json")
-    p.set_defaults(func=cmd_distil)
+    if path is not None and cfg.dev_split:
+        _score_student_and_teacher(cfg, path, info)
+    return out
 
 
-def cmd_distil(args: argparse.Namespace) -> int:
-    keys = {f for f in DistilConfig.__dataclass_fields__ if f != "extra"}
-    cfg = DistilConfig(**{k: v for k, v in vars(args).items() if k in keys})
-    if cfg.dev_split == "":
-        cfg.dev_split = None
-    path = distil(cfg)
-    info = json.loads((path / "training.json").read_text(encoding="utf-8"))
-    if args.json:
-        print(json.dumps(info, indent=2))
-    else:
-        dev = info.get("dev", {})
-        print(
-            f"student: {path} ({info['student_layers']} layers, {info['steps']} steps, {info['seconds']} s)"
+def run_fine_tune(
+    model: torch.nn.Module,
+    config: Any,
+    train_set: Any,
+    run_cfg: Any,
+    *,
+    objective: Any,
+    hooks: list[Any],
+    out: Path,
+    info: dict[str, Any],
+    resume: bool,
+    complete: Callable[[torch.nn.Module], None] | None = None,
+) -> Path | None:
+    """Run :func:`~spoof_train.loop.fit` (single process or one rank of torchrun) and write its last
+    weights as the checkpoint ``out`` with ``info`` plus the steps, time, run folder and loss history.
+    ``complete(model)`` may add to ``info`` before it is written. Returns ``out`` on rank 0, None on the
+    other ranks."""
+    from spoof_train.checkpoint import load_checkpoint, save_checkpoint
+    from spoof_train.data import collate_pad
+    from spoof_train.distributed import cleanup_distributed, init_distributed
+    from spoof_train.loop import fit
+    from spoof_train.train import step_history
+
+    run_dir = Path(run_cfg.output_dir)
+    dist = init_distributed()
+    t0 = time.perf_counter()
+    try:
+        best = fit(
+            model,
+            train_set,
+            None,
+            run_cfg,
+            detector_config=config,
+            collate_fn=collate_pad,
+            out_dir=run_dir,
+            resume=resume,
+            dist=dist,
+            training_info={"origin": info["origin"]},
+            objective=objective,
+            hooks=hooks,
         )
-        if dev:
-            print(f"dev EER: student {dev['student']['eer']:.4f}  teacher {dev['teacher']['eer']:.4f}")
-    return 0
+    finally:
+        cleanup_distributed()
+    if not dist.is_main:
+        return None
+    trained, _, fit_info = load_checkpoint(best)
+    history = step_history(run_dir, objective.term_names)
+    info.update(
+        {
+            "steps": int(fit_info.get("global_step", len(history))),
+            "seconds": round(time.perf_counter() - t0, 1),
+            "run_dir": str(run_dir),
+            "final_losses": history[-1] if history else None,
+            "loss_history_every_10": history[::10],
+        }
+    )
+    if "ema_decay" in fit_info:
+        info["weights"] = {"ema_decay": fit_info["ema_decay"], "kind": fit_info.get("weights")}
+    if complete is not None:
+        complete(trained)
+    return save_checkpoint(out, trained, config, info)
+
+
+def _score_student_and_teacher(cfg: DistilConfig, path: Path, info: dict[str, Any]) -> None:
+    """Dev EER of the student and the teacher on the same trials, added to the student's training.json."""
+    from spoof_train.evaluation import evaluate
+
+    res = {}
+    for name, ck in (("student", path), ("teacher", Path(cfg.teacher))):
+        r = evaluate(ck, cfg.manifest, str(cfg.dev_split), progress=False, limit=cfg.max_dev_files)
+        res[name] = {"eer": r.get("eer"), "eer_threshold": r.get("eer_threshold")}
+    info["dev"] = {"split": cfg.dev_split, "limit": cfg.max_dev_files, **res}
+    if res["student"]["eer"] is not None and res["teacher"]["eer"] is not None:
+        info["dev"]["eer_delta_points"] = round(100 * (res["student"]["eer"] - res["teacher"]["eer"]), 3)
+    (path / "training.json").write_text(json.dumps(info, indent=2, default=str) + "\n", encoding="utf-8")
 
 
 def crop_train_loader(
@@ -417,25 +417,27 @@ def crop_train_loader(
     seed: int,
     max_files: int | None = None,
 ) -> DataLoader[Any]:
-    """Seeded loader of random crops of a manifest split (at most ``max_files`` rows, a seeded subset),
-    shared by distillation and quantisation-aware fine-tuning."""
-    import numpy as np
+    """The first epoch of random crops of a manifest split exactly as :func:`distil` and ``qat`` train on
+    it (same rows, crops, order and batches as :func:`~spoof_train.loop.fit` draws in one process): to
+    replay or inspect a fine-tuning run."""
     import torch
-    from torch.utils.data import DataLoader
+    from torch.utils.data import DataLoader, DistributedSampler
 
-    from spoof_train.data import AudioDataset, collate_pad, read_manifest
+    from spoof_train.data import collate_pad
+    from spoof_train.train import crop_train_set
 
-    rows = read_manifest(manifest, splits=[split])
-    if max_files is not None and len(rows) > max_files:
-        idx = np.random.default_rng(seed).permutation(len(rows))[:max_files]
-        rows = [rows[i] for i in sorted(idx)]
-    data = AudioDataset(
-        rows, sample_rate=sample_rate, crop_samples=int(crop_seconds * sample_rate), train=True, seed=seed
+    data = crop_train_set(
+        manifest, split, sample_rate=sample_rate, crop_seconds=crop_seconds, seed=seed, max_files=max_files
     )
+    data.set_epoch(0)
+    sampler: DistributedSampler[Any] = DistributedSampler(
+        data, num_replicas=1, rank=0, shuffle=True, seed=seed
+    )
+    sampler.set_epoch(0)
     return DataLoader(
         data,
         batch_size=batch_size,
-        shuffle=True,
+        sampler=sampler,
         collate_fn=collate_pad,
-        generator=torch.Generator().manual_seed(seed),
+        generator=torch.Generator().manual_seed(seed * 100003),
     )

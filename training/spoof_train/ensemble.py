@@ -9,7 +9,6 @@ members' calibrations do not carry over (fusion changes the score scale); calibr
 
 from __future__ import annotations
 
-import argparse
 import logging
 from collections.abc import Sequence
 from pathlib import Path
@@ -17,7 +16,7 @@ from typing import Any
 
 from spoof_train.errors import ConfigError
 
-__all__ = ["add_ensemble_parser", "build_ensemble"]
+__all__ = ["build_ensemble"]
 
 log = logging.getLogger("spoof_train")
 
@@ -98,25 +97,3 @@ def build_ensemble(
     if any("calibration" in info for info in infos):
         log.warning("ensemble: the members' calibrations are dropped; calibrate the fused model on dev")
     return save_checkpoint(out, model, config, training)
-
-
-def add_ensemble_parser(sub: Any) -> None:
-    p = sub.add_parser(
-        "ensemble",
-        help="fuse trained checkpoints into one detector (weighted mean of their logits)",
-        description=(
-            "Write a checkpoint of kind 'ensemble' whose logits are the weighted mean of the members' "
-            "logits; spoof-export exports it as one ONNX graph. Members need the same sample rate, window "
-            "and hop. The result is uncalibrated."
-        ),
-    )
-    p.add_argument("checkpoints", nargs="+", help="two or more checkpoint directories")
-    p.add_argument("-o", "--out", required=True, help="output checkpoint directory")
-    p.add_argument("--weights", type=float, nargs="+", default=None, help="one weight per checkpoint")
-    p.set_defaults(func=_cmd_ensemble)
-
-
-def _cmd_ensemble(args: argparse.Namespace) -> int:
-    out = build_ensemble(args.checkpoints, args.out, weights=args.weights)
-    print(f"wrote ensemble of {len(args.checkpoints)} detectors to {out}")
-    return 0

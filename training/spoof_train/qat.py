@@ -34,15 +34,12 @@ the ``qat`` settings; ``spoof-export --int8`` then calibrates and quantises it a
 
 from __future__ import annotations
 
-import argparse
-import json
 import logging
 import math
-import time
 import types
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from spoof_train.errors import ConfigError
 
@@ -54,10 +51,9 @@ __all__ = [
     "OBSERVERS",
     "QAT_TARGETS",
     "ActivationFakeQuant",
+    "FakeQuantHook",
     "FakeQuantizer",
     "QATConfig",
-    "add_qat_parser",
-    "cmd_qat",
     "fake_quant_weight",
     "qat",
     "quant_range",
@@ -147,6 +143,9 @@ def _activation_fake_quant_cls() -> type:
     class _ActivationFakeQuant(torch.nn.Module):
         """Per-tensor activation fake quantisation with a min/max observer (ORT MinMax calibration)."""
 
+        min_val: torch.Tensor
+        max_val: torch.Tensor
+
         def __init__(self, target: str, observer: str = "minmax", momentum: float = 0.01) -> None:
             super().__init__()
             if observer not in OBSERVERS:
@@ -181,8 +180,8 @@ def _activation_fake_quant_cls() -> type:
             scale, zp = self.qparams()
             # QuantizeLinear saturates to the storage type: int8 [-128, 127] even when the scale was
             # computed from the symmetric [-127, 127] range
-            lo = -128 if self.qmin < 0 else self.qmin
-            return _FakeQuantSTE.apply(x, scale, zp, lo, self.qmax)  # type: ignore[no-any-return]
+            low = -128 if self.qmin < 0 else self.qmin
+            return _FakeQuantSTE.apply(x, scale, zp, low, self.qmax)  # type: ignore[no-any-return]
 
     return _ActivationFakeQuant
 
@@ -265,13 +264,17 @@ class FakeQuantizer:
             fq.observing, fq.quantizing = observing, quantizing
 
     def activation_fake_quants(self) -> list[Any]:
-        return [fq for group in self.modules.values() for fq in group.values()]  # type: ignore[union-attr]
+        return [fq for group in self._groups().values() for fq in group.values()]
+
+    def _groups(self) -> dict[str, torch.nn.ModuleDict]:
+        """The observers by wrapped module: each value is a ModuleDict of activation fake quantisers."""
+        return {k: cast("torch.nn.ModuleDict", g) for k, g in self.modules.items()}
 
     def ranges(self) -> dict[str, list[float]]:
         return {
-            f"{k}.{part}": [round(float(fq.min_val), 6), round(float(fq.max_val), 6)]
-            for k, group in self.modules.items()
-            for part, fq in group.items()  # type: ignore[union-attr]
+            f"{k}.{part}": [round(float(_buffer(fq, "min_val")), 6), round(float(_buffer(fq, "max_val")), 6)]
+            for k, group in self._groups().items()
+            for part, fq in group.items()
         }
 
     def remove(self) -> None:
@@ -283,6 +286,10 @@ class FakeQuantizer:
             if "torch_multi_head_self_attention" in mod.__dict__:
                 del mod.torch_multi_head_self_attention
         self.wrapped, self.attention = {}, {}
+
+
+def _buffer(module: torch.nn.Module, name: str) -> torch.Tensor:
+    return module.get_buffer(name)
 
 
 def _make_attention(fqs: Any) -> Any:
@@ -367,6 +374,16 @@ class QATConfig:
     max_train_files: int | None = None
     seed: int = 0
     overwrite: bool = False
+    resume: bool = False
+    run_dir: str | None = None
+    amp: str = "auto"
+    ema_decay: float | None = None
+    device: str = "auto"
+
+    def run_folder(self) -> Path:
+        """The run folder (logs, resumable state): ``run_dir``, else ``OUT.run`` next to the output."""
+        out = Path(self.out_dir)
+        return Path(self.run_dir) if self.run_dir else out.with_name(out.name + ".run")
 
     def validate(self) -> None:
         for name in ("steps", "batch_size", "calib_batches", "max_train_files"):
@@ -391,189 +408,193 @@ class QATConfig:
             raise ConfigError(f"qat target: expected one of {QAT_TARGETS}, given {self.target!r}")
         if self.observer not in OBSERVERS:
             raise ConfigError(f"qat observer: expected one of {OBSERVERS}, given {self.observer!r}")
+        from spoof_train.distill import check_fit_options
+
+        check_fit_options("qat", self.amp, self.ema_decay)
 
 
-def _kd_loss(s_logits: torch.Tensor, t_logits: torch.Tensor, temp: float) -> torch.Tensor:
-    import torch.nn.functional as F
+class FakeQuantHook:
+    """The :class:`~spoof_train.loop.FitHook` of quantisation-aware fine-tuning: at the start of the loop
+    it attaches a :class:`FakeQuantizer` to the model and initialises the observers like ORT's MinMax
+    calibration (FP32 forwards of ``calib_batches`` training batches, global min / max); the observers
+    ride in the trainer state, so a resumed run goes on with them; at the end it records what was
+    quantised and the activation ranges, and removes the fake quantisation."""
 
-    return (
-        F.kl_div(
-            F.log_softmax(s_logits / temp, -1),
-            F.log_softmax(t_logits / temp, -1),
-            reduction="batchmean",
-            log_target=True,
+    def __init__(self, cfg: QATConfig, record: dict[str, Any]) -> None:
+        self.cfg = cfg
+        self.fq: FakeQuantizer | None = None
+        self.record = record  # the checkpoint's training.json "qat" entry: end() adds the ranges
+
+    def attach(self, model: torch.nn.Module) -> FakeQuantizer:
+        cfg = self.cfg
+        self.fq = FakeQuantizer(
+            model,
+            target=cfg.target,
+            int8_ops=cfg.int8_ops,
+            quantize_first_conv=cfg.quantize_first_conv,
+            observer=cfg.observer,
+            momentum=cfg.observer_momentum,
         )
-        * temp**2
-    )
+        log.info(
+            "qat: %d modules fake-quantised, %d kept FP32 %s",
+            len(self.fq.wrapped),
+            len(self.fq.skipped),
+            self.fq.skipped,
+        )
+        return self.fq
+
+    def start(self, run: Any, state: dict[str, Any] | None) -> None:
+        fq = self.attach(run.model)
+        if state is not None:
+            fq.modules.load_state_dict(state["observers"])
+        else:
+            self._calibrate(run, fq)
+        fq.set_mode(observing=True, quantizing=True)
+
+    def _calibrate(self, run: Any, fq: FakeQuantizer) -> None:
+        import torch
+        from torch.utils.data import DataLoader
+
+        cfg = self.cfg
+        loader = DataLoader(
+            run.train_set,
+            batch_size=cfg.batch_size,
+            shuffle=True,
+            collate_fn=run.collate_fn,
+            generator=torch.Generator().manual_seed(cfg.seed),
+        )
+        model = run.model
+        was_training = model.training
+        model.eval()
+        fq.set_mode(observing=True, quantizing=False)
+        done = 0
+        with torch.no_grad():
+            while done < cfg.calib_batches:
+                before = done
+                for b in loader:
+                    if len(b["label"]):
+                        model(b["wave"].to(run.device), b["lengths"].to(run.device))
+                        done += 1
+                        if done == cfg.calib_batches:
+                            break
+                if done == before:
+                    raise ConfigError(f"qat: no usable training clips in split {cfg.train_split!r}")
+        model.train(was_training)
+        log.info("qat: observers calibrated on %d FP32 batches", done)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"observers": self.fq.modules.state_dict() if self.fq is not None else {}}
+
+    def end(self, run: Any) -> None:
+        if self.fq is not None:
+            self.record["activation_ranges"] = self.fq.ranges()
+            self.fq.remove()
+            self.fq = None
+
+    def complete(self, model: torch.nn.Module, run_dir: Path) -> None:
+        """Ranges of a run that had already finished when it was resumed (the loop did not run): from
+        the observers in its last trainer state."""
+        if "activation_ranges" in self.record:
+            return
+        from spoof_train.checkpoint import load_trainer_state
+
+        state = load_trainer_state(run_dir / "checkpoints" / "last") or {}
+        fq = self.attach(model)
+        try:
+            fq.modules.load_state_dict(state["hooks"][0]["observers"])
+            self.record["activation_ranges"] = fq.ranges()
+        finally:
+            fq.remove()
 
 
 def qat(cfg: QATConfig) -> Path:
-    """Fine-tune ``cfg.checkpoint`` with fake int8 quantisation; returns the FP32 output checkpoint dir."""
-    import torch
-    import torch.nn.functional as F
+    """Fine-tune ``cfg.checkpoint`` with fake int8 quantisation; returns the FP32 output checkpoint dir.
 
-    from spoof_train.checkpoint import checkpoint_sha256, load_checkpoint, save_checkpoint
-    from spoof_train.distill import crop_train_loader
+    The fine-tuning runs in :func:`spoof_train.loop.fit` (a :class:`FakeQuantHook` and a
+    :class:`~spoof_train.losses.DistillationObjective` towards the frozen FP32 input), so DDP under
+    torchrun, AMP, EMA and ``resume`` work as for ``spoof-train train``; the run folder is
+    :meth:`QATConfig.run_folder`.
+    """
+    import torch
+
+    from spoof_train.checkpoint import checkpoint_sha256, load_checkpoint
+    from spoof_train.distill import run_fine_tune
+    from spoof_train.losses import DistillationObjective
+    from spoof_train.train import crop_train_set, fine_tune_run_config, prepare_run_dir
 
     cfg.validate()
-    out = Path(cfg.out_dir)
+    out, run_dir = Path(cfg.out_dir), cfg.run_folder()
     if out.exists() and not cfg.overwrite:
         raise ConfigError(f"qat out_dir {out} already exists: expected a new directory (or overwrite)")
     if out.resolve() == Path(cfg.checkpoint).resolve():
         raise ConfigError(f"qat out_dir {out}: expected a directory other than the input checkpoint")
     torch.manual_seed(cfg.seed)
     teacher, config, info_in = load_checkpoint(cfg.checkpoint)
-    teacher.eval().requires_grad_(False)
     student, _, _ = load_checkpoint(cfg.checkpoint)
-    fq = FakeQuantizer(
-        student,
-        target=cfg.target,
-        int8_ops=cfg.int8_ops,
-        quantize_first_conv=cfg.quantize_first_conv,
-        observer=cfg.observer,
-        momentum=cfg.observer_momentum,
-    )
-    log.info("qat: %d modules fake-quantised, %d kept FP32 %s", len(fq.wrapped), len(fq.skipped), fq.skipped)
-
-    sr = int(config.sample_rate)
-    loader = crop_train_loader(
+    probe = FakeQuantizer(
+        student, target=cfg.target, int8_ops=cfg.int8_ops, quantize_first_conv=cfg.quantize_first_conv
+    )  # what will be quantised (and an early error when nothing can be)
+    probe.remove()
+    train_set = crop_train_set(
         cfg.manifest,
         cfg.train_split,
-        sample_rate=sr,
+        sample_rate=int(config.sample_rate),
         crop_seconds=cfg.crop_seconds,
-        batch_size=cfg.batch_size,
         seed=cfg.seed,
         max_files=cfg.max_train_files,
     )
-
-    def batches() -> Any:
-        while True:
-            yielded = False
-            for b in loader:
-                if len(b["label"]):
-                    yielded = True
-                    yield b
-            if not yielded:
-                raise ConfigError(f"qat: no usable training clips in split {cfg.train_split!r}")
-
-    stream = batches()
-    # 1. calibrate the observers like ORT's MinMax calibration: FP32 forward, global min / max
-    student.eval()
-    fq.set_mode(observing=True, quantizing=False)
-    with torch.no_grad():
-        for _ in range(cfg.calib_batches):
-            b = next(stream)
-            student(b["wave"], b["lengths"])
-    fq.set_mode(observing=True, quantizing=True)
-
-    # 2. fine-tune with fake quantisation, CE + KL from the frozen FP32 model
-    head = set(map(id, student.head_parameters()))
-    backbone = [p for p in student.parameters() if id(p) not in head]
-    groups = [
-        {"params": backbone, "lr": cfg.lr},
-        {"params": list(student.head_parameters()), "lr": cfg.head_lr},
-    ]
-    opt = torch.optim.AdamW([g for g in groups if g["params"]], weight_decay=0.0)
-    student.train()
-    history: list[dict[str, float]] = []
-    t0 = time.perf_counter()
-    for step in range(1, cfg.steps + 1):
-        b = next(stream)
-        wave, lengths, labels = b["wave"], b["lengths"], b["label"]
-        with torch.no_grad():
-            t_logits = teacher(wave, lengths)
-        s_logits = student(wave, lengths)
-        ce = F.cross_entropy(s_logits, labels)
-        kd = _kd_loss(s_logits, t_logits, cfg.temperature)
-        loss = cfg.alpha_ce * ce + cfg.alpha_kd * kd
-        if not torch.isfinite(loss):
-            raise ConfigError(f"qat: non-finite loss at step {step} (ce {ce}, kd {kd}); lower lr")
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(student.parameters(), 5.0)
-        opt.step()
-        rec = {"step": step, "loss": float(loss.detach()), "ce": float(ce.detach()), "kd": float(kd.detach())}
-        history.append(rec)
-        if step % 10 == 0 or step == 1:
-            log.info("qat step %d/%d: %s", step, cfg.steps, {k: round(v, 4) for k, v in rec.items()})
-    student.eval()
-    ranges = fq.ranges()
-    wrapped_names = sorted(fq.wrapped)
-    fq.remove()
+    if len(train_set) == 0:
+        raise ConfigError(f"qat: no usable training clips in split {cfg.train_split!r}")
+    prepare_run_dir(run_dir, resume=cfg.resume, overwrite=cfg.overwrite, what="qat")
+    run_cfg = fine_tune_run_config(
+        "qat",
+        run_dir,
+        model={"init_checkpoint": str(cfg.checkpoint)},
+        manifest=cfg.manifest,
+        train_split=cfg.train_split,
+        crop_seconds=cfg.crop_seconds,
+        seed=cfg.seed,
+        epochs=math.ceil(cfg.steps / math.ceil(len(train_set) / cfg.batch_size)),
+        max_steps=cfg.steps,
+        batch_size=cfg.batch_size,
+        head_lr=cfg.head_lr,
+        backbone_lr=cfg.lr,
+        weight_decay=0.0,
+        amp=cfg.amp,
+        ema_decay=cfg.ema_decay,
+        device=cfg.device,
+    )
+    objective = DistillationObjective(
+        teacher, temperature=cfg.temperature, alpha_ce=cfg.alpha_ce, alpha_kd=cfg.alpha_kd
+    )
     info: dict[str, Any] = {
         "origin": "qat",
         "source_checkpoint": str(cfg.checkpoint),
         "source_sha256": checkpoint_sha256(cfg.checkpoint),
-        "qat": {
-            **asdict(cfg),
-            "weights": "int8 symmetric per-channel "
-            + ("[-64, 64] (reduce_range)" if cfg.target == "cpu" else "[-127, 127]"),
-            "activations": "uint8 asymmetric [0, 255]"
-            if cfg.target == "cpu"
-            else "int8 symmetric [-127, 127]",
-            "fake_quantised_modules": wrapped_names,
-            "kept_fp32_modules": fq.skipped,
-            "activation_ranges": ranges,
-        },
-        "steps": len(history),
-        "seconds": round(time.perf_counter() - t0, 1),
-        "final_losses": history[-1] if history else None,
-        "loss_history_every_10": history[::10],
-        "train_files": len(loader.dataset),  # type: ignore[arg-type]
+        "train_files": len(train_set),
     }
     for key in ("calibration", "dev_eer", "best_epoch"):
         if key in info_in:
             info[f"source_{key}"] = info_in[key]  # scores moved: recalibrate on dev before shipping
-    return save_checkpoint(out, student, config, info)
-
-
-def add_qat_parser(sub: Any) -> None:
-    """Register ``spoof-train qat`` on the CLI's subparsers."""
-    p = sub.add_parser(
-        "qat", help="quantisation-aware fine-tuning of a checkpoint before spoof-export --int8"
+    info["qat"] = {
+        **asdict(cfg),
+        "weights": "int8 symmetric per-channel "
+        + ("[-64, 64] (reduce_range)" if cfg.target == "cpu" else "[-127, 127]"),
+        "activations": "uint8 asymmetric [0, 255]" if cfg.target == "cpu" else "int8 symmetric [-127, 127]",
+        "fake_quantised_modules": sorted(probe.wrapped),
+        "kept_fp32_modules": probe.skipped,
+    }
+    hook = FakeQuantHook(cfg, info["qat"])
+    run_fine_tune(
+        student,
+        config,
+        train_set,
+        run_cfg,
+        objective=objective,
+        hooks=[hook],
+        out=out,
+        info=info,
+        resume=cfg.resume,
+        complete=lambda model: hook.complete(model, run_dir),
     )
-    p.add_argument("checkpoint", help="trained checkpoint directory (contract A)")
-    p.add_argument("--manifest", required=True, help="TSV manifest with the training split")
-    p.add_argument("-o", "--out", dest="out_dir", required=True, help="output checkpoint directory")
-    p.add_argument("--steps", type=int, default=200)
-    p.add_argument("--lr", type=float, default=1e-5, help="backbone learning rate")
-    p.add_argument("--head-lr", type=float, default=1e-4, help="back-end learning rate")
-    p.add_argument("--batch-size", type=int, default=8)
-    p.add_argument("--crop-seconds", type=float, default=2.0)
-    p.add_argument("--int8-ops", choices=INT8_OPS, default="matmul-conv", help="as spoof-export --int8-ops")
-    p.add_argument("--target", choices=QAT_TARGETS, default="cpu", help="as spoof-export --int8-target")
-    p.add_argument("--quantize-first-conv", action="store_true", help="as spoof-export --quantize-first-conv")
-    p.add_argument("--temperature", type=float, default=2.0)
-    p.add_argument("--alpha-ce", type=float, default=1.0)
-    p.add_argument("--alpha-kd", type=float, default=1.0)
-    p.add_argument("--observer", choices=OBSERVERS, default="minmax")
-    p.add_argument("--observer-momentum", type=float, default=0.01)
-    p.add_argument("--calib-batches", type=int, default=4, help="FP32 batches that initialise the observers")
-    p.add_argument("--train-split", default="train")
-    p.add_argument("--max-train-files", type=int, default=None)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--overwrite", action="store_true")
-    p.add_argument("--threads", type=int, default=None, help="torch intra-op threads (CPU)")
-    p.add_argument("--json", action="store_true", help="print the output's training.json")
-    p.set_defaults(func=cmd_qat)
-
-
-def cmd_qat(args: argparse.Namespace) -> int:
-    if args.threads is not None:
-        if args.threads < 1:
-            raise ConfigError(f"--threads: expected an integer >= 1, got {args.threads}")
-        import torch
-
-        torch.set_num_threads(args.threads)
-    keys = set(QATConfig.__dataclass_fields__)
-    path = qat(QATConfig(**{k: v for k, v in vars(args).items() if k in keys}))
-    info = json.loads((path / "training.json").read_text(encoding="utf-8"))
-    if args.json:
-        print(json.dumps(info, indent=2))
-    else:
-        q = info["qat"]
-        print(
-            f"qat: {path} ({info['steps']} steps, {info['seconds']} s, {len(q['fake_quantised_modules'])} "
-            f"modules fake-quantised for target {q['target']}); final losses {info['final_losses']}"
-        )
-    return 0
+    return out

@@ -14,7 +14,7 @@ objectives (:mod:`spoof_train.losses`), optimisation (:mod:`spoof_train.optim`) 
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -65,20 +65,24 @@ __all__ = [
     "build_detector_from_run",
     "build_optimizer",
     "build_scheduler",
+    "crop_train_set",
     "detector_config_from_run",
     "eval_dataset",
     "eval_scoring",
     "evaluate",
+    "fine_tune_run_config",
     "fit",
     "frozen_norm_stats",
     "get_rng_state",
     "load_trainer_state",
     "lr_factor",
     "mixup",
+    "prepare_run_dir",
     "read_asv_scores",
     "score_utterances",
     "set_rng_state",
     "set_seed",
+    "step_history",
     "train",
 ]
 
@@ -156,17 +160,16 @@ def build_datasets(
     crop = None if d.crop_seconds is None else round(d.crop_seconds * sample_rate)
     augment = build_augment(d.augment) if d.augment else None
     clip_augment = build_augment(d.clip_augment, clip=True) if d.clip_augment else None
-    common = {"sample_rate": sample_rate, "on_error": d.on_error}
-    extra = {"cache": True} if d.cache_audio else {}
     train_set = AudioDataset(
         train_rows,
+        sample_rate=sample_rate,
         crop_samples=crop,
         train=True,
         augment=augment,
         clip_augment=clip_augment,
         seed=cfg.seed,
-        **common,
-        **extra,
+        on_error=d.on_error,
+        cache=True if d.cache_audio else None,
     )
     dev_set = scoring = None
     if dev_rows is not None:
@@ -254,3 +257,129 @@ def train(
         )
     finally:
         cleanup_distributed()
+
+
+# ----------------------------------------------------------------------------------------------------
+# Fine-tuning runs of an existing checkpoint (distillation, quantisation-aware training) through fit
+
+
+def crop_train_set(
+    manifest: str | Path,
+    split: str,
+    *,
+    sample_rate: int,
+    crop_seconds: float,
+    seed: int,
+    max_files: int | None = None,
+) -> Any:
+    """Random training crops of a manifest split (at most ``max_files`` rows, a seeded subset)."""
+    import numpy as np
+
+    from spoof_train.data import AudioDataset, read_manifest
+
+    if not Path(manifest).is_file():
+        raise DataError(f"manifest {str(manifest)!r} does not exist")
+    rows = read_manifest(manifest, splits=[split])
+    if max_files is not None and len(rows) > max_files:
+        idx = np.random.default_rng(seed).permutation(len(rows))[:max_files]
+        rows = [rows[i] for i in sorted(idx)]
+    return AudioDataset(
+        rows, sample_rate=sample_rate, crop_samples=int(crop_seconds * sample_rate), train=True, seed=seed
+    )
+
+
+def fine_tune_run_config(
+    name: str,
+    run_dir: Path,
+    *,
+    model: dict[str, Any],
+    manifest: str | Path,
+    train_split: str,
+    crop_seconds: float,
+    seed: int,
+    epochs: int,
+    max_steps: int | None,
+    batch_size: int,
+    head_lr: float,
+    backbone_lr: float,
+    weight_decay: float,
+    amp: str,
+    ema_decay: float | None,
+    device: str,
+) -> RunConfig:
+    """The :class:`RunConfig` a fine-tuning job hands to :func:`fit`: plain cross-entropy, constant
+    learning rates (the back-end's and the backbone's), gradient norm clipped at 5, no dev set (the job
+    scores dev itself afterwards), the last weights kept as the result, a step-log row every step.
+    ``model`` is the ``model`` section recorded in the run's ``run_config.yaml`` (the job builds the model
+    itself)."""
+    from spoof_train.config import (
+        DataConfig,
+        EarlyStoppingConfig,
+        ModelConfig,
+        SchedulerConfig,
+        TrainConfig,
+    )
+
+    cfg = RunConfig(
+        name=name,
+        output_dir=str(run_dir),
+        seed=seed,
+        device=device,
+        model=ModelConfig(**model),
+        data=DataConfig(
+            manifest=str(manifest),
+            train_split=train_split,
+            dev_split=None,
+            batch_size=batch_size,
+            crop_seconds=crop_seconds,
+        ),
+        train=TrainConfig(
+            epochs=epochs,
+            max_steps=max_steps,
+            class_weights=None,
+            lr=head_lr,
+            backbone_lr=backbone_lr,
+            weight_decay=weight_decay,
+            scheduler=SchedulerConfig(name="constant"),
+            grad_clip_norm=5.0,
+            ema_decay=ema_decay,
+            amp=amp,
+            early_stopping=EarlyStoppingConfig(monitor="none"),
+            log_every_steps=1,
+            tensorboard=False,
+        ),
+    )
+    return cfg.validate()
+
+
+def prepare_run_dir(run_dir: Path, *, resume: bool, overwrite: bool, what: str) -> None:
+    """A fine-tuning job's run folder: new, resumed (``resume``), or an earlier run's started over
+    (``overwrite``: only a folder that holds a run's ``run_config.yaml`` is removed)."""
+    import shutil
+
+    if not run_dir.exists() or resume:
+        return
+    if not overwrite:
+        raise ConfigError(
+            f"{what} run folder {str(run_dir)!r} already exists: expected a new one, --resume to continue "
+            "that run, or --overwrite to start it over"
+        )
+    if not (run_dir / "run_config.yaml").is_file():
+        raise ConfigError(
+            f"{what} run folder {str(run_dir)!r} exists and is not a run folder (no run_config.yaml); "
+            "not removing it: choose another --run-dir"
+        )
+    shutil.rmtree(run_dir)
+
+
+def step_history(run_dir: Path, terms: Sequence[str]) -> list[dict[str, float]]:
+    """The per-step losses of a run (its ``steps.csv``): ``step``, ``loss`` and the objective's terms."""
+    import csv
+
+    path = run_dir / "steps.csv"
+    if not path.is_file():
+        return []
+    with path.open(newline="") as f:
+        rows = list(csv.DictReader(f))
+    keys = ["loss", *terms]
+    return [{"step": int(r["step"]), **{k: float(r[k]) for k in keys}} for r in rows]
