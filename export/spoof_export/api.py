@@ -28,6 +28,7 @@ import numpy as np
 
 from spoof_export.contract import UNCALIBRATED, ExportContract, ScoreCalibration
 from spoof_export.errors import ExportArgumentError
+from spoof_export.progress import announce, file_only, log_to_file, progress
 from spoof_export.stages import (
     FP16_ATOL,
     INT8_ATOL,
@@ -62,6 +63,9 @@ log = logging.getLogger("spoof_export")
 
 REPORT_VERSION = 1
 
+#: The text log of an export: ``PREFIX.export.log`` (see :func:`run_export`).
+LOG_SUFFIX = ".export.log"
+
 
 def uncalibrated_warning(reason: str) -> str:
     """The warning of an uncalibrated export; ``reason`` says why nothing was fitted."""
@@ -75,7 +79,8 @@ def uncalibrated_warning(reason: str) -> str:
 @dataclass(frozen=True)
 class ExportResult:
     """What :func:`export` wrote: artifact paths by role (``onnx``, ``int8``, ``int8_tensorrt``, ``fp16``,
-    ``engine``, ``engine_manifest``, ``report``, ``triton``) and the report as a dict."""
+    ``engine``, ``engine_manifest``, ``report``, ``triton``, and ``log``: the text log) and the report as a
+    dict."""
 
     paths: dict[str, Path]
     report: dict[str, Any] = field(repr=False)
@@ -198,7 +203,8 @@ def export(
     Writes ``PREFIX.onnx`` (FP32) and, on request, ``PREFIX.int8.onnx`` (CPU Q/DQ: u8 activations,
     reduce-range s8 weights), ``PREFIX.int8-tensorrt.onnx`` (symmetric s8 Q/DQ for TensorRT),
     ``PREFIX.fp16.onnx``, ``PREFIX.trt`` + ``PREFIX.trt.json`` and a Triton model repository, then
-    ``PREFIX.export_report.json``. ``output`` is the prefix (``out/wavlm6`` -> ``out/wavlm6.onnx``).
+    ``PREFIX.export_report.json``; ``PREFIX.export.log`` is the run's text log (:func:`run_export`).
+    ``output`` is the prefix (``out/wavlm6`` -> ``out/wavlm6.onnx``).
     The keywords are those of :class:`ExportOptions`' parts; :func:`run_export` takes the typed form.
     ``calibrate`` / ``speech_gate`` steer the score calibration (see :class:`ExportOptions` and the
     module docstring).
@@ -426,18 +432,45 @@ def _calibration_source(options: ExportOptions, contract: ExportContract) -> str
 
 
 def run_export(checkpoint: str | os.PathLike[str], options: ExportOptions) -> ExportResult:
-    """:func:`export` with typed options: load and type the checkpoint, then run the stages."""
+    """:func:`export` with typed options: load and type the checkpoint, then run the stages.
+
+    From the moment the output folder is known good, the ``spoof_export`` logger also writes to
+    ``PREFIX.export.log`` (timestamps; every stage's start and end with its seconds, progress, warnings;
+    on failure the error). The log is written as the run goes, replaces an earlier export's log at the
+    prefix, and is kept when the export fails: it is not a model artifact. The handler is removed at the
+    end, also on errors."""
     t_start = time.perf_counter()
     prefix = _preflight(options)
+    log_path = prefix.with_name(prefix.name + LOG_SUFFIX)
+    with log_to_file(log_path) as handler:
+        from spoof_export import __version__
 
+        log.info(
+            "spoof_export %s: exporting %s to %s.* (log: %s)", __version__, checkpoint, prefix, log_path.name
+        )
+        file_only(handler, logging.INFO, "arguments: %s", json.dumps(_arguments(checkpoint, options)))
+        try:
+            return _run_logged(checkpoint, options, prefix, log_path, t_start)
+        except BaseException as exc:
+            seconds = time.perf_counter() - t_start
+            file_only(
+                handler, logging.ERROR, "export failed after %.1f s: %s: %s", seconds, type(exc).__name__, exc
+            )
+            raise
+
+
+def _run_logged(
+    checkpoint: str | os.PathLike[str], options: ExportOptions, prefix: Path, log_path: Path, t_start: float
+) -> ExportResult:
     import torch
 
     from spoof_export.checkpoint import load_for_export
     from spoof_export.contract import read_contract
 
     torch.manual_seed(options.seed)
-    loaded = load_for_export(checkpoint, layers=options.layers)
-    contract = read_contract(checkpoint, loaded)
+    with announce("load checkpoint", kind="step"):
+        loaded = load_for_export(checkpoint, layers=options.layers)
+        contract = read_contract(checkpoint, loaded)
     if options.build_engine:
         options.engine.opt_seconds_for(contract.window_seconds)
     plan = _Plan.make(prefix, options)
@@ -447,6 +480,7 @@ def run_export(checkpoint: str | os.PathLike[str], options: ExportOptions) -> Ex
         report = _run_stages(checkpoint, options, loaded, contract, plan)
         report["seconds"] = round(time.perf_counter() - t_start, 1)
         report["removed_stale"] = [str(p) for p in plan.commit()]
+        report["log"] = log_path.name
         tmp_report = plan.partial["report"]
         tmp_report.write_text(json.dumps(report, indent=2, default=str) + "\n", encoding="utf-8")
         os.replace(tmp_report, plan.final["report"])
@@ -457,6 +491,7 @@ def run_export(checkpoint: str | os.PathLike[str], options: ExportOptions) -> Ex
     if options.triton is not None:
         assert options.triton.directory is not None
         paths["triton"] = options.triton.directory
+    paths["log"] = log_path
     log.info(
         "export finished in %.1f s: %s", report["seconds"], ", ".join(p.name for p in plan.final.values())
     )
@@ -527,7 +562,8 @@ def _run_stages(
 
     run = _Run(contract, plan, _new_report(checkpoint, options, loaded))
     report, partial = run.report, plan.partial
-    audio = _load_audio(options, contract)
+    with announce("read audio", kind="step"):
+        audio = _load_audio(options, contract)
     if audio.calib_set is not None:
         cs = audio.calib_set
         report["calibration"] = {
@@ -537,13 +573,18 @@ def _run_stages(
         }
     report["validation_inputs"] = audio.inputs_report
 
-    def torch_logits(batches: list[NDArray[np.float32]]) -> NDArray[np.float32]:
+    def torch_logits(batches: list[NDArray[np.float32]], what: str | None = None) -> NDArray[np.float32]:
+        tick = progress(what, len(batches), unit="batches") if what else None
+        out = []
         with torch.no_grad():
-            return np.concatenate(
-                [loaded.model(torch.from_numpy(np.ascontiguousarray(b))).numpy() for b in batches]
-            )
+            for i, b in enumerate(batches, 1):
+                out.append(loaded.model(torch.from_numpy(np.ascontiguousarray(b))).numpy())
+                if tick is not None:
+                    tick(i)
+        return np.concatenate(out)
 
-    reference = torch_logits(audio.batches)
+    with announce("torch reference", kind="step"):
+        reference = torch_logits(audio.batches)
     onnx_stage = run.add(
         stage_onnx(
             loaded.model,
@@ -561,7 +602,8 @@ def _run_stages(
     torch_dev = None
     if dev is not None:
         assert dev.clips is not None
-        torch_dev = torch_logits(dev.clips.batches)
+        with announce("torch on dev", kind="step"):
+            torch_dev = torch_logits(dev.clips.batches, f"torch on dev: {dev.clips.n_windows} windows")
     fp16_atol = options.fp16.fp16_atol if options.fp16 is not None else FP16_ATOL
     int8_atol = options.int8.int8_atol if options.int8 is not None else INT8_ATOL
     validation, validate_report = stage_validate(
@@ -696,9 +738,10 @@ def _engine_stage(
     from spoof_export.tensorrt import check_tensorrt_compatibility
 
     plan, report = run.plan, run.report
-    report["tensorrt_check"] = {
-        k: check_tensorrt_compatibility(plan.partial[k], strict=False) for k in plan.onnx_keys
-    }
+    with announce("tensorrt check", kind="step"):
+        report["tensorrt_check"] = {
+            k: check_tensorrt_compatibility(plan.partial[k], strict=False) for k in plan.onnx_keys
+        }
     if not options.validate.profile:
         for checked in report["tensorrt_check"].values():
             checked.pop("op_counts", None)

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from spoof_export.errors import CalibrationError
+from spoof_export.progress import progress
 
 if TYPE_CHECKING:
     from numpy.typing import NDArray
@@ -249,7 +250,9 @@ def load_audio_set(
     skipped: list[str] = []
     waves: list[NDArray[np.float32]] = []
     too_short: list[str] = []
-    for clip in picked:
+    tick = progress(f"{what} set: reading", len(picked))
+    for n, clip in enumerate(picked):
+        tick(n)  # clips read so far
         try:
             wave = read_clip(clip.path, sample_rate)
             if wave.size == 0 or not np.isfinite(wave).all():
@@ -265,6 +268,7 @@ def load_audio_set(
             waves.append(wave)
         labels.append(clip.label)
         paths.append(str(clip.path))
+    tick(len(picked))
     if skipped:
         log.warning("%s set: skipped %d unreadable clip(s), first: %s", what, len(skipped), skipped[0])
     if too_short:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import shlex
 import sys
 from collections.abc import Sequence
 from typing import Any
@@ -342,14 +343,36 @@ def _setup_logging(args: argparse.Namespace) -> None:
 
 
 def calibrate_main(argv: Sequence[str]) -> int:
-    """``spoof-export calibrate``: see :func:`build_calibrate_parser`."""
+    """``spoof-export calibrate``: see :func:`build_calibrate_parser`. The run is appended to
+    ``MODEL.calibration.log`` (timestamps, the stage's start and end, scoring progress, warnings, the fit
+    or the error) when ``MODEL`` is a file: calibrating rewrites the model file in place, so the log keeps
+    every calibration it was given, while ``MODEL.calibration.json`` / ``.png`` describe the last."""
     args = build_calibrate_parser().parse_args(argv)
     _setup_logging(args)
     from pathlib import Path
 
+    from spoof_export.progress import log_to_file
+
+    log_path = Path(args.model + ".calibration.log")
+    if not Path(args.model).is_file():  # no log beside a model that is not there (the error says so)
+        return _calibrate(args, argv, None)
+    with log_to_file(log_path, mode="a") as handler:
+        return _calibrate(args, argv, handler)
+
+
+def _calibrate(args: argparse.Namespace, argv: Sequence[str], handler: logging.Handler | None) -> int:
+    from pathlib import Path
+
     from spoof_export.calibrate import CalibrateOptions, calibrate
     from spoof_export.errors import ExportError
+    from spoof_export.progress import file_only
 
+    def failed(message: str) -> None:
+        if handler is not None:
+            file_only(handler, logging.ERROR, "%s", message)
+
+    if handler is not None:
+        file_only(handler, logging.INFO, "spoof-export calibrate %s", shlex.join(argv))
     try:
         options = CalibrateOptions(
             dev=Path(args.dev),
@@ -364,9 +387,11 @@ def calibrate_main(argv: Sequence[str]) -> int:
         )
         _, stage = calibrate(args.model, options, also=args.also)
     except ExportError as exc:
+        failed(f"calibrate failed: {type(exc).__name__}: {exc}")
         print(f"spoof-export calibrate: error: {type(exc).__name__}: {exc}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
+        failed("calibrate interrupted; the model file was not changed")
         print("spoof-export calibrate: interrupted; the model file was not changed", file=sys.stderr)
         return 130
     report_path = Path(args.report) if args.report else Path(args.model + ".calibration.json")
@@ -376,6 +401,8 @@ def calibrate_main(argv: Sequence[str]) -> int:
     for path in stage.details["written_to"]:
         print(f"{'written to':>15}: {path}")
     print(f"{'report':>15}: {report_path}")
+    if handler is not None:
+        print(f"{'log':>15}: {args.model}.calibration.log")
     for w in stage.warnings:
         print(f"{'warning':>15}: {w}")
     return 0

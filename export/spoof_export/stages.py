@@ -21,9 +21,11 @@ naming the ``export()`` keyword (the ``spoof-export`` flag) and the value given.
 from __future__ import annotations
 
 import dataclasses
+import logging
 import math
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -31,6 +33,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 
 from spoof_export.errors import ExportArgumentError, ValidationError
+from spoof_export.progress import announce
 
 if TYPE_CHECKING:
     from numpy.typing import NDArray
@@ -58,6 +61,8 @@ __all__ = [
     "stage_triton",
     "stage_validate",
 ]
+
+log = logging.getLogger("spoof_export")
 
 # --int8-ops: which ONNX op types are quantised. "conv" is for models whose MatMuls are fixed transforms
 # with a wide dynamic range (the spectral front end's filterbank / inverse DFT), where only the CNN's
@@ -131,12 +136,13 @@ def stage_onnx(
     from spoof_export.onnx_export import export_onnx
     from spoofsdk.manifest import write_onnx_manifest
 
-    t0 = time.perf_counter()
-    export_onnx(model, out, opset=options.opset, example_samples=example_samples)
-    proto = onnx.load(str(out))
-    write_onnx_manifest(proto, manifest)
-    onnx.save(proto, str(out))
-    seconds = round(time.perf_counter() - t0, 2)
+    with announce("onnx"):
+        t0 = time.perf_counter()
+        export_onnx(model, out, opset=options.opset, example_samples=example_samples)
+        proto = onnx.load(str(out))
+        write_onnx_manifest(proto, manifest)
+        onnx.save(proto, str(out))
+        seconds = round(time.perf_counter() - t0, 2)
     return StageReport(name="onnx", seconds=seconds, outputs={"onnx": str(out)}, details={"seconds": seconds})
 
 
@@ -208,19 +214,20 @@ def stage_quantize(
     from spoof_export.quantize import quantize_int8
     from spoofsdk.manifest import write_onnx_manifest
 
-    t0 = time.perf_counter()
-    info = quantize_int8(
-        src,
-        dst,
-        windows,
-        target=target,
-        method=options.calib_method,
-        percentile=options.calib_percentile,
-        keep_first_conv_fp32=options.keep_first_conv_fp32,
-        op_types=INT8_OPS[options.int8_ops],
-    )
-    info["seconds"] = round(time.perf_counter() - t0, 2)
-    write_onnx_manifest(dst, manifest)
+    with announce(f"quantize_{target}"):
+        t0 = time.perf_counter()
+        info = quantize_int8(
+            src,
+            dst,
+            windows,
+            target=target,
+            method=options.calib_method,
+            percentile=options.calib_percentile,
+            keep_first_conv_fp32=options.keep_first_conv_fp32,
+            op_types=INT8_OPS[options.int8_ops],
+        )
+        info["seconds"] = round(time.perf_counter() - t0, 2)
+        write_onnx_manifest(dst, manifest)
     return StageReport(
         name=f"quantize_{target}", seconds=info["seconds"], outputs={target: str(dst)}, details=info
     )
@@ -244,12 +251,12 @@ def stage_fp16(src: Path, dst: Path, manifest: Manifest, options: Fp16Options) -
     from spoof_export.quantize import convert_fp16
     from spoofsdk.manifest import write_onnx_manifest
 
-    t0 = time.perf_counter()
-    info = convert_fp16(src, dst)
-    write_onnx_manifest(dst, manifest)
-    return StageReport(
-        name="fp16", seconds=round(time.perf_counter() - t0, 2), outputs={"fp16": str(dst)}, details=info
-    )
+    with announce("fp16"):
+        t0 = time.perf_counter()
+        info = convert_fp16(src, dst)
+        write_onnx_manifest(dst, manifest)
+        seconds = round(time.perf_counter() - t0, 2)
+    return StageReport(name="fp16", seconds=seconds, outputs={"fp16": str(dst)}, details=info)
 
 
 # ---- validate --------------------------------------------------------------------------------------------
@@ -367,45 +374,34 @@ def _dev_eer(
     return out
 
 
-def stage_validate(
-    artifacts: dict[str, Path],
-    *,
+def _ran(keys: list[str], artifacts: dict[str, Path]) -> Callable[[int], None]:
+    """Progress of the ONNX Runtime runs: one line per artifact, with its seconds."""
+    last = time.perf_counter()
+
+    def done(n: int) -> None:
+        nonlocal last
+        now = time.perf_counter()
+        name = Path(artifacts[keys[n - 1]]).name.removesuffix(".partial")
+        log.info("validate: ran %s in ONNX Runtime (%d/%d) in %.1f s", name, n, len(keys), now - last)
+        last = now
+
+    return done
+
+
+def _compare_artifacts(
+    results: dict[str, OrtResult],
     reference: NDArray[np.float32],
-    batches: list[NDArray[np.float32]],
-    dev_set: AudioSet | None,
-    torch_dev: NDArray[np.float32] | None,
+    n_val: int,
+    *,
     tolerances: dict[str, float],
     spoof_index: int,
     threshold_logit: float,
-    window_samples: int,
-    options: ValidateOptions,
-    sample_rate: int = 16000,
-) -> tuple[Validation, StageReport]:
-    """Run every ONNX artifact (``"onnx"`` first, the FP32 graph) in one spawned ONNX Runtime process on
-    ``batches`` (+ the dev windows), compare FP32 with the torch ``reference`` (a failure raises
-    :class:`ValidationError` at once) and each derived artifact with FP32 (failures are collected, so the
-    report still describes every artifact), and measure decision agreement, dev EER and latency.
-    """
-    from spoof_export.validate import OrtJob, compare_outputs, run_ort_jobs, score_agreement
+) -> tuple[dict[str, dict[str, Any]], list[ValidationError]]:
+    """FP32 ONNX against torch (a failure raises at once), then every other artifact against FP32 on the
+    validation rows (failures collected) with the decision agreement over all rows."""
+    from spoof_export.validate import compare_outputs, score_agreement
 
-    t0 = time.perf_counter()
-    keys = list(artifacts)
-    if dev_set is not None and dev_set.clips is None:
-        raise ExportArgumentError("dev_set: expected every window of each clip (load_audio_set hop_samples=)")
-    extra = [] if dev_set is None or dev_set.clips is None else dev_set.clips.batches
-    jobs = [
-        OrtJob(
-            path=str(artifacts[k]),
-            batches=[*batches, *extra],
-            threads=options.num_threads,
-            latency_samples=window_samples,
-            latency_repeats=options.latency_repeats,
-            profile=options.profile and k in ("onnx", "int8"),
-        )
-        for k in keys
-    ]
-    results = dict(zip(keys, run_ort_jobs(jobs), strict=True))
-    n_val = sum(len(b) for b in batches)
+    keys = list(results)
     fp32 = results["onnx"].logits
     assert fp32 is not None
     stages = {
@@ -430,19 +426,78 @@ def stage_validate(
         stages[stage]["score_agreement"] = score_agreement(
             fp32, got, spoof_index=spoof_index, threshold_logit=threshold_logit
         )
-    dev_eer = None
-    if dev_set is not None:
-        assert torch_dev is not None
-        dev_eer = _dev_eer(
-            results, torch_dev, dev_set, n_val, spoof_index=spoof_index, sample_rate=sample_rate
+    return stages, failures
+
+
+def stage_validate(
+    artifacts: dict[str, Path],
+    *,
+    reference: NDArray[np.float32],
+    batches: list[NDArray[np.float32]],
+    dev_set: AudioSet | None,
+    torch_dev: NDArray[np.float32] | None,
+    tolerances: dict[str, float],
+    spoof_index: int,
+    threshold_logit: float,
+    window_samples: int,
+    options: ValidateOptions,
+    sample_rate: int = 16000,
+) -> tuple[Validation, StageReport]:
+    """Run every ONNX artifact (``"onnx"`` first, the FP32 graph) in one spawned ONNX Runtime process on
+    ``batches`` (+ the dev windows), compare FP32 with the torch ``reference`` (a failure raises
+    :class:`ValidationError` at once) and each derived artifact with FP32 (failures are collected, so the
+    report still describes every artifact), and measure decision agreement, dev EER and latency.
+    """
+    from spoof_export.validate import OrtJob, run_ort_jobs
+
+    with announce("validate"):
+        t0 = time.perf_counter()
+        keys = list(artifacts)
+        if dev_set is not None and dev_set.clips is None:
+            raise ExportArgumentError(
+                "dev_set: expected every window of each clip (load_audio_set hop_samples=)"
+            )
+        extra = [] if dev_set is None or dev_set.clips is None else dev_set.clips.batches
+        jobs = [
+            OrtJob(
+                path=str(artifacts[k]),
+                batches=[*batches, *extra],
+                threads=options.num_threads,
+                latency_samples=window_samples,
+                latency_repeats=options.latency_repeats,
+                profile=options.profile and k in ("onnx", "int8"),
+            )
+            for k in keys
+        ]
+        n_val = sum(len(b) for b in batches)
+        log.info(
+            "validate: %d artifact(s) in ONNX Runtime, each on %d validation + %d dev windows",
+            len(jobs),
+            n_val,
+            sum(len(b) for b in extra),
         )
-    report = StageReport(
-        name="validate",
-        ok=not failures,
-        seconds=round(time.perf_counter() - t0, 2),
-        details={"stages": stages, "dev_eer": dev_eer},
-        warnings=[str(f) for f in failures],
-    )
+        results = dict(zip(keys, run_ort_jobs(jobs, on_done=_ran(keys, artifacts)), strict=True))
+        stages, failures = _compare_artifacts(
+            results,
+            reference,
+            n_val,
+            tolerances=tolerances,
+            spoof_index=spoof_index,
+            threshold_logit=threshold_logit,
+        )
+        dev_eer = None
+        if dev_set is not None:
+            assert torch_dev is not None
+            dev_eer = _dev_eer(
+                results, torch_dev, dev_set, n_val, spoof_index=spoof_index, sample_rate=sample_rate
+            )
+        report = StageReport(
+            name="validate",
+            ok=not failures,
+            seconds=round(time.perf_counter() - t0, 2),
+            details={"stages": stages, "dev_eer": dev_eer},
+            warnings=[str(f) for f in failures],
+        )
     return Validation(results=results, stages=stages, failures=failures, dev_eer=dev_eer), report
 
 
@@ -514,34 +569,32 @@ def stage_engine(
     from spoof_export.validate import compare_outputs
     from spoofsdk.manifest import write_engine_manifest
 
-    check_tensorrt_compatibility(src, strict=True)
-    t0 = time.perf_counter()
-    sr = manifest.sample_rate
-    opt_s = options.opt_seconds_for(manifest.window_s)
-    built = build_engine(
-        src,
-        dst,
-        profile_min=(1, int(options.min_seconds * sr)),
-        profile_opt=(options.opt_batch, int(opt_s * sr)),
-        profile_max=(options.max_batch, max(int(options.max_seconds * sr), manifest.window_samples)),
-        workspace_bytes=options.workspace_mb << 20,
-        timing_cache=options.timing_cache,
-        hardware_compatible=options.hardware_compatible,
-        version_compatible=options.version_compatible,
-        device_id=options.device_id,
-    )
-    sidecar = write_engine_manifest(dst, manifest, built.engine_info())
-    engine_logits = np.concatenate([run_engine(dst, b, device_id=options.device_id) for b in batches])
-    seconds = round(time.perf_counter() - t0, 2)
-    stage = f"{source_key}->engine"
+    with announce("engine"):
+        check_tensorrt_compatibility(src, strict=True)
+        t0 = time.perf_counter()
+        sr = manifest.sample_rate
+        opt_s = options.opt_seconds_for(manifest.window_s)
+        built = build_engine(
+            src,
+            dst,
+            profile_min=(1, int(options.min_seconds * sr)),
+            profile_opt=(options.opt_batch, int(opt_s * sr)),
+            profile_max=(options.max_batch, max(int(options.max_seconds * sr), manifest.window_samples)),
+            workspace_bytes=options.workspace_mb << 20,
+            timing_cache=options.timing_cache,
+            hardware_compatible=options.hardware_compatible,
+            version_compatible=options.version_compatible,
+            device_id=options.device_id,
+        )
+        sidecar = write_engine_manifest(dst, manifest, built.engine_info())
+        engine_logits = np.concatenate([run_engine(dst, b, device_id=options.device_id) for b in batches])
+        seconds = round(time.perf_counter() - t0, 2)
+        compared = compare_outputs(src_logits, engine_logits, stage=f"{source_key}->engine", atol=atol)
     return StageReport(
         name="engine",
         seconds=seconds,
         outputs={"engine": str(dst), "engine_manifest": str(sidecar)},
-        details={
-            "engine_build_seconds": seconds,
-            "compare": compare_outputs(src_logits, engine_logits, stage=stage, atol=atol),
-        },
+        details={"engine_build_seconds": seconds, "compare": compared},
     )
 
 
@@ -587,26 +640,28 @@ def stage_triton(
 
     if options.directory is None:
         raise ExportArgumentError("triton: expected a directory for the model repository, given None")
-    t0 = time.perf_counter()
-    models = write_triton_repository(
-        options.directory,
-        name=options.name or default_name,
-        onnx_path=onnx_path,
-        engine_path=engine_path,
-        manifest_metadata=manifest.to_metadata(),
-        max_batch_size=options.triton_max_batch,
-        instance_count=options.triton_instances,
-        max_queue_delay_us=options.triton_max_queue_delay_us,
-        engine_max_batch=engine_max_batch,
-        backend=options.triton_backend,
-    )
+    with announce("triton"):
+        t0 = time.perf_counter()
+        models = write_triton_repository(
+            options.directory,
+            name=options.name or default_name,
+            onnx_path=onnx_path,
+            engine_path=engine_path,
+            manifest_metadata=manifest.to_metadata(),
+            max_batch_size=options.triton_max_batch,
+            instance_count=options.triton_instances,
+            max_queue_delay_us=options.triton_max_queue_delay_us,
+            engine_max_batch=engine_max_batch,
+            backend=options.triton_backend,
+        )
+        seconds = round(time.perf_counter() - t0, 2)
     listed = [
         dataclasses.asdict(m) | {"config_path": str(m.config_path), "model_path": str(m.model_path)}
         for m in models
     ]
     return StageReport(
         name="triton",
-        seconds=round(time.perf_counter() - t0, 2),
+        seconds=seconds,
         outputs={"triton": os.fspath(options.directory)},
         details={"models": listed},
     )

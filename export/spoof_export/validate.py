@@ -18,6 +18,7 @@ import sys
 import tempfile
 import time
 from collections import defaultdict
+from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
@@ -166,12 +167,32 @@ def _run_jobs(jobs: list[OrtJob]) -> list[OrtResult]:
     return results
 
 
-def run_ort_jobs(jobs: list[OrtJob], *, timeout: float | None = 3600.0) -> list[OrtResult]:
-    """Run ``jobs`` in one spawned child process; a crash or hang becomes a :class:`ValidationError`."""
+def run_ort_jobs(
+    jobs: list[OrtJob],
+    *,
+    timeout: float | None = 3600.0,
+    on_done: Callable[[int], None] | None = None,
+) -> list[OrtResult]:
+    """Run ``jobs`` in one spawned child process, one after the other; a crash or hang (``timeout``
+    seconds for all of them) becomes a :class:`ValidationError`. ``on_done(n)`` is called in this process
+    after the n-th job finished (progress)."""
     ctx = multiprocessing.get_context("spawn")
+    deadline = None if timeout is None else time.monotonic() + timeout
     try:
         with ProcessPoolExecutor(max_workers=1, mp_context=ctx) as pool:
-            return pool.submit(_run_jobs, jobs).result(timeout=timeout)
+            futures = [pool.submit(_run_jobs, [job]) for job in jobs]
+            results: list[OrtResult] = []
+            try:
+                for future in futures:
+                    left = None if deadline is None else max(deadline - time.monotonic(), 0.0)
+                    results.extend(future.result(timeout=left))
+                    if on_done is not None:
+                        on_done(len(results))
+            except BaseException:
+                for future in futures:  # the jobs after a failure do not run
+                    future.cancel()
+                raise
+            return results
     except BrokenProcessPool as exc:
         main = sys.modules.get("__main__")
         hint = (

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import shutil
 from dataclasses import replace
 from pathlib import Path
@@ -285,6 +286,30 @@ def test_calibrate_errors_exit_with_their_codes_and_leave_the_model_as_it_was(
     assert not (tmp_path / "model.onnx.calibration.json").exists()
 
 
+def test_calibrate_appends_each_run_to_the_models_log(uncalibrated, ranked_dev, tmp_path, capsys):
+    """MODEL.calibration.log: one block per run (the command line, the stage's start and end with its
+    seconds, the scoring progress, the fit or the error), appended; none beside a missing model."""
+    model = _copy(uncalibrated[1], tmp_path)
+    dev = str(ranked_dev["manifest"])
+    assert cli.main(["calibrate", str(model), "--dev", dev, "--no-speech-gate", "-q"]) == 0
+    assert f"            log: {model}.calibration.log" in capsys.readouterr().out
+    code, _ = _calibrate_error([str(model), "--dev", dev, "--split", "nope", "--no-speech-gate"], capsys)
+    assert code == 6
+    text = (tmp_path / "model.onnx.calibration.log").read_text(encoding="utf-8")
+    line = r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} "
+    assert len(re.findall(line + r"INFO spoof-export calibrate .*model\.onnx --dev ", text, re.M)) == 2
+    assert len(re.findall(line + r"INFO stage calibrate: done in \d+\.\d s$", text, re.M)) == 1
+    assert "INFO scoring model.onnx: 14/14 clips" in text
+    assert "INFO calibrate: scale " in text
+    assert re.search(line + r"INFO stage calibrate: failed after \d+\.\d s \(CalibrationError\)$", text, re.M)
+    failed = r"ERROR calibrate failed: CalibrationError: .*no rows in split 'nope'"
+    assert re.search(line + failed, text, re.M)
+    assert not [h for h in logging.getLogger("spoof_export").handlers if isinstance(h, logging.FileHandler)]
+    code, _ = _calibrate_error([str(tmp_path / "missing.onnx"), "--dev", dev], capsys)
+    assert code == 5
+    assert not (tmp_path / "missing.onnx.calibration.log").exists()
+
+
 def _retarget(model: Path, out: Path) -> None:
     """A copy of ``model`` whose manifest names another source checkpoint."""
     from spoofsdk.manifest import read_manifest, write_onnx_manifest
@@ -375,7 +400,8 @@ def test_a_missing_contract_a_key_is_a_typed_error_not_a_default(tiny_checkpoint
         CheckpointLoadError, match=r"calibration scale: expected a finite number > 0, given -1.0"
     ):
         export(bad, output=tmp_path / "x")
-    assert not list(tmp_path.glob("x*"))
+    assert [p.name for p in tmp_path.glob("x*")] == ["x.export.log"]  # no artifact; the log says why
+    assert "ERROR export failed after" in (tmp_path / "x.export.log").read_text(encoding="utf-8")
 
 
 def test_the_recipe_script_calibrate_uses_the_package_fit(uncalibrated, ranked_dev, tmp_path, capsys):

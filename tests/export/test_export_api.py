@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
+import re
 import sys
 from pathlib import Path
 
@@ -25,7 +27,8 @@ ALL_SUFFIXES = (
 
 
 def _leftovers(prefix: Path) -> list[str]:
-    return sorted(p.name for p in prefix.parent.glob(prefix.name + "*"))
+    """Files at ``prefix`` but the run's text log (kept on failure: it says why; test_export_log.py)."""
+    return sorted(p.name for p in prefix.parent.glob(prefix.name + "*") if not p.name.endswith(".export.log"))
 
 
 @pytest.fixture(scope="module")
@@ -53,7 +56,27 @@ def test_every_requested_artifact_is_written_and_nothing_partial_is_left(full_ex
         f"tiny{s}"
         for s in (".onnx", ".int8.onnx", ".int8-tensorrt.onnx", ".fp16.onnx", ".export_report.json")
     )
-    assert set(result.paths) == {"onnx", "int8", "int8_tensorrt", "fp16", "report", "triton"}
+    assert set(result.paths) == {"onnx", "int8", "int8_tensorrt", "fp16", "report", "triton", "log"}
+    assert result.paths["log"] == out / "tiny.export.log"
+    assert result.paths["log"].is_file()
+    assert result.report["log"] == "tiny.export.log"
+
+
+#: A line of the export log: timestamp, level, message.
+LOG_LINE = r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} INFO "
+
+
+def test_export_log_names_every_stage_that_ran_with_its_duration(full_export):
+    out, result = full_export
+    text = (out / "tiny.export.log").read_text(encoding="utf-8")
+    ran = [s["name"] for s in result.report["stage_reports"]]
+    assert ran == ["onnx", "quantize_cpu", "quantize_tensorrt", "fp16", "validate", "triton"]
+    for name in ran:
+        assert re.search(LOG_LINE + f"stage {name}: started$", text, re.M), name
+        assert re.search(LOG_LINE + rf"stage {name}: done in \d+\.\d s$", text, re.M), name
+    assert re.search(LOG_LINE + r"export finished in \d+\.\d s: tiny\.onnx, ", text, re.M)
+    assert re.search(LOG_LINE + r"arguments: \{.*\"int8_target\": \"both\"", text, re.M)
+    assert not [h for h in logging.getLogger("spoof_export").handlers if isinstance(h, logging.FileHandler)]
 
 
 def test_manifests_carry_contract_b_and_the_checkpoint_calibration(full_export, tiny_checkpoint):
@@ -347,3 +370,9 @@ def test_failed_validation_exits_3_and_leaves_no_complete_looking_file(tiny_chec
     assert "ValidationError: torch->onnx: output 'logits' differs by up to" in err
     assert "expected <= atol 1e-30" in err
     assert _leftovers(tmp_path / "x") == []
+    # the log is kept and says why the export failed
+    text = (tmp_path / "x.export.log").read_text(encoding="utf-8")
+    assert "stage validate: failed after" in text
+    assert "ERROR export failed after" in text
+    assert "ValidationError: torch->onnx: output 'logits' differs by up to" in text
+    assert not [h for h in logging.getLogger("spoof_export").handlers if isinstance(h, logging.FileHandler)]
