@@ -237,3 +237,65 @@ def test_distil_rejects_bad_settings(tiny_checkpoint, tmp_path):
                 temperature=-1,
             )
         )
+
+
+def _crash_at(monkeypatch: pytest.MonkeyPatch, step: int) -> None:
+    """Make the training loop die after optimizer step ``step`` (after its step-log row), as a kill would."""
+    from spoof_train import loop
+
+    log_step = loop.FitRun._log_step
+
+    def crashing(self: loop.FitRun, epoch: int, lr: float) -> None:
+        log_step(self, epoch, lr)
+        if self.st.global_step == step:
+            raise KeyboardInterrupt(f"killed after step {step}")
+
+    monkeypatch.setattr(loop.FitRun, "_log_step", crashing)
+
+
+def test_distil_killed_and_resumed_equals_the_uninterrupted_run(
+    tiny_checkpoint, labelled_dir, tmp_path, monkeypatch
+):
+    """Distillation trains in fit: a narrower student (its hidden-state projections live in the objective
+    and ride in the trainer state) killed in epoch 2 and resumed with --resume ends bit-identical to the
+    run that was never interrupted, with the same step log."""
+    from spoof_train.distill import distil
+
+    torch.set_num_threads(1)
+    base = {
+        "teacher": str(tiny_checkpoint),
+        "manifest": str(labelled_dir / "MANIFEST.tsv"),
+        "layers": 1,
+        "hidden_size": 16,
+        "epochs": 3,
+        "max_steps": 8,
+        "batch_size": 4,
+        "crop_seconds": 0.5,
+        "dev_split": None,
+    }
+    full = distil(DistilConfig(out_dir=str(tmp_path / "full"), **base))
+    _crash_at(monkeypatch, 6)
+    with pytest.raises(KeyboardInterrupt):
+        distil(DistilConfig(out_dir=str(tmp_path / "cut"), **base))
+    monkeypatch.undo()
+    assert not (tmp_path / "cut").exists()
+    assert (tmp_path / "cut.run" / "checkpoints" / "last").is_dir()
+    with pytest.raises(ConfigError, match=r"run folder .* already exists"):
+        distil(DistilConfig(out_dir=str(tmp_path / "cut"), **base))
+    cut = distil(DistilConfig(out_dir=str(tmp_path / "cut"), resume=True, **base))
+
+    from spoof_train.checkpoint import load_checkpoint
+
+    a, _, info_a = load_checkpoint(full)
+    b, _, info_b = load_checkpoint(cut)
+    for key, tensor in a.state_dict().items():
+        assert torch.equal(tensor, b.state_dict()[key]), key
+    assert info_a["steps"] == info_b["steps"] == 8
+    assert info_a["final_losses"] == info_b["final_losses"]
+
+    def losses(run: Path) -> list[list[str]]:  # every column but the time-dependent items_per_s
+        return [line.split(",")[:-1] for line in (run / "steps.csv").read_text().splitlines()]
+
+    assert len(losses(tmp_path / "cut.run")) == 9
+    assert losses(tmp_path / "cut.run") == losses(tmp_path / "full.run")
+    assert "resumed from" in (tmp_path / "cut.run" / "train.log").read_text()

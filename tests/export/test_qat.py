@@ -192,3 +192,45 @@ def test_bad_input_gets_typed_errors(tiny_checkpoint, labelled_dir, tmp_path):
         qat(QATConfig(checkpoint=str(tmp_path / "missing"), manifest=man, out_dir=str(tmp_path / "b")))
     with pytest.raises(ConfigError, match="no Linear/Conv module"):
         FakeQuantizer(torch.nn.Sequential(torch.nn.Conv1d(1, 2, 3)), int8_ops="matmul")
+
+
+def test_qat_killed_and_resumed_equals_the_uninterrupted_run(
+    tiny_checkpoint, labelled_dir, tmp_path, monkeypatch
+):
+    """QAT trains in fit with its fake quantisation as a hook: killed in epoch 2 and resumed, the observers
+    come back from the trainer state (not recalibrated), and weights and activation ranges equal the
+    uninterrupted run's."""
+    from spoof_train.checkpoint import load_checkpoint
+
+    torch.set_num_threads(1)
+    base = {
+        "checkpoint": str(tiny_checkpoint),
+        "manifest": str(labelled_dir / "MANIFEST.tsv"),
+        "steps": 6,
+        "batch_size": 4,
+        "crop_seconds": 0.5,
+        "observer": "ema",
+    }
+    full = qat(QATConfig(out_dir=str(tmp_path / "full"), **base))
+    from spoof_train import loop
+
+    log_step = loop.FitRun._log_step
+
+    def crashing(self, epoch, lr):
+        log_step(self, epoch, lr)
+        if self.st.global_step == 5:
+            raise KeyboardInterrupt("killed after step 5")
+
+    monkeypatch.setattr(loop.FitRun, "_log_step", crashing)
+    with pytest.raises(KeyboardInterrupt):
+        qat(QATConfig(out_dir=str(tmp_path / "cut"), **base))
+    monkeypatch.undo()
+    cut = qat(QATConfig(out_dir=str(tmp_path / "cut"), resume=True, **base))
+    a, _, info_a = load_checkpoint(full)
+    b, _, info_b = load_checkpoint(cut)
+    for key, tensor in a.state_dict().items():
+        assert torch.equal(tensor, b.state_dict()[key]), key
+    assert info_b["steps"] == 6
+    assert info_a["qat"]["activation_ranges"] == info_b["qat"]["activation_ranges"]
+    log_text = (tmp_path / "cut.run" / "train.log").read_text()
+    assert log_text.count("observers calibrated") == 1  # the first start; the resumed run restored them

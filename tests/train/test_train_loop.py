@@ -538,6 +538,36 @@ def test_logs_and_tensorboard(tmp_path: Path) -> None:
     assert list((tmp_path / "tensorboard").glob("events.out.tfevents.*"))
 
 
+def test_run_folder_has_a_text_log_and_the_console_stays_quiet(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """train.log gets the run's INFO lines (start, epochs, checkpoints) with timestamps even when the
+    console shows only warnings; the console gets no INFO line, and the logger is restored afterwards."""
+    import logging
+
+    logger = logging.getLogger("spoof_train")
+    root = logging.getLogger()
+    handler = logging.StreamHandler()  # a console at WARNING, as spoof-train sets it up without -v
+    root.addHandler(handler)
+    old_level = root.level
+    root.setLevel(logging.WARNING)
+    try:
+        _run(tmp_path, _cfg(tmp_path, epochs=2))
+    finally:
+        root.removeHandler(handler)
+        root.setLevel(old_level)
+    text = (tmp_path / "train.log").read_text()
+    assert "INFO spoof_train: run " in text
+    assert "epoch 1: train_loss" in text
+    assert "epoch 2: train_loss" in text
+    assert "saved checkpoint" in text
+    assert text.splitlines()[0][:4].isdigit()  # timestamped
+    assert "INFO" not in capsys.readouterr().err
+    assert logger.level == logging.NOTSET
+    assert logger.propagate
+    assert not logger.handlers
+
+
 def test_empty_splits_are_typed_errors(tmp_path: Path) -> None:
     model = _model()
     with pytest.raises(DataError, match="training split is empty"):

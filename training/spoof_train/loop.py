@@ -454,18 +454,23 @@ class FitRun:
     # ---- the run
 
     def run(self, *, resume: bool, on_step: Callable[[StepState], None] | None) -> Path:
-        hook_states: list[dict[str, Any]] | None = None
-        if resume and (self.ckpt_last / TRAINER_STATE).is_file():
-            hook_states = self._resume()
-        elif resume:
-            log.info("resume requested but %s has no trainer state: starting from scratch", self.ckpt_last)
-        if self.st.finished:
-            log.info("run already finished; best checkpoint %s", self.ckpt_best)
-            return self.ckpt_best
         with contextlib.ExitStack() as stack:
+            if isinstance(self.criterion, OCSoftmaxLoss):
+                stack.callback(self.criterion.remove)  # its forward hook on the model, however the run ends
             if self.dist.is_main:
                 self.out_dir.mkdir(parents=True, exist_ok=True)
                 stack.enter_context(run_log(self.out_dir / RUN_LOG))
+            hook_states: list[dict[str, Any]] | None = None
+            if resume and (self.ckpt_last / TRAINER_STATE).is_file():
+                hook_states = self._resume()
+            elif resume:
+                log.info(
+                    "resume requested but %s has no trainer state: starting from scratch", self.ckpt_last
+                )
+            if self.st.finished:
+                log.info("run already finished; best checkpoint %s", self.ckpt_best)
+                return self.ckpt_best
+            if self.dist.is_main:
                 self._open_logs()
             log.info(
                 "run %s: %d training items, %d dev items, device %s, out %s",
@@ -475,22 +480,25 @@ class FitRun:
                 self.device,
                 self.out_dir,
             )
-            started: list[FitHook] = []
-            try:
-                for i, hook in enumerate(self.hooks):
-                    hook.start(self, None if hook_states is None else hook_states[i])
-                    started.append(hook)
-                stop = False
-                while self.st.epoch < self.tcfg.epochs and not stop:
-                    stop = self._epoch(on_step)
-            finally:
-                for hook in reversed(started):
-                    hook.end(self)
-                if self.writer is not None:
-                    self.writer.close()
-                if isinstance(self.criterion, OCSoftmaxLoss):
-                    self.criterion.remove()
+            self._loop(hook_states, on_step)
         return self.ckpt_best
+
+    def _loop(
+        self, hook_states: list[dict[str, Any]] | None, on_step: Callable[[StepState], None] | None
+    ) -> None:
+        started: list[FitHook] = []
+        try:
+            for i, hook in enumerate(self.hooks):
+                hook.start(self, None if hook_states is None else hook_states[i])
+                started.append(hook)
+            stop = False
+            while self.st.epoch < self.tcfg.epochs and not stop:
+                stop = self._epoch(on_step)
+        finally:
+            for hook in reversed(started):
+                hook.end(self)
+            if self.writer is not None:
+                self.writer.close()
 
     def _resume(self) -> list[dict[str, Any]] | None:
         from spoof_train.checkpoint import load_checkpoint
