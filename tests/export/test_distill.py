@@ -299,3 +299,58 @@ def test_distil_killed_and_resumed_equals_the_uninterrupted_run(
     assert len(losses(tmp_path / "cut.run")) == 9
     assert losses(tmp_path / "cut.run") == losses(tmp_path / "full.run")
     assert "resumed from" in (tmp_path / "cut.run" / "train.log").read_text()
+
+
+@pytest.mark.slow
+def test_distil_under_torchrun_shards_the_data_across_two_ranks(tiny_checkpoint, labelled_dir, tmp_path):
+    """``torchrun -m spoof_train.cli distil`` on 2 CPU ranks (gloo): the narrower student's projections are
+    all-reduced with the student (DDP wraps model + objective), each rank draws half of the 16 crops, so an
+    epoch is 2 steps of 2 x 4 instead of 4 steps; rank 0 alone writes the student and the run folder."""
+    import os
+    import subprocess
+    import sys
+
+    from spoof_train.checkpoint import load_checkpoint
+    from spoof_train.distributed import find_free_port
+
+    out = tmp_path / "student"
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc_per_node=2",
+        "--master_addr=127.0.0.1",
+        f"--master_port={find_free_port()}",
+        "-m",
+        "spoof_train.cli",
+        "distil",
+        "--teacher",
+        str(tiny_checkpoint),
+        "--manifest",
+        str(labelled_dir / "MANIFEST.tsv"),
+        "-o",
+        str(out),
+        "--layers",
+        "1",
+        "--hidden-size",
+        "16",
+        "--epochs",
+        "2",
+        "--batch-size",
+        "4",
+        "--crop-seconds",
+        "0.5",
+        "--dev-split",
+        "",
+        "--device",
+        "cpu",
+    ]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"}
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600, check=False)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    _, config, info = load_checkpoint(out)
+    assert config.kept_layers == 1
+    assert info["steps"] == 4  # 2 epochs x 2 steps: each rank took half of every epoch
+    with (tmp_path / "student.run" / "steps.csv").open() as f:
+        assert [int(r["step"]) for r in csv.DictReader(f)] == [1, 2, 3, 4]
+    assert proc.stdout.count("student: ") == 1  # rank 0 reports; rank 1 stays quiet
