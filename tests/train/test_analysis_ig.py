@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -99,6 +102,33 @@ def test_scale_invariant_model_needs_a_noise_baseline() -> None:
     assert from_noise.relative_delta < 0.05
     with pytest.raises(ConfigError, match="baseline: expected 'noise' or 'zeros'"):
         make_baseline(x, "pink")
+
+
+def test_ig_progress_bar_on_stderr_only_when_asked(capsys: pytest.CaptureFixture[str]) -> None:
+    f = _score(_net())
+    x = torch.randn(4000, generator=torch.Generator().manual_seed(4))
+    integrated_gradients(f, x, steps=16, batch_size=4, progress=True, desc="IG test")
+    assert re.search(r"IG test: 100%.*17/17", capsys.readouterr().err)
+    integrated_gradients(f, x, steps=16, batch_size=4)
+    assert capsys.readouterr().err == ""
+
+
+def test_explain_file_shows_the_progress_of_each_view(
+    tiny_checkpoint: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import soundfile as sf
+
+    from spoof_train.analysis.explain import explain_file
+
+    wav = tmp_path / "a.wav"
+    t = np.arange(8000) / 16000
+    sf.write(wav, (0.2 * np.sin(2 * np.pi * 150 * t)).astype(np.float32), 16000)
+    explain_file(tiny_checkpoint, wav, tmp_path / "out", steps=4, batch_size=5, n_fft=256)
+    err = capsys.readouterr().err
+    assert re.search(r"IG time: 100%.*5/5", err)
+    assert re.search(r"IG time-frequency: 100%.*5/5", err)
+    explain_file(tiny_checkpoint, wav, tmp_path / "out", steps=4, batch_size=5, n_fft=256, progress=False)
+    assert "IG time" not in capsys.readouterr().err
 
 
 def test_errors() -> None:
