@@ -5,6 +5,7 @@ Everything is built in-process from configs (no downloads) and kept tiny: hidden
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -136,3 +137,22 @@ def labelled_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
         lines.append(f"audio/{p.name}\t{label}\t{attack}\tspk{i % 3}\t{'train' if i < 16 else 'dev'}")
     (d / "MANIFEST.tsv").write_text("\n".join(lines) + "\n", encoding="utf-8")
     return d
+
+
+@pytest.fixture
+def crash_at(monkeypatch: pytest.MonkeyPatch) -> Callable[[int], None]:
+    """``crash_at(step)``: the training loop dies (KeyboardInterrupt) right after optimizer step ``step``
+    and its step-log row, as a kill would; ``monkeypatch.undo()`` lifts it."""
+    from spoof_train import loop
+
+    log_step = loop.FitRun._log_step
+
+    def arm(step: int) -> None:
+        def crashing(self: loop.FitRun, epoch: int, lr: float) -> None:
+            log_step(self, epoch, lr)
+            if self.st.global_step == step:
+                raise KeyboardInterrupt(f"killed after step {step}")
+
+        monkeypatch.setattr(loop.FitRun, "_log_step", crashing)
+
+    return arm

@@ -239,22 +239,8 @@ def test_distil_rejects_bad_settings(tiny_checkpoint, tmp_path):
         )
 
 
-def _crash_at(monkeypatch: pytest.MonkeyPatch, step: int) -> None:
-    """Make the training loop die after optimizer step ``step`` (after its step-log row), as a kill would."""
-    from spoof_train import loop
-
-    log_step = loop.FitRun._log_step
-
-    def crashing(self: loop.FitRun, epoch: int, lr: float) -> None:
-        log_step(self, epoch, lr)
-        if self.st.global_step == step:
-            raise KeyboardInterrupt(f"killed after step {step}")
-
-    monkeypatch.setattr(loop.FitRun, "_log_step", crashing)
-
-
 def test_distil_killed_and_resumed_equals_the_uninterrupted_run(
-    tiny_checkpoint, labelled_dir, tmp_path, monkeypatch
+    tiny_checkpoint, labelled_dir, tmp_path, monkeypatch, crash_at
 ):
     """Distillation trains in fit: a narrower student (its hidden-state projections live in the objective
     and ride in the trainer state) killed in epoch 2 and resumed with --resume ends bit-identical to the
@@ -274,7 +260,7 @@ def test_distil_killed_and_resumed_equals_the_uninterrupted_run(
         "dev_split": None,
     }
     full = distil(DistilConfig(out_dir=str(tmp_path / "full"), **base))
-    _crash_at(monkeypatch, 6)
+    crash_at(6)
     with pytest.raises(KeyboardInterrupt):
         distil(DistilConfig(out_dir=str(tmp_path / "cut"), **base))
     monkeypatch.undo()

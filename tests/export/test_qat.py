@@ -195,7 +195,7 @@ def test_bad_input_gets_typed_errors(tiny_checkpoint, labelled_dir, tmp_path):
 
 
 def test_qat_killed_and_resumed_equals_the_uninterrupted_run(
-    tiny_checkpoint, labelled_dir, tmp_path, monkeypatch
+    tiny_checkpoint, labelled_dir, tmp_path, monkeypatch, crash_at
 ):
     """QAT trains in fit with its fake quantisation as a hook: killed in epoch 2 and resumed, the observers
     come back from the trainer state (not recalibrated), and weights and activation ranges equal the
@@ -212,16 +212,7 @@ def test_qat_killed_and_resumed_equals_the_uninterrupted_run(
         "observer": "ema",
     }
     full = qat(QATConfig(out_dir=str(tmp_path / "full"), **base))
-    from spoof_train import loop
-
-    log_step = loop.FitRun._log_step
-
-    def crashing(self, epoch, lr):
-        log_step(self, epoch, lr)
-        if self.st.global_step == 5:
-            raise KeyboardInterrupt("killed after step 5")
-
-    monkeypatch.setattr(loop.FitRun, "_log_step", crashing)
+    crash_at(5)
     with pytest.raises(KeyboardInterrupt):
         qat(QATConfig(out_dir=str(tmp_path / "cut"), **base))
     monkeypatch.undo()

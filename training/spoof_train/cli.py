@@ -523,7 +523,10 @@ def _parser_synth(sub: Any) -> None:
 
 
 def _add_fit_options(p: argparse.ArgumentParser, what: str) -> None:
-    """The loop options of a fine-tuning job (it trains in the same loop as ``train``)."""
+    """The options a fine-tuning job shares with the others (it trains in the same loop as ``train``)."""
+    p.add_argument("--train-split", default="train")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--overwrite", action="store_true", help=f"replace an existing {what} and run folder")
     p.add_argument(
         "--run-dir",
         default=None,
@@ -537,6 +540,25 @@ def _add_fit_options(p: argparse.ArgumentParser, what: str) -> None:
         "--ema-decay", type=float, default=None, help="keep an exponential weight average (e.g. 0.999)"
     )
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N (torchrun: one GPU per rank)")
+    p.add_argument("--threads", type=int, default=None, help="torch intra-op threads (CPU)")
+    p.add_argument("--json", action="store_true", help=f"print the {what}'s training.json")
+
+
+def _fine_tune(
+    args: argparse.Namespace, config_cls: Any, run: Callable[[Any], Path]
+) -> dict[str, Any] | None:
+    """Run a fine-tuning job from its flags (one per config field); its training.json for rank 0 to
+    print, None when there is nothing more to print (another rank, or ``--json`` printed it)."""
+    _set_threads(args)
+    keys = {f for f in config_cls.__dataclass_fields__ if f != "extra"}
+    path = run(config_cls(**{k: v for k, v in vars(args).items() if k in keys}))
+    if int(os.environ.get("RANK", "0")) != 0:
+        return None
+    info: dict[str, Any] = json.loads((path / "training.json").read_text(encoding="utf-8"))
+    if args.json:
+        _print_json(info)
+        return None
+    return info
 
 
 def _parser_distil(sub: Any) -> None:
@@ -563,34 +585,24 @@ def _parser_distil(sub: Any) -> None:
     p.add_argument("--lr", type=float, default=5e-5, help="backbone learning rate")
     p.add_argument("--head-lr", type=float, default=1e-3, help="back-end / projection learning rate")
     p.add_argument("--crop-seconds", type=float, default=2.0)
-    p.add_argument("--train-split", default="train")
     p.add_argument("--dev-split", default="dev", help="score student and teacher EER here ('' = skip)")
     p.add_argument("--max-train-files", type=int, default=None)
     p.add_argument("--max-dev-files", type=int, default=None)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--overwrite", action="store_true")
     _add_fit_options(p, "student")
-    p.add_argument("--threads", type=int, default=None, help="torch intra-op threads (CPU)")
-    p.add_argument("--json", action="store_true", help="print the student's training.json")
     p.set_defaults(func=cmd_distil)
 
 
 def cmd_distil(args: argparse.Namespace) -> int:
     from spoof_train.distill import DistilConfig, distil
 
-    _set_threads(args)
-    keys = {f for f in DistilConfig.__dataclass_fields__ if f != "extra"}
-    cfg = DistilConfig(**{k: v for k, v in vars(args).items() if k in keys})
-    if cfg.dev_split == "":
-        cfg.dev_split = None
-    path = distil(cfg)
-    if int(os.environ.get("RANK", "0")) != 0:
+    args.dev_split = args.dev_split or None
+    info = _fine_tune(args, DistilConfig, distil)
+    if info is None:
         return EXIT_OK
-    info = json.loads((path / "training.json").read_text(encoding="utf-8"))
-    if args.json:
-        _print_json(info)
-        return EXIT_OK
-    print(f"student: {path} ({info['student_layers']} layers, {info['steps']} steps, {info['seconds']} s)")
+    print(
+        f"student: {args.out_dir} ({info['student_layers']} layers, {info['steps']} steps, "
+        f"{info['seconds']} s)"
+    )
     print(f"run folder: {info['run_dir']}")
     dev = info.get("dev", {})
     if dev:
@@ -619,32 +631,22 @@ def _parser_qat(sub: Any) -> None:
     p.add_argument("--observer", choices=OBSERVERS, default="minmax")
     p.add_argument("--observer-momentum", type=float, default=0.01)
     p.add_argument("--calib-batches", type=int, default=4, help="FP32 batches that initialise the observers")
-    p.add_argument("--train-split", default="train")
     p.add_argument("--max-train-files", type=int, default=None)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--overwrite", action="store_true")
     _add_fit_options(p, "output")
-    p.add_argument("--threads", type=int, default=None, help="torch intra-op threads (CPU)")
-    p.add_argument("--json", action="store_true", help="print the output's training.json")
     p.set_defaults(func=cmd_qat)
 
 
 def cmd_qat(args: argparse.Namespace) -> int:
     from spoof_train.qat import QATConfig, qat
 
-    _set_threads(args)
-    keys = set(QATConfig.__dataclass_fields__)
-    path = qat(QATConfig(**{k: v for k, v in vars(args).items() if k in keys}))
-    if int(os.environ.get("RANK", "0")) != 0:
-        return EXIT_OK
-    info = json.loads((path / "training.json").read_text(encoding="utf-8"))
-    if args.json:
-        _print_json(info)
+    info = _fine_tune(args, QATConfig, qat)
+    if info is None:
         return EXIT_OK
     q = info["qat"]
     print(
-        f"qat: {path} ({info['steps']} steps, {info['seconds']} s, {len(q['fake_quantised_modules'])} "
-        f"modules fake-quantised for target {q['target']}); final losses {info['final_losses']}"
+        f"qat: {args.out_dir} ({info['steps']} steps, {info['seconds']} s, "
+        f"{len(q['fake_quantised_modules'])} modules fake-quantised for target {q['target']}); "
+        f"final losses {info['final_losses']}"
     )
     print(f"run folder: {info['run_dir']}")
     return EXIT_OK

@@ -283,21 +283,11 @@ def distil(cfg: DistilConfig) -> Path:
     prepare_run_dir(run_dir, resume=cfg.resume, overwrite=cfg.overwrite, what="distil")
     run_cfg = fine_tune_run_config(
         "distil",
-        run_dir,
+        cfg,
         model={"detector": sconfig.to_dict()},
-        manifest=cfg.manifest,
-        train_split=cfg.train_split,
-        crop_seconds=cfg.crop_seconds,
-        seed=cfg.seed,
         epochs=cfg.epochs,
         max_steps=cfg.max_steps,
-        batch_size=cfg.batch_size,
-        head_lr=cfg.head_lr,
-        backbone_lr=cfg.lr,
         weight_decay=0.01,
-        amp=cfg.amp,
-        ema_decay=cfg.ema_decay,
-        device=cfg.device,
     )
     info: dict[str, Any] = {
         "origin": "distil",

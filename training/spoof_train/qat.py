@@ -548,21 +548,11 @@ def qat(cfg: QATConfig) -> Path:
     prepare_run_dir(run_dir, resume=cfg.resume, overwrite=cfg.overwrite, what="qat")
     run_cfg = fine_tune_run_config(
         "qat",
-        run_dir,
+        cfg,
         model={"init_checkpoint": str(cfg.checkpoint)},
-        manifest=cfg.manifest,
-        train_split=cfg.train_split,
-        crop_seconds=cfg.crop_seconds,
-        seed=cfg.seed,
         epochs=math.ceil(cfg.steps / math.ceil(len(train_set) / cfg.batch_size)),
         max_steps=cfg.steps,
-        batch_size=cfg.batch_size,
-        head_lr=cfg.head_lr,
-        backbone_lr=cfg.lr,
         weight_decay=0.0,
-        amp=cfg.amp,
-        ema_decay=cfg.ema_decay,
-        device=cfg.device,
     )
     objective = DistillationObjective(
         teacher, temperature=cfg.temperature, alpha_ce=cfg.alpha_ce, alpha_kd=cfg.alpha_kd

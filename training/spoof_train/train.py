@@ -290,26 +290,18 @@ def crop_train_set(
 
 def fine_tune_run_config(
     name: str,
-    run_dir: Path,
+    job: Any,
     *,
     model: dict[str, Any],
-    manifest: str | Path,
-    train_split: str,
-    crop_seconds: float,
-    seed: int,
     epochs: int,
     max_steps: int | None,
-    batch_size: int,
-    head_lr: float,
-    backbone_lr: float,
     weight_decay: float,
-    amp: str,
-    ema_decay: float | None,
-    device: str,
 ) -> RunConfig:
     """The :class:`RunConfig` a fine-tuning job hands to :func:`fit`: plain cross-entropy, constant
     learning rates (the back-end's and the backbone's), gradient norm clipped at 5, no dev set (the job
     scores dev itself afterwards), the last weights kept as the result, a step-log row every step.
+    ``job`` is the job's config (``DistilConfig`` / ``QATConfig``: its run folder, manifest, train split,
+    crop, seed, batch size, learning rates ``lr`` (backbone) and ``head_lr``, amp, ema_decay, device);
     ``model`` is the ``model`` section recorded in the run's ``run_config.yaml`` (the job builds the model
     itself)."""
     from spoof_train.config import (
@@ -322,28 +314,28 @@ def fine_tune_run_config(
 
     cfg = RunConfig(
         name=name,
-        output_dir=str(run_dir),
-        seed=seed,
-        device=device,
+        output_dir=str(job.run_folder()),
+        seed=job.seed,
+        device=job.device,
         model=ModelConfig(**model),
         data=DataConfig(
-            manifest=str(manifest),
-            train_split=train_split,
+            manifest=str(job.manifest),
+            train_split=job.train_split,
             dev_split=None,
-            batch_size=batch_size,
-            crop_seconds=crop_seconds,
+            batch_size=job.batch_size,
+            crop_seconds=job.crop_seconds,
         ),
         train=TrainConfig(
             epochs=epochs,
             max_steps=max_steps,
             class_weights=None,
-            lr=head_lr,
-            backbone_lr=backbone_lr,
+            lr=job.head_lr,
+            backbone_lr=job.lr,
             weight_decay=weight_decay,
             scheduler=SchedulerConfig(name="constant"),
             grad_clip_norm=5.0,
-            ema_decay=ema_decay,
-            amp=amp,
+            ema_decay=job.ema_decay,
+            amp=job.amp,
             early_stopping=EarlyStoppingConfig(monitor="none"),
             log_every_steps=1,
             tensorboard=False,
