@@ -523,8 +523,12 @@ def _parser_synth(sub: Any) -> None:
 
 
 def _add_fit_options(p: argparse.ArgumentParser, what: str) -> None:
-    """The options a fine-tuning job shares with the others (it trains in the same loop as ``train``)."""
+    """The flags of :class:`~spoof_train.config.FineTuneConfig`: what the fine-tuning jobs share (they
+    train in the same loop as ``train``)."""
     p.add_argument("--train-split", default="train")
+    p.add_argument("--max-train-files", type=int, default=None, help="a seeded subset of the split")
+    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--crop-seconds", type=float, default=2.0, help="random training crops of this length")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--overwrite", action="store_true", help=f"replace an existing {what} and run folder")
     p.add_argument(
@@ -581,12 +585,9 @@ def _parser_distil(sub: Any) -> None:
     p.add_argument("--alpha-hidden", type=float, default=1.0)
     p.add_argument("--epochs", type=int, default=1)
     p.add_argument("--max-steps", type=int, default=None)
-    p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--lr", type=float, default=5e-5, help="backbone learning rate")
     p.add_argument("--head-lr", type=float, default=1e-3, help="back-end / projection learning rate")
-    p.add_argument("--crop-seconds", type=float, default=2.0)
     p.add_argument("--dev-split", default="dev", help="score student and teacher EER here ('' = skip)")
-    p.add_argument("--max-train-files", type=int, default=None)
     p.add_argument("--max-dev-files", type=int, default=None)
     _add_fit_options(p, "student")
     p.set_defaults(func=cmd_distil)
@@ -620,8 +621,6 @@ def _parser_qat(sub: Any) -> None:
     p.add_argument("--steps", type=int, default=200)
     p.add_argument("--lr", type=float, default=1e-5, help="backbone learning rate")
     p.add_argument("--head-lr", type=float, default=1e-4, help="back-end learning rate")
-    p.add_argument("--batch-size", type=int, default=8)
-    p.add_argument("--crop-seconds", type=float, default=2.0)
     p.add_argument("--int8-ops", choices=INT8_OPS, default="matmul-conv", help="as spoof-export --int8-ops")
     p.add_argument("--target", choices=QAT_TARGETS, default="cpu", help="as spoof-export --int8-target")
     p.add_argument("--quantize-first-conv", action="store_true", help="as spoof-export --quantize-first-conv")
@@ -631,7 +630,6 @@ def _parser_qat(sub: Any) -> None:
     p.add_argument("--observer", choices=OBSERVERS, default="minmax")
     p.add_argument("--observer-momentum", type=float, default=0.01)
     p.add_argument("--calib-batches", type=int, default=4, help="FP32 batches that initialise the observers")
-    p.add_argument("--max-train-files", type=int, default=None)
     _add_fit_options(p, "output")
     p.set_defaults(func=cmd_qat)
 

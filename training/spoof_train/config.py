@@ -27,6 +27,7 @@ __all__ = [
     "AMP_MODES",
     "DataConfig",
     "EarlyStoppingConfig",
+    "FineTuneConfig",
     "ModelConfig",
     "RunConfig",
     "SchedulerConfig",
@@ -153,6 +154,40 @@ class TrainConfig:
     progress: bool = True
     tensorboard: bool = True
     deterministic: bool = False
+
+
+@dataclass(kw_only=True)
+class FineTuneConfig:
+    """What the fine-tuning jobs (``spoof-train distil`` and ``qat``) share, each field one flag: the data,
+    the output checkpoint, the run folder and the options of the training loop they run in
+    (:func:`spoof_train.loop.fit`). The jobs' own fields come first and may be positional."""
+
+    manifest: str
+    out_dir: str
+    train_split: str = "train"
+    max_train_files: int | None = None
+    batch_size: int = 8
+    crop_seconds: float = 2.0
+    seed: int = 0
+    overwrite: bool = False
+    resume: bool = False
+    run_dir: str | None = None
+    amp: str = "auto"
+    ema_decay: float | None = None
+    device: str = "auto"
+
+    def run_folder(self) -> Path:
+        """The run folder (logs, resumable state): ``run_dir``, else ``OUT.run`` next to the output."""
+        out = Path(self.out_dir)
+        return Path(self.run_dir) if self.run_dir else out.with_name(out.name + ".run")
+
+    def check_loop_options(self, what: str) -> None:
+        """``amp`` and ``ema_decay``, checked before anything is loaded (``what``: the job's name)."""
+        if self.amp not in AMP_MODES:
+            raise ConfigError(f"{what} amp: expected one of {AMP_MODES}, given {self.amp!r}")
+        d = self.ema_decay
+        if d is not None and not (isinstance(d, float) and 0.0 < d < 1.0):
+            raise ConfigError(f"{what} ema_decay: expected a number in (0, 1), given {d!r}")
 
 
 @dataclass

@@ -33,7 +33,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from spoof_train.config import AMP_MODES
+from spoof_train.config import FineTuneConfig
 from spoof_train.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -42,7 +42,6 @@ if TYPE_CHECKING:
 
 __all__ = [
     "DistilConfig",
-    "check_fit_options",
     "distil",
     "init_student",
     "parse_layer_map",
@@ -54,12 +53,11 @@ log = logging.getLogger("spoof_train")
 
 
 @dataclass
-class DistilConfig:
-    """Everything ``spoof-train distil`` needs; each field is one CLI flag."""
+class DistilConfig(FineTuneConfig):
+    """Everything ``spoof-train distil`` needs; each field is one CLI flag (the shared ones, data, output,
+    run folder and loop options, come from :class:`~spoof_train.config.FineTuneConfig`, keyword-only)."""
 
     teacher: str
-    manifest: str
-    out_dir: str
     layers: int
     hidden_size: int | None = None
     intermediate_size: int | None = None
@@ -71,27 +69,11 @@ class DistilConfig:
     alpha_hidden: float = 1.0
     epochs: int = 1
     max_steps: int | None = None
-    batch_size: int = 8
     lr: float = 5e-5
     head_lr: float = 1e-3
-    crop_seconds: float = 2.0
-    train_split: str = "train"
     dev_split: str | None = "dev"
-    max_train_files: int | None = None
     max_dev_files: int | None = None
-    seed: int = 0
-    overwrite: bool = False
-    resume: bool = False
-    run_dir: str | None = None
-    amp: str = "auto"
-    ema_decay: float | None = None
-    device: str = "auto"
     extra: dict[str, Any] = field(default_factory=dict)
-
-    def run_folder(self) -> Path:
-        """The run folder (logs, resumable state): ``run_dir``, else ``OUT.run`` next to the student."""
-        out = Path(self.out_dir)
-        return Path(self.run_dir) if self.run_dir else out.with_name(out.name + ".run")
 
     def validate(self) -> None:
         def positive(name: str) -> None:
@@ -123,15 +105,7 @@ class DistilConfig:
             raise ConfigError(
                 "distil: all loss weights are 0; expected at least one of alpha_ce/kd/hidden > 0"
             )
-        check_fit_options("distil", self.amp, self.ema_decay)
-
-
-def check_fit_options(what: str, amp: str, ema_decay: float | None) -> None:
-    """The loop options distillation and QAT pass on to fit (amp, ema_decay), checked up front."""
-    if amp not in AMP_MODES:
-        raise ConfigError(f"{what} amp: expected one of {AMP_MODES}, given {amp!r}")
-    if ema_decay is not None and not (isinstance(ema_decay, float) and 0.0 < ema_decay < 1.0):
-        raise ConfigError(f"{what} ema_decay: expected a number in (0, 1), given {ema_decay!r}")
+        self.check_loop_options("distil")
 
 
 def parse_layer_map(spec: str, student_layers: int, teacher_layers: int) -> list[tuple[int, int]]:

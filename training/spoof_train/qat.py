@@ -41,6 +41,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
+from spoof_train.config import FineTuneConfig
 from spoof_train.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -350,17 +351,14 @@ def _make_forward(fqs: Any, target: str, is_conv: bool, state: dict[str, bool]) 
 
 
 @dataclass
-class QATConfig:
-    """Everything ``spoof-train qat`` needs; each field is one CLI flag."""
+class QATConfig(FineTuneConfig):
+    """Everything ``spoof-train qat`` needs; each field is one CLI flag (the shared ones, data, output,
+    run folder and loop options, come from :class:`~spoof_train.config.FineTuneConfig`, keyword-only)."""
 
     checkpoint: str
-    manifest: str
-    out_dir: str
     steps: int = 200
     lr: float = 1e-5
     head_lr: float = 1e-4
-    batch_size: int = 8
-    crop_seconds: float = 2.0
     int8_ops: str = "matmul-conv"
     target: str = "cpu"
     quantize_first_conv: bool = False
@@ -370,20 +368,6 @@ class QATConfig:
     observer: str = "minmax"
     observer_momentum: float = 0.01
     calib_batches: int = 4
-    train_split: str = "train"
-    max_train_files: int | None = None
-    seed: int = 0
-    overwrite: bool = False
-    resume: bool = False
-    run_dir: str | None = None
-    amp: str = "auto"
-    ema_decay: float | None = None
-    device: str = "auto"
-
-    def run_folder(self) -> Path:
-        """The run folder (logs, resumable state): ``run_dir``, else ``OUT.run`` next to the output."""
-        out = Path(self.out_dir)
-        return Path(self.run_dir) if self.run_dir else out.with_name(out.name + ".run")
 
     def validate(self) -> None:
         for name in ("steps", "batch_size", "calib_batches", "max_train_files"):
@@ -408,9 +392,7 @@ class QATConfig:
             raise ConfigError(f"qat target: expected one of {QAT_TARGETS}, given {self.target!r}")
         if self.observer not in OBSERVERS:
             raise ConfigError(f"qat observer: expected one of {OBSERVERS}, given {self.observer!r}")
-        from spoof_train.distill import check_fit_options
-
-        check_fit_options("qat", self.amp, self.ema_decay)
+        self.check_loop_options("qat")
 
 
 class FakeQuantHook:
