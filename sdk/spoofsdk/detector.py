@@ -81,6 +81,43 @@ def _no_uncalibrated_warning(source: str | os.PathLike[str]) -> None:
         _UNCALIBRATED_WARNED.add(str(source))
 
 
+def _check_settings(
+    *, device_id: object, num_threads: object, batch_size: object, speech_gate: object
+) -> None:
+    """The plain settings of :class:`Detector`, checked before any file is read."""
+    if isinstance(device_id, bool) or not isinstance(device_id, int) or device_id < 0:
+        raise InvalidArgumentError(f"device_id: expected an integer >= 0, given {device_id!r}")
+    if isinstance(num_threads, bool) or not isinstance(num_threads, int) or num_threads < 0:
+        raise InvalidArgumentError(
+            f"num_threads: expected an integer >= 0 (0 = default), given {num_threads!r}"
+        )
+    if batch_size is not None and (
+        isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1
+    ):
+        raise InvalidArgumentError(f"batch_size: expected an integer >= 1, given {batch_size!r}")
+    if not isinstance(speech_gate, bool):
+        raise InvalidArgumentError(f"speech_gate: expected True or False, given {speech_gate!r}")
+
+
+def _check_window_fits(window: int, limits: Any, min_samples: int, sr: int) -> None:
+    """The window against the backend's input limits (an engine's shortest and longest input)."""
+    if window < min_samples:
+        raise InvalidArgumentError(
+            f"window_s: expected >= {min_samples / sr} s (the engine's shortest input), given {window / sr} s"
+        )
+    if limits.max_samples is not None and window > limits.max_samples:
+        raise InvalidArgumentError(
+            f"window_s: expected <= {limits.max_samples / sr} s (the engine accepts at most "
+            f"{limits.max_samples} samples), given {window / sr} s"
+        )
+    if (
+        limits.max_samples is not None
+        and limits.max_samples == limits.min_samples
+        and window != limits.max_samples
+    ):
+        raise InvalidArgumentError(f"window_s: this graph has a fixed input of {limits.max_samples} samples")
+
+
 class Detector:
     """A loaded detector: immutable and safe to share across threads.
 
@@ -152,19 +189,10 @@ class Detector:
             model_path = Path(path)
         else:
             raise InvalidArgumentError(f"path: expected a file path or None, given {type(path).__name__}")
-        if isinstance(device_id, bool) or not isinstance(device_id, int) or device_id < 0:
-            raise InvalidArgumentError(f"device_id: expected an integer >= 0, given {device_id!r}")
-        if isinstance(num_threads, bool) or not isinstance(num_threads, int) or num_threads < 0:
-            raise InvalidArgumentError(
-                f"num_threads: expected an integer >= 0 (0 = default), given {num_threads!r}"
-            )
-        if batch_size is not None and (
-            isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1
-        ):
-            raise InvalidArgumentError(f"batch_size: expected an integer >= 1, given {batch_size!r}")
+        _check_settings(
+            device_id=device_id, num_threads=num_threads, batch_size=batch_size, speech_gate=speech_gate
+        )
         self._aggregate = check_aggregate(aggregate)
-        if not isinstance(speech_gate, bool):
-            raise InvalidArgumentError(f"speech_gate: expected True or False, given {speech_gate!r}")
         self._min_speech = check_min_speech(min_speech)
         ort_opts: OrtOptions = coerce_options(ort_options, OrtOptions, "ort_options")
         trt_opts: TensorRTOptions = coerce_options(tensorrt_options, TensorRTOptions, "tensorrt_options")
@@ -189,17 +217,7 @@ class Detector:
             assert model_path is not None
             manifest = read_manifest(model_path)
         sr = manifest.sample_rate
-        window = manifest.window_samples if window_s is None else self._seconds("window_s", window_s, sr)
-        hop = manifest.hop_samples if hop_s is None else self._seconds("hop_s", hop_s, sr)
-        if window < manifest.min_samples:
-            raise InvalidArgumentError(
-                f"window_s: expected >= {manifest.min_samples / sr} s (the model's min_samples "
-                f"{manifest.min_samples}), given {window / sr} s"
-            )
-        if not 0 < hop <= window:
-            raise InvalidArgumentError(
-                f"hop_s: expected 0 < hop_s <= window_s ({window / sr} s), given {hop / sr} s"
-            )
+        window, hop = self._window_and_hop(manifest, window_s, hop_s)
         if threshold is not None and not (
             isinstance(threshold, (int, float)) and 0.0 < float(threshold) < 1.0
         ):
@@ -229,24 +247,7 @@ class Detector:
             )
         limits = self._backend.limits
         self._min_samples = max(manifest.min_samples, limits.min_samples)
-        if window < self._min_samples:
-            raise InvalidArgumentError(
-                f"window_s: expected >= {self._min_samples / sr} s (the engine's shortest input), "
-                f"given {window / sr} s"
-            )
-        if limits.max_samples is not None and window > limits.max_samples:
-            raise InvalidArgumentError(
-                f"window_s: expected <= {limits.max_samples / sr} s (the engine accepts at most "
-                f"{limits.max_samples} samples), given {window / sr} s"
-            )
-        if (
-            limits.max_samples is not None
-            and limits.max_samples == limits.min_samples
-            and window != limits.max_samples
-        ):
-            raise InvalidArgumentError(
-                f"window_s: this graph has a fixed input of {limits.max_samples} samples"
-            )
+        _check_window_fits(window, limits, self._min_samples, sr)
         if batch_size is None:
             batch_size = 1 if self.backend == "cpu" else 8
         self._batch_size = min(batch_size, limits.max_batch or batch_size)
@@ -262,6 +263,25 @@ class Detector:
                 )
             self._gate = SileroGate()
         logger.debug("spoofsdk: loaded %r", self)
+
+    @classmethod
+    def _window_and_hop(
+        cls, manifest: Manifest, window_s: float | None, hop_s: float | None
+    ) -> tuple[int, int]:
+        """Window and hop in samples: the model file's, or the ``window_s`` / ``hop_s`` overrides, checked."""
+        sr = manifest.sample_rate
+        window = manifest.window_samples if window_s is None else cls._seconds("window_s", window_s, sr)
+        hop = manifest.hop_samples if hop_s is None else cls._seconds("hop_s", hop_s, sr)
+        if window < manifest.min_samples:
+            raise InvalidArgumentError(
+                f"window_s: expected >= {manifest.min_samples / sr} s (the model's min_samples "
+                f"{manifest.min_samples}), given {window / sr} s"
+            )
+        if not 0 < hop <= window:
+            raise InvalidArgumentError(
+                f"hop_s: expected 0 < hop_s <= window_s ({window / sr} s), given {hop / sr} s"
+            )
+        return window, hop
 
     @staticmethod
     def _seconds(name: str, value: object, sr: int) -> int:
