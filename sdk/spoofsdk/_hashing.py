@@ -1,7 +1,7 @@
 """The one sha256-of-a-file helper of spoofsdk, spoof_export and spoof_train.
 
-It lives in the SDK, the lowest layer (imports go spoofsdk <- spoof_export <- spoof_train), and needs
-nothing but the standard library.
+It lives in the SDK, the lowest layer (spoof_export and spoof_train may import spoofsdk, never the
+reverse), and needs nothing but the standard library.
 """
 
 from __future__ import annotations

@@ -14,7 +14,6 @@ leaves either the old or the new complete checkpoint (plus, at worst, a ``.NAME.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
@@ -28,6 +27,7 @@ from torch import nn
 
 from spoof_train.errors import CheckpointError, ConfigError
 from spoof_train.models.config import DetectorConfig
+from spoofsdk._hashing import sha256_file
 
 __all__ = [
     "CONFIG_FILE",
@@ -254,8 +254,4 @@ def checkpoint_sha256(directory: str | Path) -> str:
     path = _require_dir(directory) / WEIGHTS_FILE
     if not path.is_file():
         raise CheckpointError(f"{path.parent} is incomplete: expected {WEIGHTS_FILE}")
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+    return sha256_file(path)
