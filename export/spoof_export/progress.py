@@ -58,17 +58,34 @@ def announce(name: str, *, kind: str = "stage") -> Iterator[None]:
 
 
 class _Forward(logging.Handler):
-    """Hands a record to the ``spoof_export`` logger's parents as propagation would, but only at or above
-    ``threshold`` (the logger's effective level before :func:`log_to_file` lowered it)."""
+    """Passes a record at or above ``threshold`` (the logger's effective level before :func:`log_to_file`
+    lowered it) on as the logger would have: to its own earlier ``handlers`` (each at its level) and, when
+    it propagated, to its ``parent``'s."""
 
-    def __init__(self, parent: logging.Logger, threshold: int) -> None:
+    def __init__(
+        self, threshold: int, handlers: list[logging.Handler], parent: logging.Logger | None
+    ) -> None:
         super().__init__()
-        self.parent_logger = parent
         self.threshold = threshold
+        self.handlers = handlers
+        self.parent_logger = parent
 
     def emit(self, record: logging.LogRecord) -> None:
-        if record.levelno >= self.threshold:
-            self.parent_logger.handle(record)
+        if record.levelno < self.threshold:
+            return
+        found = 0  # as logging.Logger.callHandlers: the handlers up the chain, else the last resort
+        handlers, parent = self.handlers, self.parent_logger
+        while True:
+            for h in handlers:
+                found += 1
+                if record.levelno >= h.level:
+                    h.handle(record)
+            if parent is None:
+                break
+            handlers, parent = parent.handlers, parent.parent if parent.propagate else None
+        last = logging.lastResort
+        if not found and last is not None and record.levelno >= last.level:
+            last.handle(record)
 
 
 @contextmanager
@@ -78,17 +95,19 @@ def log_to_file(path: str | os.PathLike[str], *, mode: str = "w") -> Iterator[lo
     (:func:`file_only` writes a line to it alone)."""
     handler = logging.FileHandler(Path(path), mode=mode, encoding="utf-8")
     handler.setFormatter(logging.Formatter(LOG_FORMAT))
-    before_level, before_propagate = log.level, log.propagate
+    level, propagate, moved = log.level, log.propagate, list(log.handlers)
     effective = log.getEffectiveLevel()
     forward = None
     if effective > logging.INFO:
-        # The file wants INFO, the handlers above must not get more than before: lower the logger's level
-        # and forward to its parents only what they would have got.
+        # The file wants INFO; every handler that saw this logger's records must not get more than before:
+        # lower the logger's level and route the records they would have got through one forwarding
+        # handler in their place.
+        forward = _Forward(effective, moved, log.parent if propagate else None)
+        for h in moved:
+            log.removeHandler(h)
         log.setLevel(logging.INFO)
-        if log.propagate and log.parent is not None:
-            forward = _Forward(log.parent, effective)
-            log.propagate = False
-            log.addHandler(forward)
+        log.propagate = False
+        log.addHandler(forward)
     log.addHandler(handler)
     try:
         yield handler
@@ -97,8 +116,10 @@ def log_to_file(path: str | os.PathLike[str], *, mode: str = "w") -> Iterator[lo
         handler.close()
         if forward is not None:
             log.removeHandler(forward)
-        log.setLevel(before_level)
-        log.propagate = before_propagate
+            for h in moved:
+                log.addHandler(h)
+            log.setLevel(level)
+            log.propagate = propagate
 
 
 def file_only(handler: logging.Handler, level: int, msg: str, *args: object) -> None:

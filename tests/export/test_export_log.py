@@ -10,7 +10,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from spoof_export import export
+from spoof_export.progress import log_to_file
 
 from .conftest import _tiny_checkpoint
 
@@ -90,3 +93,43 @@ def test_the_log_file_gets_info_while_the_hosts_handlers_get_what_they_got_befor
     assert re.search(DONE.format("onnx"), text)
     assert re.search(DONE.format("validate"), text)
     assert "WARNING the model is UNCALIBRATED" in text
+
+
+def _log_and_fail(path: Path) -> None:
+    logger = logging.getLogger("spoof_export")
+    with log_to_file(path):
+        logger.info("info line")
+        logger.warning("warning line")
+        raise RuntimeError("boom")
+
+
+def test_log_to_file_routes_records_as_before_and_restores_the_logger_on_errors(tmp_path: Path):
+    """Unit level, no export: a handler on the spoof_export logger itself and one above it both get what
+    they got before (the WARNING, not the INFO); the file gets both; an error inside the block still
+    removes the file handler and gives the logger back its level, propagation and handlers."""
+    logger = logging.getLogger("spoof_export")
+    own, above = _Collect(), _Collect()
+    root = logging.getLogger()
+    saved = (logger.level, logger.propagate, list(logger.handlers))
+    logger.addHandler(own)
+    root.addHandler(above)
+    logger.setLevel(logging.WARNING)
+    try:
+        with pytest.raises(RuntimeError, match="boom"):
+            _log_and_fail(tmp_path / "a.log")
+        state = (logger.level, logger.propagate, list(logger.handlers))
+        logger.warning("after the block")
+    finally:
+        root.removeHandler(above)
+        logger.removeHandler(own)
+        logger.setLevel(saved[0])
+    assert state == (logging.WARNING, saved[1], [*saved[2], own])
+    assert [r.getMessage() for r in own.records] == ["warning line", "after the block"]
+    assert [r.getMessage() for r in above.records if r.name == "spoof_export"] == [
+        "warning line",
+        "after the block",
+    ]
+    text = (tmp_path / "a.log").read_text(encoding="utf-8")
+    assert re.search(r"^\S+ \S+ INFO info line$", text, re.M)
+    assert re.search(r"^\S+ \S+ WARNING warning line$", text, re.M)
+    assert "after the block" not in text
