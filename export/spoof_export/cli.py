@@ -5,7 +5,9 @@ Exit codes: 0 ok, 1 unexpected export failure, 2 bad arguments (incl. ``--layers
 3 validation failed, 4 TensorRT / CUDA / GPU missing for ``--engine``, 5 checkpoint (or, for
 ``calibrate``, model file) unreadable or corrupt, 6 calibration / dev set empty, tiny or unreadable, or no
 score calibration can be fitted on it, 7 TensorRT cannot build the graph.
-Only ``-v`` / ``-q`` (log verbosity) are not ``export()`` keywords.
+Only ``-v`` / ``-q`` (log verbosity) are not ``export()`` keywords. The ``spoof_export`` logger's INFO lines
+(each stage's start and end with its seconds, clip progress) go to stderr (``-q``: errors only); the export
+also writes them to ``PREFIX.export.log``, ``calibrate`` appends them to ``MODEL.calibration.log``.
 """
 
 from __future__ import annotations

@@ -14,6 +14,9 @@ triton         :class:`TritonOptions`  a Triton model repository of the ONNX mod
 =============  =====================  ========================================================================
 
 :func:`spoof_export.export` composes them; each can also be called alone on files it did not write.
+Each logs ``stage NAME: started`` and ``stage NAME: done in S s`` (``failed after S s (Error)``) through
+the ``spoof_export`` logger at INFO (:func:`spoof_export.progress.announce`); validate also logs each
+artifact's ONNX Runtime run.
 Options check themselves on construction and raise :class:`~spoof_export.errors.ExportArgumentError`
 naming the ``export()`` keyword (the ``spoof-export`` flag) and the value given.
 """
