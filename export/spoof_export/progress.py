@@ -17,7 +17,8 @@ import os
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from pathlib import Path
+
+from spoofsdk._logfile import log_to_file as _log_to_file
 
 __all__ = ["LOG_FORMAT", "announce", "file_only", "log_to_file", "progress"]
 
@@ -57,69 +58,13 @@ def announce(name: str, *, kind: str = "stage") -> Iterator[None]:
     log.info("%s %s: done in %.1f s", kind, name, time.perf_counter() - t0)
 
 
-class _Forward(logging.Handler):
-    """Passes a record at or above ``threshold`` (the logger's effective level before :func:`log_to_file`
-    lowered it) on as the logger would have: to its own earlier ``handlers`` (each at its level) and, when
-    it propagated, to its ``parent``'s."""
-
-    def __init__(
-        self, threshold: int, handlers: list[logging.Handler], parent: logging.Logger | None
-    ) -> None:
-        super().__init__()
-        self.threshold = threshold
-        self.handlers = handlers
-        self.parent_logger = parent
-
-    def emit(self, record: logging.LogRecord) -> None:
-        if record.levelno < self.threshold:
-            return
-        found = 0  # as logging.Logger.callHandlers: the handlers up the chain, else the last resort
-        handlers, parent = self.handlers, self.parent_logger
-        while True:
-            for h in handlers:
-                found += 1
-                if record.levelno >= h.level:
-                    h.handle(record)
-            if parent is None:
-                break
-            handlers, parent = parent.handlers, parent.parent if parent.propagate else None
-        last = logging.lastResort
-        if not found and last is not None and record.levelno >= last.level:
-            last.handle(record)
-
-
 @contextmanager
 def log_to_file(path: str | os.PathLike[str], *, mode: str = "w") -> Iterator[logging.FileHandler]:
-    """Copy the ``spoof_export`` logger's records (INFO and up, DEBUG too when the logger is set to DEBUG)
-    into ``path`` (``mode`` ``"w"``: a new log, ``"a"``: append) while the block runs; yields the handler
-    (:func:`file_only` writes a line to it alone)."""
-    handler = logging.FileHandler(Path(path), mode=mode, encoding="utf-8")
-    handler.setFormatter(logging.Formatter(LOG_FORMAT))
-    level, propagate, moved = log.level, log.propagate, list(log.handlers)
-    effective = log.getEffectiveLevel()
-    forward = None
-    if effective > logging.INFO:
-        # The file wants INFO; every handler that saw this logger's records must not get more than before:
-        # lower the logger's level and route the records they would have got through one forwarding
-        # handler in their place.
-        forward = _Forward(effective, moved, log.parent if propagate else None)
-        for h in moved:
-            log.removeHandler(h)
-        log.setLevel(logging.INFO)
-        log.propagate = False
-        log.addHandler(forward)
-    log.addHandler(handler)
-    try:
+    """Copy the ``spoof_export`` logger's records into ``path`` while the block runs (see
+    :func:`spoofsdk._logfile.log_to_file`); yields the handler (:func:`file_only` writes a line to it
+    alone)."""
+    with _log_to_file(log, path, fmt=LOG_FORMAT, mode=mode) as handler:
         yield handler
-    finally:
-        log.removeHandler(handler)
-        handler.close()
-        if forward is not None:
-            log.removeHandler(forward)
-            for h in moved:
-                log.addHandler(h)
-            log.setLevel(level)
-            log.propagate = propagate
 
 
 def file_only(handler: logging.Handler, level: int, msg: str, *args: object) -> None:

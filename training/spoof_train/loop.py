@@ -55,6 +55,7 @@ from spoof_train.losses import (
     mixup,
 )
 from spoof_train.optim import SharpnessAware, WeightAverage, amp_dtype, build_optimizer, build_scheduler
+from spoofsdk._logfile import log_to_file
 
 __all__ = [
     "RUN_LOG",
@@ -126,44 +127,13 @@ def set_rng_state(state: dict[str, Any]) -> None:
 # The run's text log
 
 
-class _Forward(logging.Handler):
-    """Hands records at or above ``level`` on to the parent logger's handlers (see :func:`run_log`)."""
-
-    def __init__(self, parent: logging.Logger, level: int) -> None:
-        super().__init__(level)
-        self.parent = parent
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.parent.handle(record)
-
-
 @contextlib.contextmanager
 def run_log(path: Path, logger: logging.Logger | None = None) -> Iterator[Path]:
     """While the block runs, ``logger`` (default ``spoof_train``) also writes INFO and above to ``path``
-    (appended, timestamped), whatever the console shows: when the console is quieter than INFO the records
-    below its level go to the file only. Everything is restored afterwards, also on errors."""
-    logger = logger or log
-    handler = logging.FileHandler(path, encoding="utf-8")
-    handler.setLevel(logging.INFO)
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    level, propagate, effective = logger.level, logger.propagate, logger.getEffectiveLevel()
-    forward = None
-    if effective > logging.INFO and logger.parent is not None and propagate:
-        forward = _Forward(logger.parent, effective)
-        logger.addHandler(forward)
-        logger.propagate = False
-    if effective > logging.INFO:
-        logger.setLevel(logging.INFO)
-    logger.addHandler(handler)
-    try:
+    (appended, timestamped), whatever the console shows; the console's handlers get what they got before
+    (:func:`spoofsdk._logfile.log_to_file`)."""
+    with log_to_file(logger or log, path, fmt="%(asctime)s %(levelname)s %(name)s: %(message)s", mode="a"):
         yield path
-    finally:
-        logger.removeHandler(handler)
-        handler.close()
-        if forward is not None:
-            logger.removeHandler(forward)
-        logger.setLevel(level)
-        logger.propagate = propagate
 
 
 # ----------------------------------------------------------------------------------------------------
