@@ -15,7 +15,10 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-__all__ = ["log_to_file"]
+__all__ = ["LOG_FORMAT", "log_to_file"]
+
+#: ``2026-12-07 13:50:01,123 INFO spoof_train: epoch 1: ...``
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 
 class _Forward(logging.Handler):
@@ -51,7 +54,7 @@ class _Forward(logging.Handler):
 
 @contextmanager
 def log_to_file(
-    log: logging.Logger, path: str | os.PathLike[str], *, fmt: str, mode: str = "w"
+    log: logging.Logger, path: str | os.PathLike[str], *, fmt: str = LOG_FORMAT, mode: str = "w"
 ) -> Iterator[logging.FileHandler]:
     """Copy ``log``'s records (INFO and up, DEBUG too when the logger is set to DEBUG) into ``path``
     (``mode`` ``"w"``: a new log, ``"a"``: append; lines formatted by ``fmt``) while the block runs;

@@ -255,6 +255,8 @@ def test_evaluate_writes_metrics_scores_and_det(
     _check_metrics_by_hand(res2, rows2, lines)
     assert (tmp_path / "ev" / "det.png").read_bytes()[:4] == b"\x89PNG"
     assert json.loads((tmp_path / "ev" / "metrics.json").read_text())["eer"] == res["eer"]
+    log_text = (tmp_path / "ev" / "evaluate.log").read_text()  # the run folder's own log
+    assert f"EER {100 * res['eer']:.2f} % over" in log_text
     # human-readable output
     code = main(
         ["evaluate", str(trained), "--manifest", str(corpus / "manifest.tsv"), "--split", "dev", "--quiet"]

@@ -7,6 +7,7 @@ so CI runs every test here.
 from __future__ import annotations
 
 import json
+import re
 import sys
 from pathlib import Path
 
@@ -332,6 +333,9 @@ def test_synth_writes_manifest_with_licences_and_conditioning(clips: Path, tmp_p
     assert run["generators"]["lpcnet"]["licence"].endswith("LGPL-2.1")
     assert run["summary"]["per_generator"]["lpcnet"]["clips"] == 3
     assert (out / "failures.tsv").read_text().splitlines() == ["input\tgenerator\treason\tmessage"]
+    log_text = (out / "synth.log").read_text()  # the run folder's own log: the plan and the summary line
+    assert "INFO spoof_train: synth " in log_text
+    assert re.search(r"INFO spoof_train: synth: \d+ written, 0 already done, 0 failed in ", log_text)
 
 
 def test_a_relative_output_folder_gives_a_readable_manifest(

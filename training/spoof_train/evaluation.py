@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import functools
 import json
 import logging
 import random
@@ -22,6 +23,7 @@ import numpy as np
 
 from spoof_train.distributed import resolve_device
 from spoof_train.errors import ConfigError, DataError
+from spoofsdk._logfile import log_to_file
 
 if TYPE_CHECKING:
     import torch
@@ -294,7 +296,56 @@ def evaluate(
     checkpoint's window and hop and the mean of the window scores, as the SDK scores (so training's dev
     EER, this and the export report agree on the same rows); a number of seconds or ``None`` (whole clips)
     overrides it. The rule is recorded as ``scoring`` in the result and ``metrics.json``.
+
+    With ``out_dir`` the run's log goes to ``evaluate.log`` there too (appended, timestamped).
     """
+    run = functools.partial(
+        _evaluate,
+        checkpoint,
+        manifest,
+        split,
+        root=root,
+        out_dir=out_dir,
+        asv_scores=asv_scores,
+        seen_attacks=seen_attacks,
+        chunk_seconds=chunk_seconds,
+        batch_size=batch_size,
+        on_error=on_error,
+        device=device,
+        progress=progress,
+        limit=limit,
+    )
+    if out_dir is None:
+        return run()
+    Path(out_dir).mkdir(parents=True, exist_ok=True)
+    with log_to_file(log, Path(out_dir) / "evaluate.log", mode="a"):
+        log.info("evaluate %s on split %r of %s", checkpoint, split, manifest)
+        out = run()
+        log.info(
+            "EER %.2f %% over %d bona fide and %d spoof clips",
+            100 * out["eer"],
+            out["n_bonafide"],
+            out["n_spoof"],
+        )
+        return out
+
+
+def _evaluate(
+    checkpoint: str | Path,
+    manifest: str | Path,
+    split: str,
+    *,
+    root: str | Path | None,
+    out_dir: str | Path | None,
+    asv_scores: str | Path | None,
+    seen_attacks: Sequence[str] | None,
+    chunk_seconds: float | str | None,
+    batch_size: int,
+    on_error: str,
+    device: str,
+    progress: bool,
+    limit: int | None,
+) -> dict[str, Any]:
     from spoof_train import metrics as M
     from spoof_train.checkpoint import load_checkpoint
     from spoof_train.data import read_manifest

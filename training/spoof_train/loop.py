@@ -132,7 +132,7 @@ def run_log(path: Path, logger: logging.Logger | None = None) -> Iterator[Path]:
     """While the block runs, ``logger`` (default ``spoof_train``) also writes INFO and above to ``path``
     (appended, timestamped), whatever the console shows; the console's handlers get what they got before
     (:func:`spoofsdk._logfile.log_to_file`)."""
-    with log_to_file(logger or log, path, fmt="%(asctime)s %(levelname)s %(name)s: %(message)s", mode="a"):
+    with log_to_file(logger or log, path, mode="a"):
         yield path
 
 

@@ -42,6 +42,7 @@ from spoof_train.synth.base import (
     make_generator,
 )
 from spoof_train.synth.room import NoiseBed
+from spoofsdk._logfile import log_to_file
 
 __all__ = [
     "DEFAULT_TEXT_LICENCE",
@@ -599,6 +600,44 @@ def synth(
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    with log_to_file(log, out / "synth.log", mode="a"):
+        log.info(
+            "synth %s -> %s: generators %s, %d inputs, workers %d, seed %d",
+            manifest,
+            out,
+            ", ".join(g.spec for g in gens),
+            len(jobs),
+            workers,
+            seed,
+        )
+        summary = _make(
+            jobs,
+            gens,
+            out,
+            settings,
+            workers=workers,
+            seed=seed,
+            progress=progress,
+            record=(manifest, splits),
+        )
+        log.info("%s", summary.line())
+    return summary
+
+
+def _make(
+    jobs: list[Any],
+    gens: list[Any],
+    out: Path,
+    settings: dict[str, Any],
+    *,
+    workers: int,
+    seed: int,
+    progress: bool,
+    record: tuple[Path, Sequence[str] | None],
+) -> SynthSummary:
+    """Make the clips not made yet: journal, failures, manifest and per-generator figures as they go, and
+    the run in ``synth.json`` (``record``: the input manifest and splits) however it ends."""
+    p_channel, p_8k = float(settings["p_channel"]), float(settings["p_8k"])
     journal_path = out / ".journal.jsonl"
     done = _read_journal(journal_path)
     todo = _unfinished(jobs, done, out, settings)
@@ -624,9 +663,14 @@ def synth(
             summary.manifest = str(_write_manifest(out, done)) if done else ""
             _write_failures(out / "failures.tsv", tally.failures)
             _record_run(
-                out, manifest, gens=gens, settings=settings, workers=workers, splits=splits, summary=summary
+                out,
+                record[0],
+                gens=gens,
+                settings=settings,
+                workers=workers,
+                splits=record[1],
+                summary=summary,
             )
-    log.debug(summary.line())
     return summary
 
 
