@@ -770,7 +770,7 @@ def _engine_stage(
 
 def _artifact_table(run: _Run, options: ExportOptions, validation: Validation) -> None:
     """Size, hash, latency and real-time factor of every artifact."""
-    from spoof_export.checkpoint import file_sha256
+    from spoofsdk._hashing import sha256_file
 
     plan, report, v = run.plan, run.report, options.validate
     window_s = run.contract.window_seconds
@@ -782,7 +782,7 @@ def _artifact_table(run: _Run, options: ExportOptions, validation: Validation) -
             "file": plan.final[k].name,
             "bytes": size,
             "size_vs_fp32": round(size / fp32_size, 4),
-            "sha256": file_sha256(plan.partial[k]),
+            "sha256": sha256_file(plan.partial[k]),
             "latency_ms_per_window": None if r.latency_ms is None else round(r.latency_ms, 2),
             # 4 significant digits: a fast model's RTF is far below 1e-4 of a decimal place.
             "rtf": None if r.latency_ms is None else float(f"{r.latency_ms / 1000 / window_s:.4g}"),
@@ -796,7 +796,7 @@ def _artifact_table(run: _Run, options: ExportOptions, validation: Validation) -
         report["artifacts"]["engine"] = {
             "file": plan.final["engine"].name,
             "bytes": plan.partial["engine"].stat().st_size,
-            "sha256": file_sha256(plan.partial["engine"]),
+            "sha256": sha256_file(plan.partial["engine"]),
             "source": plan.engine_source,
         }
     report["latency_note"] = (

@@ -17,12 +17,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from spoof_export.errors import CheckpointLoadError, LayersError
-from spoofsdk._hashing import sha256_file as file_sha256  # re-exported: spoof_export.api imports it
 
 if TYPE_CHECKING:
     import torch
 
-__all__ = ["LoadedDetector", "file_sha256", "load_for_export", "prune_layers"]
+__all__ = ["LoadedDetector", "load_for_export", "prune_layers"]
 
 log = logging.getLogger("spoof_export")
 
