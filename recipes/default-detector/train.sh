@@ -8,7 +8,9 @@
 #
 # Usage: recipes/default-detector/train.sh [--no-train] [--no-ship]
 #   CORPUS_V1=../shared/data/corpus-v1, CORPUS_V2=runs/corpus-v2 (recipes/corpus-v2/build.sh builds it),
-#   OUT=runs/v2, CANDIDATES="spectral whisper2l" (names of v2-NAME.yaml here).
+#   OUT=runs/v2, CANDIDATES="spectral whisper2l" (names of v2-NAME.yaml here),
+#   EXTRA_TRAIN=MANIFEST.tsv (opt-in, default none: train rows added to the training manifest after the same
+#   licence filter, e.g. recipes/corpus-v2/studio-supplement.sh's; every row must be in split train).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 HERE=recipes/default-detector
@@ -34,6 +36,13 @@ read -r -a NAMES <<< "$CANDIDATES"
 
 echo "== 1/7 licence filter (corpus-v2 train + dev rows whose licence allows a shipped model)"
 $PY -m spoof_train.licence "$CORPUS_V2/MANIFEST.tsv" -o "$LICENSED" --splits train dev --report "$OUT/licence-report.json"
+if [ -n "${EXTRA_TRAIN:-}" ]; then
+  echo "== 1b/7 + the train rows of $EXTRA_TRAIN (same licence filter; train split only)"
+  $PY -c 'import sys; from spoof_train.data import read_manifest as r; s = {u.split for u in r(sys.argv[1])}
+sys.exit(f"EXTRA_TRAIN {sys.argv[1]} has rows of splits {sorted(s)}; only train is allowed" if s != {"train"} else 0)' \
+    "$EXTRA_TRAIN"
+  $PY -m spoof_train.licence "$LICENSED" "$EXTRA_TRAIN" -o "$LICENSED" --report "$OUT/licence-report-extra.json"
+fi
 
 echo "== 2/7 evaluation sets (corpus-v1 dev/test, every row, + corpus-v2's neural spoofs of the same split)"
 $PY "$HERE/eval_sets.py" "$CORPUS_V1" "$CORPUS_V2" -o "$OUT"
