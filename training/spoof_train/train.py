@@ -347,6 +347,7 @@ def fine_tune_run_config(
 def prepare_run_dir(run_dir: Path, *, resume: bool, overwrite: bool, what: str) -> None:
     """A fine-tuning job's run folder: new, resumed (``resume``), or an earlier run's started over
     (``overwrite``: only a folder that holds a run's ``run_config.yaml`` is removed)."""
+    import os
     import shutil
 
     if not run_dir.exists() or resume:
@@ -361,7 +362,8 @@ def prepare_run_dir(run_dir: Path, *, resume: bool, overwrite: bool, what: str) 
             f"{what} run folder {str(run_dir)!r} exists and is not a run folder (no run_config.yaml); "
             "not removing it: choose another --run-dir"
         )
-    shutil.rmtree(run_dir)
+    if int(os.environ.get("RANK", "0")) == 0:  # under torchrun rank 0 alone removes it (and writes it again)
+        shutil.rmtree(run_dir)
 
 
 def step_history(run_dir: Path, terms: Sequence[str]) -> list[dict[str, float]]:
