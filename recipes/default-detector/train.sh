@@ -2,7 +2,7 @@
 # Default detector v2, the whole recipe (docs/model-card.md): corpus-v2's licensed rows -> the candidates
 # (fixed in advance: v2-spectral.yaml, v2-whisper2l.yaml; trained in parallel, one core each) -> per-attack
 # EERs on the evaluation sets (eval_sets.py: corpus-v1 dev/test, all rows, + corpus-v2's neural spoofs) ->
-# the selection rule (select.py: lowest mean EER over the dev attacks that are neural and unseen in
+# the selection rule (selection.py: lowest mean EER over the dev attacks that are neural and unseen in
 # training; the pairwise fusion is a candidate too) -> the winner exported FP32 with its score calibration
 # fitted on the licensed dev clips through the SDK -> evaluation of the file through the SDK -> shipped.
 #
@@ -73,10 +73,10 @@ done
 echo "== 5/7 the selection rule on dev (and the same table on test, for the record)"
 args=()
 for n in "${NAMES[@]}"; do args+=("$n=$OUT/$n/eval-dev"); done
-$PY "$HERE/select.py" "${args[@]}" --json "$OUT/selection-dev.json" | tee "$OUT/selection-dev.md"
+$PY "$HERE/selection.py" "${args[@]}" --json "$OUT/selection-dev.json" | tee "$OUT/selection-dev.md"
 args=()
 for n in "${NAMES[@]}"; do args+=("$n=$OUT/$n/eval-test"); done
-$PY "$HERE/select.py" "${args[@]}" --select hifigan_demo,melgan_demo,piper --json "$OUT/selection-test.json" \
+$PY "$HERE/selection.py" "${args[@]}" --select hifigan_demo,melgan_demo,piper --json "$OUT/selection-test.json" \
   | tee "$OUT/selection-test.md"
 WINNER=$($PY -c 'import json,sys; r=json.load(open(sys.argv[1])); print(min(r, key=lambda k: r[k]["selection"]))' \
   "$OUT/selection-dev.json")

@@ -7,7 +7,7 @@ EER of each candidate and of the fusion of every pair (mean of their scores, whi
 per-attack EERs over ``--select`` attacks, eval_sets.DEV_NEURAL_UNSEEN by default), the pooled EER and the
 EER over the classic attacks every candidate trained on (eval_sets.CLASSIC_SEEN).
 
-    python recipes/default-detector/select.py spectral=runs/v2/spectral/eval-dev whisper=runs/v2/...
+    python recipes/default-detector/selection.py spectral=runs/v2/spectral/eval-dev whisper=runs/v2/...
         [--select piper,lpcnet-codec,glowtts_demo,vits_demo] [--json out.json]
 """
 
