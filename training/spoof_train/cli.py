@@ -3,7 +3,7 @@
 Each sub-command is argparse over one typed function of the package::
 
     spoof-train train CONFIG [--set KEY=VALUE ...] [--resume]          -> spoof_train.train.train
-    spoof-train evaluate CHECKPOINT --manifest M --split S [...]        -> spoof_train.train.evaluate
+    spoof-train evaluate CHECKPOINT --manifest M --split S [...]        -> spoof_train.evaluation.evaluate
     spoof-train analyse-layers [CONFIG] [--checkpoint C ...] -o DIR     -> spoof_train.analysis.layers
     spoof-train explain CHECKPOINT AUDIO -o DIR [...]                   -> spoof_train.analysis.explain
     spoof-train init --preset NAME --backend NAME [--pretrained SRC] -o DIR
