@@ -200,7 +200,7 @@ def test_pure_kd_distillation_halves_the_kd_loss(labelled_dir, tmp_path):
             t_logits = teacher(batch["wave"], batch["lengths"])
             before.append(_kd_by_hand(student0(batch["wave"], batch["lengths"]), t_logits, 2.0))
             after.append(_kd_by_hand(student1(batch["wave"], batch["lengths"]), t_logits, 2.0))
-    assert history[0]["kd"] == pytest.approx(before[0], rel=1e-5)  # measured agreement: 1e-8
+    assert history[0]["kd"] == pytest.approx(before[0], rel=1e-5)  # measured agreement: 3e-9
     assert sum(before) / len(before) > 0.1  # the student starts far from the teacher (measured 0.139)
     # the KD loss on the same crops, before and after: mean per batch 0.139 -> 0.031 (a fall of 78 %)
     assert sum(after) <= 0.5 * sum(before), (before, after)
