@@ -106,7 +106,10 @@ def test_plateau_with_warmup_rejected(tmp_path: Path) -> None:
         load_run_config(p)
 
 
-@pytest.mark.parametrize("recipe", sorted((REPO / "configs").glob("*.yaml")), ids=lambda p: p.name)
+RECIPES = sorted((REPO / "configs").glob("*.yaml")) + sorted((REPO / "recipes").rglob("*.yaml"))
+
+
+@pytest.mark.parametrize("recipe", RECIPES, ids=lambda p: str(p.relative_to(REPO)))
 def test_shipped_recipes_validate(recipe: Path) -> None:
     from spoof_train.augment import build_augmentation
     from spoof_train.train import detector_config_from_run
