@@ -339,8 +339,7 @@ def fit(
 class FitRun:
     """One run of :func:`fit`: the model, its optimiser, schedule, scaler, average and position.
 
-    Built by :func:`fit`; hooks see it (``model``, ``device``, ``cfg``, ``train_set``, ``collate_fn``,
-    ``resumed``).
+    Built by :func:`fit`; hooks see it (``model``, ``device``, ``cfg``, ``train_set``, ``collate_fn``).
     """
 
     def __init__(
@@ -371,7 +370,6 @@ class FitRun:
         self.device = resolve_device(cfg.device, dist)
         self.ckpt_last = out_dir / "checkpoints" / "last"
         self.ckpt_best = out_dir / "checkpoints" / "best"
-        self.resumed = False
 
         set_seed(cfg.seed)
         if tcfg.deterministic:
@@ -505,7 +503,6 @@ class FitRun:
             self.st.batch_in_epoch,
             self.st.global_step,
         )
-        self.resumed = True
         hooks = state.get("hooks")
         if self.hooks and (not isinstance(hooks, list) or len(hooks) != len(self.hooks)):
             raise CheckpointError(
@@ -563,8 +560,9 @@ class FitRun:
                 trainer_state["rng_per_rank"] = per_rank
             if self.ema is not None:
                 trainer_state["ema"] = self.ema.module.state_dict()
-            if len(self.objective.state_dict()):
-                trainer_state["objective"] = self.objective.state_dict()
+            objective_state = self.objective.state_dict()
+            if objective_state:
+                trainer_state["objective"] = objective_state
             if self.hooks:
                 trainer_state["hooks"] = [h.state_dict() for h in self.hooks]
         ti = dict(self.info)
