@@ -370,9 +370,11 @@ def _write_outputs(
     """``explain.png`` and ``explain.json`` in ``out``; ``result["outputs"]`` names them; a completeness gap
     above 5 % is logged as a warning."""
     out.mkdir(parents=True, exist_ok=True)
-    _plot(
-        out / "explain.png", wave=wave, sr=sr, frames=frames, hop=hop, spec=spec, tf_map=tf_map, result=result
-    )
+    import matplotlib.pyplot as plt
+
+    fig = _explain_figure(wave=wave, sr=sr, frames=frames, hop=hop, spec=spec, tf_map=tf_map, result=result)
+    fig.savefig(out / "explain.png", dpi=110)
+    plt.close(fig)
     (out / "explain.json").write_text(json.dumps(result, indent=2) + "\n")
     result["outputs"] = {"png": str(out / "explain.png"), "json": str(out / "explain.json")}
     for key in ("time", "time_frequency"):
@@ -390,24 +392,6 @@ SPEC_FLOOR_DB = 80.0
 #: The IG-on-STFT panel's symmetric colour limit is this percentile of |attribution| over the bins with a
 #: non-zero attribution: a few large bins would otherwise set the limit and leave the map nearly all white.
 TF_PERCENTILE = 99.0
-
-
-def _plot(
-    path: Path,
-    *,
-    wave: np.ndarray,
-    sr: int,
-    frames: np.ndarray,
-    hop: int,
-    spec: Any,
-    tf_map: Any,
-    result: dict[str, Any],
-) -> None:
-    import matplotlib.pyplot as plt
-
-    fig = _explain_figure(wave=wave, sr=sr, frames=frames, hop=hop, spec=spec, tf_map=tf_map, result=result)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
 
 
 def _explain_figure(
