@@ -27,8 +27,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-import time
-from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -45,7 +43,6 @@ __all__ = [
     "distil",
     "init_student",
     "parse_layer_map",
-    "run_fine_tune",
     "student_config",
 ]
 
@@ -216,7 +213,7 @@ def distil(cfg: DistilConfig) -> Path:
     from spoof_train.checkpoint import checkpoint_sha256, load_checkpoint
     from spoof_train.losses import DistillationObjective
     from spoof_train.models import build_detector
-    from spoof_train.train import crop_train_set, fine_tune_run_config, prepare_run_dir
+    from spoof_train.train import crop_train_set, fine_tune_run_config, prepare_run_dir, run_fine_tune
 
     cfg.validate()
     out, run_dir = Path(cfg.out_dir), cfg.run_folder()
@@ -292,69 +289,6 @@ def distil(cfg: DistilConfig) -> Path:
     if path is not None and cfg.dev_split:
         _score_student_and_teacher(cfg, path, info)
     return out
-
-
-def run_fine_tune(
-    model: torch.nn.Module,
-    config: Any,
-    train_set: Any,
-    run_cfg: Any,
-    *,
-    objective: Any,
-    hooks: list[Any],
-    out: Path,
-    info: dict[str, Any],
-    resume: bool,
-    complete: Callable[[torch.nn.Module], None] | None = None,
-) -> Path | None:
-    """Run :func:`~spoof_train.loop.fit` (single process or one rank of torchrun) and write its last
-    weights as the checkpoint ``out`` with ``info`` plus the steps, time, run folder and loss history.
-    ``complete(model)`` may add to ``info`` before it is written. Returns ``out`` on rank 0, None on the
-    other ranks."""
-    from spoof_train.checkpoint import load_checkpoint, save_checkpoint
-    from spoof_train.data import collate_pad
-    from spoof_train.distributed import cleanup_distributed, init_distributed
-    from spoof_train.loop import fit
-    from spoof_train.train import step_history
-
-    run_dir = Path(run_cfg.output_dir)
-    dist = init_distributed()
-    t0 = time.perf_counter()
-    try:
-        best = fit(
-            model,
-            train_set,
-            None,
-            run_cfg,
-            detector_config=config,
-            collate_fn=collate_pad,
-            out_dir=run_dir,
-            resume=resume,
-            dist=dist,
-            training_info={"origin": info["origin"]},
-            objective=objective,
-            hooks=hooks,
-        )
-    finally:
-        cleanup_distributed()
-    if not dist.is_main:
-        return None
-    trained, _, fit_info = load_checkpoint(best)
-    history = step_history(run_dir, objective.term_names)
-    info.update(
-        {
-            "steps": int(fit_info.get("global_step", len(history))),
-            "seconds": round(time.perf_counter() - t0, 1),
-            "run_dir": str(run_dir),
-            "final_losses": history[-1] if history else None,
-            "loss_history_every_10": history[::10],
-        }
-    )
-    if "ema_decay" in fit_info:
-        info["weights"] = {"ema_decay": fit_info["ema_decay"], "kind": fit_info.get("weights")}
-    if complete is not None:
-        complete(trained)
-    return save_checkpoint(out, trained, config, info)
 
 
 def _score_student_and_teacher(cfg: DistilConfig, path: Path, info: dict[str, Any]) -> None:

@@ -500,9 +500,8 @@ def qat(cfg: QATConfig) -> Path:
     import torch
 
     from spoof_train.checkpoint import checkpoint_sha256, load_checkpoint
-    from spoof_train.distill import run_fine_tune
     from spoof_train.losses import DistillationObjective
-    from spoof_train.train import crop_train_set, fine_tune_run_config, prepare_run_dir
+    from spoof_train.train import crop_train_set, fine_tune_run_config, prepare_run_dir, run_fine_tune
 
     cfg.validate()
     out, run_dir = Path(cfg.out_dir), cfg.run_folder()

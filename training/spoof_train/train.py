@@ -14,6 +14,7 @@ objectives (:mod:`spoof_train.losses`), optimisation (:mod:`spoof_train.optim`) 
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -79,6 +80,7 @@ __all__ = [
     "mixup",
     "prepare_run_dir",
     "read_asv_scores",
+    "run_fine_tune",
     "score_utterances",
     "set_rng_state",
     "set_seed",
@@ -364,6 +366,68 @@ def prepare_run_dir(run_dir: Path, *, resume: bool, overwrite: bool, what: str) 
         )
     if int(os.environ.get("RANK", "0")) == 0:  # under torchrun rank 0 alone removes it (and writes it again)
         shutil.rmtree(run_dir)
+
+
+def run_fine_tune(
+    model: torch.nn.Module,
+    config: Any,
+    train_set: Any,
+    run_cfg: Any,
+    *,
+    objective: Any,
+    hooks: list[Any],
+    out: Path,
+    info: dict[str, Any],
+    resume: bool,
+    complete: Callable[[torch.nn.Module], None] | None = None,
+) -> Path | None:
+    """Run :func:`~spoof_train.loop.fit` (single process or one rank of torchrun) and write its last
+    weights as the checkpoint ``out`` (distillation, QAT) with ``info`` plus the steps, time, run folder and
+    loss history.
+    ``complete(model)`` may add to ``info`` before it is written. Returns ``out`` on rank 0, None on the
+    other ranks."""
+    from spoof_train.checkpoint import load_checkpoint, save_checkpoint
+    from spoof_train.data import collate_pad
+    from spoof_train.distributed import cleanup_distributed, init_distributed
+
+    run_dir = Path(run_cfg.output_dir)
+    dist = init_distributed()
+    t0 = time.perf_counter()
+    try:
+        best = fit(
+            model,
+            train_set,
+            None,
+            run_cfg,
+            detector_config=config,
+            collate_fn=collate_pad,
+            out_dir=run_dir,
+            resume=resume,
+            dist=dist,
+            training_info={"origin": info["origin"]},
+            objective=objective,
+            hooks=hooks,
+        )
+    finally:
+        cleanup_distributed()
+    if not dist.is_main:
+        return None
+    trained, _, fit_info = load_checkpoint(best)
+    history = step_history(run_dir, objective.term_names)
+    info.update(
+        {
+            "steps": int(fit_info.get("global_step", len(history))),
+            "seconds": round(time.perf_counter() - t0, 1),
+            "run_dir": str(run_dir),
+            "final_losses": history[-1] if history else None,
+            "loss_history_every_10": history[::10],
+        }
+    )
+    if "ema_decay" in fit_info:
+        info["weights"] = {"ema_decay": fit_info["ema_decay"], "kind": fit_info.get("weights")}
+    if complete is not None:
+        complete(trained)
+    return save_checkpoint(out, trained, config, info)
 
 
 def step_history(run_dir: Path, terms: Sequence[str]) -> list[dict[str, float]]:
