@@ -1,5 +1,6 @@
 """``spoof-export``: argparse over :func:`spoof_export.export` (each flag is one keyword argument), and
-``spoof-export calibrate MODEL --dev MANIFEST`` over :func:`spoof_export.calibrate.calibrate`.
+``spoof-export calibrate MODEL --dev MANIFEST`` over :func:`spoof_export.calibrate.calibrate`, and
+``spoof-export fuse A.onnx B.onnx ... -o OUT.onnx`` over :func:`spoof_export.fuse.fuse_models`.
 
 Exit codes: 0 ok, 1 unexpected export failure, 2 bad arguments (incl. ``--layers`` out of range),
 3 validation failed, 4 TensorRT / CUDA / GPU missing for ``--engine``, 5 checkpoint (or, for
@@ -22,7 +23,7 @@ from typing import Any
 
 from spoofsdk._cli_version import PrintVersion
 
-__all__ = ["build_calibrate_parser", "build_parser", "main"]
+__all__ = ["build_calibrate_parser", "build_fuse_parser", "build_parser", "main"]
 
 EPILOG = (
     "exit codes: 0 ok, 1 internal error, 2 bad arguments, 3 validation failed, 4 TensorRT/GPU missing, "
@@ -51,7 +52,8 @@ def build_parser() -> argparse.ArgumentParser:
         "a "
         "Triton model repository; every stage is validated against the one before it.",
         epilog=EPILOG + "; 'spoof-export calibrate MODEL --dev MANIFEST' (re)calibrates an exported model "
-        "file (see spoof-export calibrate --help)",
+        "file (see spoof-export calibrate --help); 'spoof-export fuse A.onnx B.onnx -o OUT.onnx' fuses "
+        "exported detector files into one graph (see spoof-export fuse --help)",
         # no prefix matching: '--version' was once taken as '--version-compatible', and an abbreviation
         # that is unique today becomes ambiguous (or changes meaning) when a flag is added
         allow_abbrev=False,
@@ -410,10 +412,73 @@ def _calibrate(args: argparse.Namespace, argv: Sequence[str], handler: logging.H
     return 0
 
 
+def build_fuse_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="spoof-export fuse",
+        description="Fuse exported detector files (.onnx, any precision) into one ONNX graph whose logits "
+        "are the weighted mean of the members' logits (score-level fusion, as spoof-train ensemble does for "
+        "checkpoints). Members must share sample rate, window, hop, labels and opset. The fused file is "
+        "validated against the members run alone and written UNCALIBRATED: calibrate it next with "
+        "'spoof-export calibrate OUT.onnx --dev MANIFEST'. Report: OUT.onnx.fusion.json.",
+        epilog=EPILOG,
+        allow_abbrev=False,
+    )
+    p.add_argument(
+        "--version",
+        action=PrintVersion,
+        help="print the version and exit",
+        version=_version("spoof-export fuse"),
+    )
+    p.add_argument("models", nargs="+", help="two or more exported detector files (.onnx)")
+    p.add_argument("-o", "--output", required=True, help="the fused model file (.onnx)")
+    p.add_argument(
+        "--weights",
+        nargs="+",
+        type=float,
+        default=None,
+        help="one positive weight per model, normalised to sum 1 (default: equal)",
+    )
+    p.add_argument(
+        "--atol", type=float, default=1e-4, help="fused vs weighted sum of members, max |logit diff|"
+    )
+    p.add_argument("--seed", type=int, default=0, help="seed of the validation inputs")
+    p.add_argument("-v", "--verbose", action="count", default=0, help="more logging (-vv: debug)")
+    p.add_argument("-q", "--quiet", action="store_true", help="errors only")
+    return p
+
+
+def fuse_main(argv: Sequence[str]) -> int:
+    """``spoof-export fuse``: see :func:`build_fuse_parser`."""
+    args = build_fuse_parser().parse_args(argv)
+    _setup_logging(args)
+    from spoof_export.errors import ExportError
+    from spoof_export.fuse import fuse_models
+
+    try:
+        report = fuse_models(args.models, args.output, weights=args.weights, atol=args.atol, seed=args.seed)
+    except ExportError as exc:
+        print(f"spoof-export fuse: error: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return exc.exit_code
+    for m in report["members"]:
+        print(f"{'member':>15}: {m['file']} ({m['precision']}, {m['backbone']}, weight {m['weight']:.4f})")
+    print(f"{'fused':>15}: {report['output']} ({report['precision']}, {report['bytes'] / 1e6:.1f} MB)")
+    print(
+        f"{'validation':>15}: max |logit diff| {report['validation']['max_abs_diff']:.2g} vs the members "
+        f"(atol {report['validation']['atol']})"
+    )
+    trt = report["tensorrt_offline_check"]
+    print(f"{'tensorrt check':>15}: " + ("ok" if trt["ok"] else "; ".join(trt["blockers"][:3])))
+    print(f"{'calibration':>15}: UNCALIBRATED: spoof-export calibrate {report['output']} --dev MANIFEST")
+    print(f"{'report':>15}: {report['output']}.fusion.json")
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["calibrate"]:  # a checkpoint directory named "calibrate" is ./calibrate
         return calibrate_main(argv[1:])
+    if argv[:1] == ["fuse"]:
+        return fuse_main(argv[1:])
     parser = build_parser()
     args = parser.parse_args(argv)
     _setup_logging(args)

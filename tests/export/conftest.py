@@ -102,7 +102,7 @@ def write_clips():  # -> Callable[..., list[Path]]
     return _write_clips
 
 
-def _tiny_checkpoint(directory: Path, *, calibration: dict[str, float] | None = None) -> Path:
+def _tiny_checkpoint(directory: Path, *, calibration: dict[str, float] | None = None, seed: int = 0) -> Path:
     import dataclasses
 
     from spoof_train.checkpoint import save_checkpoint
@@ -110,7 +110,7 @@ def _tiny_checkpoint(directory: Path, *, calibration: dict[str, float] | None = 
     from spoof_train.presets import get_preset
 
     config = dataclasses.replace(get_preset("wavlm-tiny"), window_samples=WINDOW, hop_samples=WINDOW // 2)
-    model = build_detector(config, seed=0)
+    model = build_detector(config, seed=seed)
     info: dict[str, object] = {"origin": "tests/export"}
     if calibration is not None:
         info["calibration"] = calibration
