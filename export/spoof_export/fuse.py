@@ -125,12 +125,14 @@ def _fused_graph(protos: Sequence[Any], weights: Sequence[float]) -> Any:
         weight = f"{prefix}fusion_weight"
         initializers.append(helper.make_tensor(weight, TensorProto.FLOAT, [], [w]))
         nodes.append(
-            helper.make_node("Mul", [prefix + OUTPUT_NAME, weight], [f"{prefix}weighted"], f"{prefix}fuse")
+            helper.make_node(
+                "Mul", [prefix + OUTPUT_NAME, weight], [f"{prefix}fusion_weighted"], f"{prefix}fuse"
+            )
         )
-        scaled.append(f"{prefix}weighted")
+        scaled.append(f"{prefix}fusion_weighted")
     nodes.append(helper.make_node("Sum", scaled, [OUTPUT_NAME], "fusion/sum"))
     audio = onnx.ValueInfoProto()
-    audio.CopyFrom(protos[0].graph.input[0])  # the one audio input, shared
+    audio.CopyFrom(next(i for i in protos[0].graph.input if i.name == INPUT_NAME))  # shared by all
     graph = helper.make_graph(
         nodes,
         "fused_detector",

@@ -44,13 +44,15 @@ def _scores(folder: Path) -> dict[str, tuple[str, str, float]]:
         return {Path(r["path"]).stem: (r["label"], r["attack"], -float(r["spoof_logodds"])) for r in rows}
 
 
-def table(cands: dict[str, dict[str, tuple[str, str, float]]], select: tuple[str, ...]) -> dict[str, dict]:
+def table(
+    cands: dict[str, dict[str, tuple[str, str, float]]], select: tuple[str, ...], *, fusions: bool = True
+) -> dict[str, dict]:
     ids = sorted(set.intersection(*(set(s) for s in cands.values())))
     first = next(iter(cands.values()))
     labels = np.array([first[i][0] for i in ids])
     attacks = np.array([first[i][1] for i in ids])
     systems = {n: np.array([s[i][2] for i in ids]) for n, s in cands.items()}
-    for (a, sa), (b, sb) in itertools.combinations(list(systems.items()), 2):
+    for (a, sa), (b, sb) in itertools.combinations(list(systems.items()) if fusions else [], 2):
         systems[f"{a}+{b}"] = (sa + sb) / 2
     bona = labels == "bonafide"
     out: dict[str, dict] = {}
@@ -74,12 +76,13 @@ def main() -> None:
     p.add_argument("candidates", nargs="+", help="NAME=EVAL_FOLDER (with scores.tsv)")
     p.add_argument("--select", default=",".join(DEV_NEURAL_UNSEEN))
     p.add_argument("--json", type=Path, default=None)
+    p.add_argument("--no-fusion", action="store_true", help="the candidates alone, no pairwise fusions")
     args = p.parse_args()
     cands = {}
     for c in args.candidates:
         name, _, folder = c.partition("=")
         cands[name] = _scores(Path(folder))
-    res = table(cands, tuple(a for a in args.select.split(",") if a))
+    res = table(cands, tuple(a for a in args.select.split(",") if a), fusions=not args.no_fusion)
     names = list(res)
     attacks = sorted({a for r in res.values() for a in r["per_attack"]})
     print("| attack | " + " | ".join(names) + " |")
