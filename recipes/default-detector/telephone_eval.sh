@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The v2 candidates and v1 scored as a call centre hears them (docs/model-card.md, "Through the telephone
+# The v2 candidates and v1 scored as a call centre hears them (v2-search-notes.md, "Through the telephone
 # channel"): telephone_sets.py puts every clip of eval-{dev,test}.tsv through an 8 kHz G.711 round trip,
 # then v1 (its shipped file through the SDK) and every candidate checkpoint named below are scored on the
 # result (two jobs at a time, one thread each) and selection.py writes the same tables as train.sh.

@@ -1,7 +1,7 @@
 """The evaluation sets as a call centre hears them: every clip through an 8 kHz G.711 telephone channel.
 
 The v2 search scores clips as the corpora store them, so the demo pages' clean wideband fakes are compared
-with bona fide clips that are partly 8 kHz IVR prompts (docs/model-card.md, "Round 3"). Here every clip,
+with bona fide clips that are partly 8 kHz IVR prompts (v2-search-notes.md, "Round 3"). Here every clip,
 bona fide and spoof alike, is resampled to 8 kHz (the SDK's resampler) and taken through a G.711 round trip
 (``spoofsdk.audio.g711_encode`` / ``decode``; mu-law or A-law by a seeded coin per clip), so the channel
 no longer tells the classes apart and the EER measures what is left. Labels, attacks and speakers are kept;
