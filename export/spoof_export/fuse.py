@@ -34,14 +34,13 @@ from typing import Any
 import numpy as np
 
 from spoof_export.errors import ExportArgumentError, ModelFileError, ValidationError
-from spoof_export.onnx_export import INPUT_NAME
+from spoof_export.onnx_export import INPUT_NAME, OUTPUT_NAME
 
 __all__ = ["FUSION_KEY", "fuse_models"]
 
 log = logging.getLogger("spoof_export")
 
 FUSION_KEY = "spoof_export.fusion"
-OUTPUT_NAME = "logits"
 _PRECISION_ORDER = ("fp32", "fp16", "int8")  # a fused graph is as low as its lowest member
 _SAME = ("sample_rate", "window_samples", "hop_samples", "label_order", "spoof_index")
 
@@ -63,9 +62,9 @@ def _load_member(path: Path) -> tuple[Any, Any]:
     import onnx
 
     from spoofsdk.errors import ModelLoadError
-    from spoofsdk.manifest import ENGINE_SUFFIXES, read_manifest
+    from spoofsdk.manifest import read_manifest
 
-    if path.suffix.lower() in ENGINE_SUFFIXES or path.suffix.lower() != ".onnx":
+    if path.suffix.lower() != ".onnx":
         raise ExportArgumentError(f"fuse: {path} is not an .onnx model file (engines cannot be fused)")
     try:
         manifest = read_manifest(path)
@@ -219,7 +218,7 @@ def fuse_models(
     from spoof_export import __version__
     from spoof_export.tensorrt import check_tensorrt_compatibility
     from spoofsdk._hashing import sha256_file
-    from spoofsdk.manifest import Calibration, write_onnx_manifest
+    from spoofsdk.manifest import Calibration, Manifest, write_onnx_manifest
 
     started = time.perf_counter()
     paths = [Path(m) for m in models]
@@ -278,7 +277,7 @@ def fuse_models(
         }
         for p, wi, prec, m in zip(paths, w, precisions, manifests, strict=True)
     ]
-    manifest = type(base)(
+    manifest = Manifest(
         sample_rate=base.sample_rate,
         window_samples=base.window_samples,
         hop_samples=base.hop_samples,
@@ -306,8 +305,11 @@ def fuse_models(
 
     out.parent.mkdir(parents=True, exist_ok=True)
     partial = out.with_name(out.name + ".partial")
-    onnx.save(fused, str(partial))
-    os.replace(partial, out)
+    try:
+        onnx.save(fused, str(partial))
+        os.replace(partial, out)
+    finally:
+        partial.unlink(missing_ok=True)
     report = {
         "report_version": 1,
         "output": str(out),
