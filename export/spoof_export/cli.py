@@ -287,21 +287,27 @@ def _calibration_line(cal: dict[str, Any]) -> str:
     return line
 
 
-def build_calibrate_parser() -> argparse.ArgumentParser:
+def _subcommand_parser(name: str, description: str) -> argparse.ArgumentParser:
+    """The parser of ``spoof-export NAME`` with its ``--version``."""
     p = argparse.ArgumentParser(
-        prog="spoof-export calibrate",
-        description="Fit the score calibration (spoof log-odds = scale * logit difference + bias) and the "
-        "decision threshold of an exported model on labelled dev clips scored through the SDK (full "
-        "clips, the model's window and hop), and write them into the model file's manifest. The "
-        "checkpoint is never touched; the rest of the manifest is kept.",
-        epilog=EPILOG,
-        allow_abbrev=False,
+        prog=f"spoof-export {name}", description=description, epilog=EPILOG, allow_abbrev=False
     )
     p.add_argument(
         "--version",
         action=PrintVersion,
         help="print the version and exit",
-        version=_version("spoof-export calibrate"),
+        version=_version(f"spoof-export {name}"),
+    )
+    return p
+
+
+def build_calibrate_parser() -> argparse.ArgumentParser:
+    p = _subcommand_parser(
+        "calibrate",
+        "Fit the score calibration (spoof log-odds = scale * logit difference + bias) and the "
+        "decision threshold of an exported model on labelled dev clips scored through the SDK (full "
+        "clips, the model's window and hop), and write them into the model file's manifest. The "
+        "checkpoint is never touched; the rest of the manifest is kept.",
     )
     p.add_argument("model", help="exported model file: PREFIX.onnx (also .int8.onnx, .fp16.onnx, .trt)")
     p.add_argument("--dev", required=True, help="labelled manifest file, or a directory with MANIFEST.tsv")
@@ -413,21 +419,13 @@ def _calibrate(args: argparse.Namespace, argv: Sequence[str], handler: logging.H
 
 
 def build_fuse_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="spoof-export fuse",
-        description="Fuse exported detector files (.onnx, any precision) into one ONNX graph whose logits "
+    p = _subcommand_parser(
+        "fuse",
+        "Fuse exported detector files (.onnx, any precision) into one ONNX graph whose logits "
         "are the weighted mean of the members' logits (score-level fusion, as spoof-train ensemble does for "
         "checkpoints). Members must share sample rate, window, hop, labels and opset. The fused file is "
         "validated against the members run alone and written UNCALIBRATED: calibrate it next with "
         "'spoof-export calibrate OUT.onnx --dev MANIFEST'. Report: OUT.onnx.fusion.json.",
-        epilog=EPILOG,
-        allow_abbrev=False,
-    )
-    p.add_argument(
-        "--version",
-        action=PrintVersion,
-        help="print the version and exit",
-        version=_version("spoof-export fuse"),
     )
     p.add_argument("models", nargs="+", help="two or more exported detector files (.onnx)")
     p.add_argument("-o", "--output", required=True, help="the fused model file (.onnx)")
