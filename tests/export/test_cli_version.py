@@ -25,6 +25,8 @@ def _no_export(*args: object, **kwargs: object) -> None:
         (["CKPT", "-o", "out/m", "--engine", "--version"], "spoof-export"),
         (["calibrate", "--version"], "spoof-export calibrate"),
         (["calibrate", "m.onnx", "--dev", "dev.tsv", "--version"], "spoof-export calibrate"),
+        (["fuse", "--version"], "spoof-export fuse"),
+        (["fuse", "a.onnx", "b.onnx", "-o", "f.onnx", "--version"], "spoof-export fuse"),
     ],
 )
 def test_version_prints_one_line_and_exports_nothing(
