@@ -213,7 +213,7 @@ def test_licence_filter_refuses_rows_without_a_licence() -> None:
         ("train.sh", {}, ["--fast"], "unknown argument: --fast"),
         ("train.sh", {"CORPUS_V1": "/nonexistent"}, [], "corpus-v1 not found at /nonexistent"),
         ("train.sh", {"CORPUS_V2": "/nonexistent"}, [], "corpus-v2 not found at /nonexistent"),
-        ("package.sh", {}, ["--fast"], "unknown argument: --fast (expected --ship)"),
+        ("package.sh", {}, ["--fast"], "unknown argument: --fast (expected --judge-only / --ship)"),
         ("package.sh", {"V1": "/nonexistent.onnx"}, [], "missing input: /nonexistent.onnx"),
     ],
 )

@@ -12,7 +12,10 @@
 #   5. cost: benchmarks/default_detector.py, one thread
 #   6. package_rule.py: the checks, and the variant that ships (or none: v1 stays)
 #
-# Usage: recipes/default-detector/package.sh [--ship]
+# Usage: recipes/default-detector/package.sh [--judge-only] [--ship]
+#   --judge-only: step 6 alone, on the files and figures an earlier run left in OUT;
+#   RULE_ARGS="--max-mb 24 ..." (default none: the rule) relaxes a limit of package_rule.py, a person's
+#   decision that the table and OUT/decision.json record;
 #   V1=sdk/spoofsdk/models/default.onnx, MEMBER=runs/v2-r4/whisper2l-tel/checkpoints/best,
 #   LICENSED=runs/v2-r4/licensed-train-dev.tsv (train.sh's licence-filtered rows),
 #   TEL=runs/v2-r4-tel (telephone_eval.sh's output: eval-{dev,test}.tsv and v1's scores), OUT=runs/v2-r5
@@ -28,16 +31,21 @@ TEL=${TEL:-runs/v2-r4-tel}
 OUT=${OUT:-runs/v2-r5}
 SEEN=espeak,festival_kal,flite_awb,flite_kal,flite_rms,griffinlim,world
 SHIP=0
+JUDGE_ONLY=0
 for arg in "$@"; do
   case "$arg" in
     --ship) SHIP=1 ;;
-    *) echo "unknown argument: $arg (expected --ship)" >&2; exit 2 ;;
+    --judge-only) JUDGE_ONLY=1 ;;
+    *) echo "unknown argument: $arg (expected --judge-only / --ship)" >&2; exit 2 ;;
   esac
 done
+read -r -a RULE_ARGV <<< "${RULE_ARGS:-}"
+VARIANTS=(fp32 int8cpu int8trt int8trt-tel)
 for f in "$V1" "$MEMBER/config.json" "$LICENSED" "$TEL/eval-dev.tsv" "$TEL/eval-test.tsv"; do
   [ -e "$f" ] || { echo "missing input: $f (see the usage at the top of $0)" >&2; exit 2; }
 done
 [ -d "$TEL/v1/scores-dev" ] || { echo "missing v1's telephone scores in $TEL/v1 (run telephone_eval.sh)" >&2; exit 2; }
+if [ "$JUDGE_ONLY" = 0 ]; then  # steps 1-5 (not indented: the heredoc below)
 mkdir -p "$OUT"
 cp "$V1" "$OUT/v1.onnx"  # --ship replaces the bundled file; the inputs stay put
 export OMP_NUM_THREADS=1
@@ -73,7 +81,6 @@ W=$($PY -c 'import sys; from spoofsdk.manifest import read_manifest; print(read_
   "$OUT/v1.onnx")
 declare -A FORM=([fp32]=w2l.onnx [int8cpu]=w2l.int8.onnx [int8trt]=w2l.int8-tensorrt.onnx
                  [int8trt-tel]=w2l-telcal.int8-tensorrt.onnx)
-VARIANTS=(fp32 int8cpu int8trt int8trt-tel)
 for v in "${VARIANTS[@]}"; do
   .venv/bin/spoof-export fuse "$OUT/v1.onnx" "$OUT/${FORM[$v]}" -o "$OUT/fused-$v.onnx" --weights "$W" 1 \
     > "$OUT/fused-$v.fuse.out"
@@ -115,10 +122,11 @@ cands=()
 for v in "${VARIANTS[@]}"; do cands+=(--candidate "$v=$OUT/fused-$v.onnx"); done
 $PY benchmarks/default_detector.py --model "$OUT/v1.onnx" "${cands[@]}" --threads 1 --json "$OUT/bench.json" \
   | tee "$OUT/bench.md"
+fi
 
 echo "== 6/6 the rule (round4.md, step 3)"
-$PY -P "$HERE/package_rule.py" --out "$OUT" --variants "${VARIANTS[@]}" --json "$OUT/decision.json" \
-  | tee "$OUT/decision.md"
+$PY -P "$HERE/package_rule.py" --out "$OUT" --variants "${VARIANTS[@]}" "${RULE_ARGV[@]}" \
+  --json "$OUT/decision.json" | tee "$OUT/decision.md"
 WINNER=$($PY -c 'import json, sys; print(json.load(open(sys.argv[1]))["winner"] or "")' "$OUT/decision.json")
 if [ "$SHIP" = 1 ] && [ -n "$WINNER" ]; then
   cp "$OUT/fused-$WINNER.onnx" sdk/spoofsdk/models/default.onnx

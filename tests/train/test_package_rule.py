@@ -60,3 +60,18 @@ def test_an_int8_variant_without_an_fp32_reference_cannot_show_it_keeps_the_accu
     winner, failed = rule.decide({"v1": V1, "int8trt": _variant()}, ["int8trt"])
     assert winner is None
     assert failed["int8trt"] == ["no FP32 fusion to compare the int8 accuracy with"]
+
+
+def test_relaxed_limits_are_a_recorded_choice_that_changes_the_winner() -> None:
+    rows = {
+        "v1": V1,
+        "fp32": _variant(bytes=23_800_000, precision="fp32", licensed_dev_eer=19.73, rtf=0.0214),
+        "int8cpu": _variant(licensed_dev_eer=19.73, tensorrt_ok=False),
+        "int8trt": _variant(licensed_dev_eer=20.74),
+    }
+    variants = ["fp32", "int8cpu", "int8trt"]
+    assert rule.decide(rows, variants)[0] is None  # the rule: each fails one check
+    assert rule.decide(rows, variants, rule.Limits(max_mb=24, max_rtf=0.022))[0] == "fp32"
+    assert rule.decide(rows, variants, rule.Limits(tensorrt_check=False))[0] == "int8cpu"
+    assert rule.decide(rows, variants, rule.Limits(int8_points=1.1))[0] == "int8trt"
+    assert rule.Limits(20.0, 0.02, 0.5, 0.5, tensorrt_check=True) == rule.RULE  # round4.md
