@@ -1,28 +1,24 @@
-"""Default-detector recipe helpers: calibrate an exported detector on dev, and evaluate it on corpus-v1.
+"""Default-detector recipe helpers: evaluate an exported detector on corpus-v1, and short-clip remedies.
 
-Both steps score audio through the SDK itself (``spoofsdk.Detector``: the shipped windows, hop and
-aggregation), so the figures are those of the file that ships, not of the torch checkpoint. They score
+``evaluate`` scores audio through the SDK itself (``spoofsdk.Detector``: the shipped windows, hop and
+aggregation), so the figures are those of the file that ships, not of the torch checkpoint. It scores
 every window (``speech_gate=False``), as the v1 figures of the model card were made; the gate's effect on
-corpus-v1 (0.88 % of bona fide windows unscored) is in docs/benchmarks.md, "Speech gating".
+corpus-v1 (0.88 % of bona fide windows unscored) is in docs/benchmarks.md, "Speech gating". Calibration is
+not here: ``spoof-export calibrate MODEL.onnx --dev M.tsv --split dev`` writes it into the model file
+(docs/export.md); no recipe step rewrites a checkpoint after training.
 
-    python scripts/default_detector.py calibrate MODEL.onnx CHECKPOINT_DIR --manifest M.tsv --split dev
     python scripts/default_detector.py evaluate MODEL.onnx --manifest corpus-v1/MANIFEST.tsv \
         --seen-from CHECKPOINT_DIR --out runs/default-detector/eval.json
 
-``calibrate`` is the calibration stage of the package (``spoof_export.calibrate``: SDK scoring of every dev
-clip, ``spoof_train.metrics.calibrate``'s prior-weighted logistic regression, threshold at the dev EER point)
-with the speech gate off, writing the result into the checkpoint's ``training.json`` (key ``calibration``:
-scale, bias, threshold), where ``spoof-export`` reads it. That is the old recipe's step, kept for runs in
-flight; new recipes write the calibration into the model file instead and leave the checkpoint alone:
-``spoof-export calibrate MODEL.onnx --dev M.tsv --split dev --no-speech-gate`` (docs/export.md).
 ``evaluate`` reports EER overall, per attack, seen vs unseen attacks (seen = the spoof attacks of the
 checkpoint's training data), per channel, and for all rows vs the licensed rows only, plus the accuracy of
 the shipped threshold.
 
 ``short-clips`` reads the per-clip scores ``evaluate --scores-dir`` wrote and tries two remedies for the
-short clips that carry most errors (model-card "Fifth search"): a duration-aware calibration fitted on the
-licensed dev clips (log-odds, log duration and their product), and scoring each clip under 1 s as the mean
-of several circular shifts (the graph tiles short inputs, so a shift moves the tiling seam).
+short clips that carry most errors (recipes/default-detector/v1/search-notes.md, "Fifth search"): a
+duration-aware calibration fitted on the licensed dev clips (log-odds, log duration and their product), and
+scoring each clip under 1 s as the mean of several circular shifts (the graph tiles short inputs, so a shift
+moves the tiling seam).
 
     python scripts/default_detector.py short-clips MODEL.onnx --scores-dir RUN/scores-default \
         --seen-from CHECKPOINT_DIR
@@ -32,7 +28,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -108,41 +103,6 @@ def evaluate_scores(
         "spoof_missed_pct": round(100.0 * float((~flagged[label == "spoof"]).mean()), 2),
     }
     return out
-
-
-def cmd_calibrate(args: argparse.Namespace) -> int:
-    from spoof_export.calibrate import fit_calibration, score_clips
-
-    rows = _load_rows(args.manifest, [args.split])
-    t0 = time.perf_counter()
-    # The fit is on the raw logit difference: score_clips undoes any calibration the model already carries.
-    scores = score_clips(
-        args.model, [r.path for r in rows], num_threads=args.threads, speech_gate=False, skip_unreadable=False
-    )
-    fitted = fit_calibration(scores.raw, [r.label for r in rows], threshold="eer", prior_spoof=0.5)
-    info_path = Path(args.checkpoint) / "training.json"
-    info = json.loads(info_path.read_text())
-    fit = fitted.to_dict()
-    cal: dict[str, Any] = {
-        k: float(fit[k]) for k in ("scale", "bias", "threshold", "score_threshold", "far", "frr")
-    }
-    cal.update(
-        {
-            "method": "prior-weighted (0.5) logistic regression of the SDK clip log-odds "
-            "(mean of 2 s windows, 1 s hop) on the dev clips; threshold at the dev EER point",
-            "manifest": str(Path(args.manifest).resolve()),
-            "split": args.split,
-            "n_bonafide": fitted.n_bonafide,
-            "n_spoof": fitted.n_spoof,
-        }
-    )
-    info["calibration"] = cal
-    tmp = info_path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(info, indent=2) + "\n")
-    tmp.replace(info_path)
-    print(json.dumps(cal, indent=2))
-    print(f"scored {len(rows)} clips in {time.perf_counter() - t0:.1f} s", file=sys.stderr)
-    return 0
 
 
 def _seen_attacks(args: argparse.Namespace) -> set[str]:
@@ -372,13 +332,6 @@ def cmd_tables(args: argparse.Namespace) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     sub = p.add_subparsers(dest="cmd", required=True)
-    c = sub.add_parser("calibrate", help="fit the logistic calibration on dev, write it into training.json")
-    c.add_argument("model", help="uncalibrated exported ONNX detector")
-    c.add_argument("checkpoint", help="the checkpoint directory it was exported from")
-    c.add_argument("--manifest", required=True)
-    c.add_argument("--split", default="dev")
-    c.add_argument("--threads", type=int, default=2)
-    c.set_defaults(fn=cmd_calibrate)
     e = sub.add_parser("evaluate", help="EER tables of an exported detector on manifest splits")
     e.add_argument("model")
     e.add_argument("--manifest", required=True)

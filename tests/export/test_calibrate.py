@@ -404,35 +404,6 @@ def test_a_missing_contract_a_key_is_a_typed_error_not_a_default(tiny_checkpoint
     assert "ERROR export failed after" in (tmp_path / "x.export.log").read_text(encoding="utf-8")
 
 
-def test_the_recipe_script_calibrate_uses_the_package_fit(uncalibrated, ranked_dev, tmp_path, capsys):
-    """scripts/default_detector.py calibrate (the old recipe step, kept for runs in flight) writes the
-    package's fit into a checkpoint copy's training.json, which the next export then carries."""
-    import importlib.util
-
-    from spoofsdk.manifest import read_manifest
-
-    script = Path(__file__).resolve().parents[2] / "scripts" / "default_detector.py"
-    spec = importlib.util.spec_from_file_location("default_detector_script", script)
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    ckpt = tmp_path / "ckpt"
-    shutil.copytree(uncalibrated[0], ckpt)
-    model = str(uncalibrated[1])
-    args = ["calibrate", model, str(ckpt), "--manifest", str(ranked_dev["manifest"]), "--threads", "1"]
-    assert module.main(args) == 0
-    cal = json.loads((ckpt / "training.json").read_text())["calibration"]
-    want = _expected_fit(ranked_dev["raw"], ranked_dev["labels"])
-    assert cal["scale"] == pytest.approx(want.scale, rel=1e-6)
-    assert cal["bias"] == pytest.approx(want.bias, rel=1e-6, abs=1e-9)
-    assert cal["threshold"] == pytest.approx(want.threshold, rel=1e-6)
-    assert (cal["n_bonafide"], cal["n_spoof"], cal["split"]) == (7, 7, "dev")
-    result = export(ckpt, output=tmp_path / "e", latency_repeats=1)
-    assert result.report["score_calibration"]["source"] == "checkpoint"
-    assert read_manifest(result.paths["onnx"]).threshold == pytest.approx(want.threshold, rel=1e-6)
-
-
 def test_calibration_figure_reliability_histograms_and_threshold():
     """On scores drawn from a calibrated model (p = sigmoid(z), label ~ Bernoulli(p)), the reliability curve
     follows the diagonal; the histograms hold every clip of each class; the threshold line is at its
