@@ -6,14 +6,17 @@ than FP32 (an int8 member beside an FP32 one). :func:`fuse_models` writes one gr
 ``audio`` input to every member and outputs ``logits = sum_i w_i * logits_i`` (weights normalised to sum
 1), which averages the members' logit differences with those weights: the same fusion as
 ``EnsembleDetector``. Every member keeps its own nodes, initializers and precision (names prefixed
-``m0/``, ``m1/``, ...).
+``m0/``, ``m1/``, ...; each member reads the shared input through an ``Identity``, which works with every
+onnx release: before 1.19 ``add_prefix_graph(rename_inputs=False)`` still renamed the input's edges).
 
 Members must agree on what the SDK needs to frame audio once for all of them (sample rate, window, hop,
 label order and spoof index) and on the ONNX opset of each domain. The fused manifest takes the largest
 ``min_samples``, the lowest precision (``int8`` when any member has Q/DQ nodes) and is **uncalibrated**:
 fusion changes the score scale, so the result is calibrated on dev afterwards (``spoof-export calibrate``).
 Which files went in, with their sha256 and weights, is recorded under the non-manifest metadata key
-``spoof_export.fusion`` (kept when the manifest is rewritten by calibration).
+``spoof_export.fusion`` (kept when the manifest is rewritten by calibration). Writing a fused file
+removes the ``OUTPUT.calibration.{json,png,log}`` an earlier file at that path left: they describe
+another model.
 
 The fused file is validated before it is written: on seeded windows its logits must equal the weighted
 sum of the members' own logits run alone in ONNX Runtime (max |diff| <= ``atol``); the offline TensorRT
@@ -91,7 +94,7 @@ def _opsets(protos: Sequence[Any], paths: Sequence[Path]) -> dict[str, int]:
     origin: dict[str, Path] = {}
     for proto, path in zip(protos, paths, strict=True):
         for imp in proto.opset_import:
-            domain = imp.domain or ""
+            domain = "" if imp.domain in ("", "ai.onnx") else imp.domain
             if domain in out and out[domain] != imp.version:
                 raise ModelFileError(
                     f"fuse: {path} imports opset {imp.version} of domain '{domain or 'ai.onnx'}' but "
@@ -117,7 +120,8 @@ def _fused_graph(protos: Sequence[Any], weights: Sequence[float]) -> Any:
     scaled: list[str] = []
     for i, (proto, w) in enumerate(zip(protos, weights, strict=True)):
         prefix = f"m{i}/"
-        g = add_prefix_graph(proto.graph, prefix, rename_inputs=False)
+        g = add_prefix_graph(proto.graph, prefix)
+        nodes.append(helper.make_node("Identity", [INPUT_NAME], [prefix + INPUT_NAME], f"{prefix}input"))
         nodes.extend(g.node)
         initializers.extend(g.initializer)
         value_info.extend(g.value_info)
@@ -132,11 +136,13 @@ def _fused_graph(protos: Sequence[Any], weights: Sequence[float]) -> Any:
     nodes.append(helper.make_node("Sum", scaled, [OUTPUT_NAME], "fusion/sum"))
     audio = onnx.ValueInfoProto()
     audio.CopyFrom(next(i for i in protos[0].graph.input if i.name == INPUT_NAME))  # shared by all
+    logits = onnx.ValueInfoProto()
+    logits.CopyFrom(protos[0].graph.output[0])  # the members' output: [batch, 2] float
     graph = helper.make_graph(
         nodes,
         "fused_detector",
         [audio],
-        [helper.make_tensor_value_info(OUTPUT_NAME, TensorProto.FLOAT, ["batch", 2])],
+        [logits],
         initializer=initializers,
         value_info=value_info,
     )
@@ -175,14 +181,20 @@ def _validate(
         opts.log_severity_level = 3
         return ort.InferenceSession(proto.SerializeToString(), opts, providers=["CPUExecutionProvider"])
 
-    fused_s = session(fused)
-    members = [session(p) for p in protos]
     worst = 0.0
-    for x in _validation_windows(manifest.sample_rate, manifest.window_samples, min_samples, seed):
-        got = fused_s.run([OUTPUT_NAME], {INPUT_NAME: x})[0]
-        want = sum(
-            w * m.run([OUTPUT_NAME], {INPUT_NAME: x})[0] for w, m in zip(weights, members, strict=True)
-        )
+    try:
+        fused_s = session(fused)
+        members = [session(p) for p in protos]
+        runs = []
+        for x in _validation_windows(manifest.sample_rate, manifest.window_samples, min_samples, seed):
+            got = fused_s.run([OUTPUT_NAME], {INPUT_NAME: x})[0]
+            want = sum(
+                w * m.run([OUTPUT_NAME], {INPUT_NAME: x})[0] for w, m in zip(weights, members, strict=True)
+            )
+            runs.append((x, got, want))
+    except Exception as exc:  # ONNX Runtime raises its own exception types (Fail, InvalidGraph, ...)
+        raise ValidationError(f"fuse: ONNX Runtime could not run the fused graph: {exc}") from exc
+    for x, got, want in runs:
         if got.shape != want.shape or not np.all(np.isfinite(got)):
             raise ValidationError(
                 f"fuse: fused logits of shape {got.shape} (finite: {np.isfinite(got).all()}) "
@@ -229,6 +241,9 @@ def fuse_models(
         raise ExportArgumentError(f"fuse: the output must be an .onnx file, given {out}")
     if any(out.resolve() == p.resolve() for p in paths):
         raise ExportArgumentError(f"fuse: the output {out} is one of the members; expected a new file")
+    resolved = [p.resolve() for p in paths]
+    if len(set(resolved)) != len(resolved):
+        raise ExportArgumentError(f"fuse: a model file is given twice in {[str(p) for p in paths]}")
     if not atol > 0:
         raise ExportArgumentError(f"fuse: atol must be > 0, given {atol}")
     w = _weights(weights, len(paths))
@@ -308,8 +323,12 @@ def fuse_models(
     try:
         onnx.save(fused, str(partial))
         os.replace(partial, out)
+    except OSError as exc:
+        raise ModelFileError(f"fuse: cannot write {out}: {exc}") from exc
     finally:
         partial.unlink(missing_ok=True)
+    for stale in (".calibration.json", ".calibration.png", ".calibration.log"):
+        Path(str(out) + stale).unlink(missing_ok=True)  # an earlier model's calibration at this path
     report = {
         "report_version": 1,
         "output": str(out),

@@ -4,7 +4,8 @@
 # package_rule.py. No training: the member checkpoint comes from round 4 (train.sh), v1 is the shipped file.
 #
 #   1. the member exported FP32 + int8 (cpu and tensorrt targets; ranges from 200 licensed train clips)
-#   2. a second set of int8 ranges (tensorrt target): 400 seeded licensed train clips through the telephone codec
+#   2. a second set of int8 ranges (tensorrt target): 200 of 400 seeded licensed train clips, through the
+#      telephone codec
 #   3. spoof-export fuse v1 + each form (weights v1's calibration scale : 1, which is the fusion the rule
 #      judged: v1's calibrated log-odds + the member's raw logit difference), spoof-export calibrate on the
 #      600 licensed dev clips (speech gate on)
@@ -41,10 +42,15 @@ for arg in "$@"; do
 done
 read -r -a RULE_ARGV <<< "${RULE_ARGS:-}"
 VARIANTS=(fp32 int8cpu int8trt int8trt-tel)
-for f in "$V1" "$MEMBER/config.json" "$LICENSED" "$TEL/eval-dev.tsv" "$TEL/eval-test.tsv"; do
-  [ -e "$f" ] || { echo "missing input: $f (see the usage at the top of $0)" >&2; exit 2; }
-done
-[ -d "$TEL/v1/scores-dev" ] || { echo "missing v1's telephone scores in $TEL/v1 (run telephone_eval.sh)" >&2; exit 2; }
+if [ "$JUDGE_ONLY" = 0 ]; then
+  for f in "$V1" "$MEMBER/config.json" "$LICENSED" "$TEL/eval-dev.tsv" "$TEL/eval-test.tsv"; do
+    [ -e "$f" ] || { echo "missing input: $f (see the usage at the top of $0)" >&2; exit 2; }
+  done
+  [ -d "$TEL/v1/scores-dev" ] || { echo "missing v1's telephone scores in $TEL/v1 (run telephone_eval.sh)" >&2; exit 2; }
+fi
+# at most two jobs at a time; a failed job stops the recipe (wait -n / wait PID return its status)
+throttle() { if [ "$(jobs -pr | wc -l)" -ge 2 ]; then wait -n; fi; }
+wait_all() { for p in $(jobs -p); do wait "$p"; done; }
 if [ "$JUDGE_ONLY" = 0 ]; then  # steps 1-5 (not indented: the heredoc below)
 mkdir -p "$OUT"
 cp "$V1" "$OUT/v1.onnx"  # --ship replaces the bundled file; the inputs stay put
@@ -55,7 +61,7 @@ nice -n 5 .venv/bin/spoof-export "$MEMBER" -o "$OUT/w2l" --int8 --int8-target bo
   --calib-split train --calib-max-files 200 --dev "$LICENSED" --dev-split dev --dev-max-files 600 --no-calibrate \
   --num-threads 1 --latency-repeats 20 > "$OUT/w2l.export.out" 2>&1
 
-echo "== 2/6 second int8 ranges (tensorrt target): 400 seeded licensed train clips through the telephone codec"
+echo "== 2/6 second int8 ranges (tensorrt target): 200 of 400 seeded licensed train clips, through the telephone codec"
 $PY - "$LICENSED" "$OUT/tel-calib/train-pick.tsv" <<'EOF'
 import csv, sys
 from pathlib import Path
@@ -85,29 +91,25 @@ for v in "${VARIANTS[@]}"; do
   .venv/bin/spoof-export fuse "$OUT/v1.onnx" "$OUT/${FORM[$v]}" -o "$OUT/fused-$v.onnx" --weights "$W" 1 \
     > "$OUT/fused-$v.fuse.out"
 done
-running=0
 for v in "${VARIANTS[@]}"; do
+  throttle
   .venv/bin/spoof-export calibrate "$OUT/fused-$v.onnx" --dev "$LICENSED" --split dev --max-files 600 \
     --num-threads 1 -q > "$OUT/fused-$v.cal.out" 2>&1 &
-  running=$((running + 1))
-  if [ "$running" -ge 2 ]; then wait -n; running=$((running - 1)); fi
 done
-wait
+wait_all
 cat "$OUT"/fused-*.cal.out
 
 echo "== 4/6 every fused file through the SDK on the telephone-channel dev and test sets"
 mkdir -p "$OUT/eval"
-running=0
 for v in "${VARIANTS[@]}"; do
   for s in dev test; do
+    throttle
     $PY scripts/default_detector.py evaluate "$OUT/fused-$v.onnx" --manifest "$TEL/eval-$s.tsv" --splits "$s" \
       --seen-attacks "$SEEN" --scores-dir "$OUT/eval/$v-tel-$s" --threads 1 --out "$OUT/eval/$v-tel-$s.json" \
       > "$OUT/eval/$v-tel-$s.log" 2>&1 &
-    running=$((running + 1))
-    if [ "$running" -ge 2 ]; then wait -n; running=$((running - 1)); fi
   done
 done
-wait
+wait_all
 for s in dev test; do
   args=("v1=$TEL/v1/scores-$s")
   for v in "${VARIANTS[@]}"; do args+=("$v=$OUT/eval/$v-tel-$s"); done

@@ -25,7 +25,7 @@ from .conftest import SR, WINDOW, _tiny_checkpoint
 
 @pytest.fixture(scope="module")
 def members(tmp_path_factory: pytest.TempPathFactory, labelled_dir: Path) -> dict[str, Path]:
-    """FP32 exports of two tiny detectors (seeds 0 and 1), and the second's int8 files (both targets)."""
+    """FP32 exports of two tiny detectors (seeds 0 and 1), the second's int8 files (both targets) and fp16."""
     d = tmp_path_factory.mktemp("fuse")
     a = export(_tiny_checkpoint(d / "ca", seed=0), output=d / "a", latency_repeats=1).paths["onnx"]
     b = export(
@@ -33,10 +33,17 @@ def members(tmp_path_factory: pytest.TempPathFactory, labelled_dir: Path) -> dic
         output=d / "b",
         int8=True,
         int8_target="both",
+        fp16=True,
         calib=labelled_dir,
         latency_repeats=1,
     ).paths
-    return {"a": a, "b": b["onnx"], "b_int8": b["int8"], "b_int8_trt": b["int8_tensorrt"]}
+    return {
+        "a": a,
+        "b": b["onnx"],
+        "b_int8": b["int8"],
+        "b_int8_trt": b["int8_tensorrt"],
+        "b_fp16": b["fp16"],
+    }
 
 
 def _logits(model: Path, x: np.ndarray) -> np.ndarray:
@@ -107,6 +114,30 @@ def test_an_int8_member_makes_the_file_int8_and_the_tensorrt_verdict_follows_its
     np.testing.assert_allclose(_logits(tmp_path / "trt.onnx", x), want, atol=1e-5)
 
 
+def test_three_members_in_three_precisions(members, tmp_path):
+    from spoofsdk.manifest import read_manifest
+
+    out = tmp_path / "three.onnx"
+    report = fuse_models([members["a"], members["b_fp16"], members["b_int8_trt"]], out, weights=[2, 1, 1])
+    assert [m["precision"] for m in report["members"]] == ["fp32", "fp16", "int8"]
+    assert read_manifest(out).precision == "int8"  # the lowest
+    x = _audio(2)
+    want = 0.5 * _logits(members["a"], x) + 0.25 * _logits(members["b_fp16"], x)
+    want += 0.25 * _logits(members["b_int8_trt"], x)
+    np.testing.assert_allclose(_logits(out, x), want, atol=1e-5)
+    fp16 = fuse_models([members["a"], members["b_fp16"]], tmp_path / "fp16.onnx")
+    assert fp16["precision"] == "fp16"
+
+
+def test_a_fused_file_written_over_an_old_one_drops_the_old_calibration_report(members, tmp_path):
+    out = tmp_path / "f.onnx"
+    for stale in (".calibration.json", ".calibration.png", ".calibration.log"):
+        (tmp_path / f"f.onnx{stale}").write_text("of an earlier model")
+    out.write_bytes(b"an earlier model")
+    fuse_models([members["a"], members["b"]], out)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["f.onnx", "f.onnx.fusion.json"]
+
+
 def test_calibrating_the_fused_file_keeps_its_member_record(members, tmp_path):
     from spoof_export.calibrate import write_calibration
     from spoof_export.contract import ScoreCalibration
@@ -157,6 +188,8 @@ def _with_manifest(src: Path, dst: Path, **changes: object) -> Path:
         ("other labels", ModelFileError, "label_order"),
         ("not onnx bytes", ModelFileError, "a.onnx"),
         ("missing file", ModelFileError, "not found"),
+        ("same file twice", ExportArgumentError, "given twice"),
+        ("other opset", ModelFileError, "same --opset"),
     ],
 )
 def test_bad_input_is_a_typed_error_and_writes_nothing(members, tmp_path, case, error, needle):
@@ -185,11 +218,21 @@ def test_bad_input_is_a_typed_error_and_writes_nothing(members, tmp_path, case, 
         args["models"] = [bad, b]
     elif case == "missing file":
         args["models"] = [a, tmp_path / "nowhere.onnx"]
+    elif case == "same file twice":
+        args["models"] = [a, b, Path(str(a).replace(a.name, f"../{a.parent.name}/{a.name}"))]
+    elif case == "other opset":
+        import onnx
+
+        proto = onnx.load(str(b))
+        next(i for i in proto.opset_import if i.domain in ("", "ai.onnx")).version = 18
+        onnx.save(proto, str(tmp_path / "b18.onnx"))
+        args["models"] = [a, tmp_path / "b18.onnx"]
     before = b.read_bytes()
     with pytest.raises(error, match=needle):
         fuse_models(args.pop("models"), args.pop("output"), **args)  # type: ignore[arg-type]
     assert not out.exists()
     assert not (tmp_path / "out.trt").exists()
+    assert not list(tmp_path.glob("out*"))  # no .partial, no report
     assert b.read_bytes() == before
 
 
@@ -216,3 +259,13 @@ def test_cli_fuse_errors_exit_with_their_codes(members, tmp_path, capsys):
     bad.write_bytes(b"not onnx")
     assert cli.main(["fuse", str(members["a"]), str(bad), "-o", str(tmp_path / "o.onnx")]) == 5
     assert "ModelFileError" in capsys.readouterr().err
+
+
+def test_cli_fuse_exits_3_when_the_fused_graph_fails_validation(members, tmp_path, capsys, monkeypatch):
+    from spoof_export import fuse
+
+    monkeypatch.setattr(fuse, "_validation_windows", lambda *a: [np.full((1, WINDOW), np.nan, np.float32)])
+    out = tmp_path / "o.onnx"
+    assert cli.main(["fuse", str(members["a"]), str(members["b"]), "-o", str(out)]) == 3
+    assert "ValidationError" in capsys.readouterr().err
+    assert not list(tmp_path.iterdir())

@@ -17,7 +17,7 @@
 #   $OUT/debian-speech from packages read in place or fetched with apt-get download),
 #   TRAIN_FRACTION=1 (default) trains on every licensed train row; 0 < f < 1 keeps that share of them
 #   (recipes/default-detector/v1/subsets.py: per speaker and attack, re-syntheses with their bona fide clip, nested
-#   across fractions; dev unchanged), for the learning curve of the model card
+#   across fractions; dev unchanged), for the learning curve of v1/search-notes.md
 set -euo pipefail
 cd "$(dirname "$0")/../../.."
 PY=.venv/bin/python
