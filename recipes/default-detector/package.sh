@@ -48,9 +48,7 @@ if [ "$JUDGE_ONLY" = 0 ]; then
   done
   [ -d "$TEL/v1/scores-dev" ] || { echo "missing v1's telephone scores in $TEL/v1 (run telephone_eval.sh)" >&2; exit 2; }
 fi
-# at most two jobs at a time; a failed job stops the recipe (wait -n / wait PID return its status)
-throttle() { if [ "$(jobs -pr | wc -l)" -ge 2 ]; then wait -n; fi; }
-wait_all() { for p in $(jobs -p); do wait "$p"; done; }
+source "$HERE/jobs.sh"  # throttle, wait_all
 if [ "$JUDGE_ONLY" = 0 ]; then  # steps 1-5 (not indented: the heredoc below)
 mkdir -p "$OUT"
 cp "$V1" "$OUT/v1.onnx"  # --ship replaces the bundled file; the inputs stay put

@@ -31,14 +31,13 @@ score() { # NAME CHECKPOINT
       --out "$OUT/$1/eval-$s" --threads 1 --chunk-seconds 2 --quiet > "$OUT/$1-eval-$s.log" 2>&1
   done
 }
-# at most two jobs at a time; a failed job stops the script (wait -n / wait PID return its status)
-throttle() { if [ "$(jobs -pr | wc -l)" -ge 2 ]; then wait -n; fi; }
+source "$HERE/jobs.sh"  # throttle, wait_all
 score_v1 &
 for spec in "$@"; do
   throttle
   score "${spec%%=*}" "${spec#*=}" &
 done
-for p in $(jobs -p); do wait "$p"; done
+wait_all
 for s in dev test; do
   args=("v1=$OUT/v1/scores-$s")
   for spec in "$@"; do args+=("${spec%%=*}=$OUT/${spec%%=*}/eval-$s"); done
