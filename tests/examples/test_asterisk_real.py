@@ -544,11 +544,22 @@ def _ari_events_url(asterisk: Asterisk) -> str:
     return f"ws://127.0.0.1:{asterisk.http_port}/ari/events?app={ARI_APP}&api_key={ARI_USER}:{ARI_PASSWORD}"
 
 
+async def _ari_event(ws: Any, kind: str, *, channel_id: str | None = None, timeout: float = 30) -> None:
+    """Wait (``timeout`` s at most) for the ARI event ``kind`` on the events socket ``ws``, of the channel
+    ``channel_id`` when given; events that arrived before the call are still queued on the socket."""
+    deadline = time.monotonic() + timeout
+    while True:
+        msg = json.loads(await asyncio.wait_for(ws.recv(), deadline - time.monotonic()))
+        if msg.get("type") == kind and channel_id in (None, msg.get("channel", {}).get("id")):
+            return
+
+
 async def _external_media_bridge(
-    asterisk: Asterisk, port: int, call_id: str, fmt: str
+    asterisk: Asterisk, ws: Any, port: int, call_id: str, fmt: str
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """An ARI externalMedia channel (AudioSocket over TCP to our server, ``fmt`` audio, the UUID
-    ``call_id``) in a new mixing bridge: (channel, bridge)."""
+    ``call_id``) in a new mixing bridge: (channel, bridge). The channel joins the bridge after its
+    StasisStart: before it, ARI answers addChannel with 422 "Channel not in Stasis application"."""
     chan = await asterisk.aari(
         "POST",
         "channels/externalMedia",
@@ -560,6 +571,7 @@ async def _external_media_bridge(
         data=call_id,
     )
     bridge = await asterisk.aari("POST", "bridges", type="mixing")
+    await _ari_event(ws, "StasisStart", channel_id=chan["id"])
     await asterisk.aari("POST", f"bridges/{bridge['id']}/addChannel", channel=chan["id"])
     return chan, bridge
 
@@ -567,11 +579,7 @@ async def _external_media_bridge(
 async def _play_into_bridge(asterisk: Asterisk, ws: Any, bridge: dict[str, Any], sound: str) -> None:
     """Play ``sound:SOUND`` into the bridge and wait (30 s at most) for ARI's PlaybackFinished event."""
     await asterisk.aari("POST", f"bridges/{bridge['id']}/play", media=f"sound:{sound}")
-    deadline = time.monotonic() + 30
-    while True:
-        msg = json.loads(await asyncio.wait_for(ws.recv(), deadline - time.monotonic()))
-        if msg.get("type") == "PlaybackFinished":
-            break
+    await _ari_event(ws, "PlaybackFinished")
     await asyncio.sleep(0.3)
 
 
@@ -598,7 +606,7 @@ def test_ari_external_media_audiosocket(
     async def go() -> tuple[list[dict[str, Any]], dict[str, Any]]:
         async with running(detector) as (server, events):
             async with connect(_ari_events_url(asterisk)) as ws:
-                chan, bridge = await _external_media_bridge(asterisk, server.port, call_id, "slin16")
+                chan, bridge = await _external_media_bridge(asterisk, ws, server.port, call_id, "slin16")
                 await _play_into_bridge(asterisk, ws, bridge, "spooftest-caller16")
                 await _delete_channel_and_bridge(asterisk, chan, bridge)
             await _verdict(asterisk, events, call_id)
@@ -638,7 +646,7 @@ def test_external_media_in_a_silent_bridge_stays_up(
     async def go() -> list[dict[str, Any]]:
         async with running(detector) as (server, events):  # the server's defaults
             async with connect(_ari_events_url(asterisk)) as ws:
-                chan, bridge = await _external_media_bridge(asterisk, server.port, call_id, "slin")
+                chan, bridge = await _external_media_bridge(asterisk, ws, server.port, call_id, "slin")
                 await asyncio.sleep(11.0)  # no one talks
                 silent = [e for e in events if e.get("call_id") == call_id and e["event"] != "call_start"]
                 assert not silent, silent
